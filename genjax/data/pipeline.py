@@ -1,0 +1,236 @@
+"""The one input pipeline: tfds -> tf.data -> host NumPy batches.
+
+Every experiment reads data through `train_iterator` (infinite, shuffled, resumable)
+and `eval_iterator` (one ordered pass that keeps the last partial batch). Batches are
+dicts of NumPy arrays: ``image`` float32 [B, H, W, C], ``label`` int32 [B] and, for
+evaluation, ``mask`` float32 [B] (1 for real examples, 0 for padding).
+
+Resuming: the data order is a pure function of (seed, step). Epoch ``e`` is the
+cached split shuffled with seed ``(seed, e)``; the batch for step ``s`` starts at
+example ``s * host_batch``. A run resumed at step ``s`` therefore sees exactly the
+batches an uninterrupted run would, at the cost of skipping less than one epoch.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Iterator
+
+import jax
+import numpy as np
+import tensorflow as tf
+import tensorflow_datasets as tfds
+
+from genjax.data import mnist5k  # noqa: F401  (registers the `mnist5k` builder)
+
+OFFLINE_ALTERNATIVE = "mnist5k"
+PREPROCESS_MODES = ("unit", "symmetric", "binarize_static", "binarize_dynamic")
+# Datasets whose images are not square get a centre crop before resizing
+# (the usual 140x140 face crop for CelebA, then resized to 64x64).
+DEFAULT_GEOMETRY = {"celeb_a": (140, 64)}
+_STATIC_BINARIZATION_SEED = 1234  # fixed so every run sees the same binary images
+
+Batch = dict[str, np.ndarray]
+
+
+class DatasetUnavailableError(RuntimeError):
+    """A dataset is neither prepared locally nor downloadable."""
+
+
+@dataclasses.dataclass(frozen=True)
+class DataSpec:
+    """What to read and how to turn it into model inputs.
+
+    Attributes:
+      name: a tfds dataset name (``mnist5k``, ``mnist``, ``fashion_mnist``,
+        ``cifar10``, ``celeb_a``, ...).
+      data_dir: tfds data directory (None: tfds's default, ``~/tensorflow_datasets``).
+      preprocess: ``unit`` ([0, 1]), ``symmetric`` ([-1, 1]), ``binarize_static``
+        (one fixed Bernoulli sample per image) or ``binarize_dynamic`` (a fresh
+        Bernoulli sample every time an image is served).
+      crop: centre-crop to ``crop x crop`` before resizing (None: dataset default).
+      image_size: resize to ``image_size x image_size`` (None: dataset default/native).
+      download: let tfds download and prepare a missing dataset.
+      seed: seed of the shuffle order and of dynamic binarisation.
+    """
+
+    name: str = "mnist5k"
+    data_dir: str | None = None
+    preprocess: str = "unit"
+    crop: int | None = None
+    image_size: int | None = None
+    download: bool = True
+    seed: int = 0
+
+    def __post_init__(self):
+        if self.preprocess not in PREPROCESS_MODES:
+            raise ValueError(
+                f"Unknown preprocess mode {self.preprocess!r}; valid: {', '.join(PREPROCESS_MODES)}.")
+
+
+def get_builder(spec: DataSpec) -> tfds.core.DatasetBuilder:
+    """Return a prepared tfds builder, preparing (or downloading) it if needed.
+
+    Raises:
+      DatasetUnavailableError: the dataset is not prepared and cannot be downloaded;
+        the message names the offline alternative.
+    """
+    try:
+        builder = tfds.builder(spec.name, data_dir=spec.data_dir)
+    except tfds.core.registered.DatasetNotFoundError as e:
+        raise DatasetUnavailableError(
+            f"Unknown dataset {spec.name!r}. The embedded offline dataset is "
+            f"{OFFLINE_ALTERNATIVE!r}.") from e
+    if builder.is_prepared() or spec.name == OFFLINE_ALTERNATIVE:
+        builder.download_and_prepare()  # no-op when prepared; offline for mnist5k
+        return builder
+    if not spec.download:
+        raise DatasetUnavailableError(
+            f"Dataset {spec.name!r} is not prepared in {builder.data_dir_root} and downloads are "
+            f"disabled. Prepare it on a machine with internet, or use the embedded offline "
+            f"dataset {OFFLINE_ALTERNATIVE!r} (--config.dataset={OFFLINE_ALTERNATIVE}).")
+    try:
+        builder.download_and_prepare()
+    except Exception as e:  # network, DNS, missing optional deps: all mean "not here"
+        raise DatasetUnavailableError(
+            f"Dataset {spec.name!r} could not be downloaded ({type(e).__name__}: {e}). "
+            f"Without internet use the embedded offline dataset {OFFLINE_ALTERNATIVE!r} "
+            f"(--config.dataset={OFFLINE_ALTERNATIVE}), or copy a prepared "
+            f"{builder.data_dir_root}/{spec.name} here.") from e
+    return builder
+
+
+def host_batch_size(global_batch_size: int, num_devices: int | None = None,
+                    process_count: int | None = None) -> int:
+    """The per-host share of a global batch, checking it splits evenly.
+
+    Args:
+      global_batch_size: examples per step over all hosts and devices.
+      num_devices: devices over which the batch is split (default: all devices).
+      process_count: number of hosts (default: ``jax.process_count()``).
+
+    Raises:
+      ValueError: the batch does not split evenly over devices or hosts.
+    """
+    num_devices = jax.device_count() if num_devices is None else num_devices
+    process_count = jax.process_count() if process_count is None else process_count
+    if global_batch_size <= 0 or global_batch_size % num_devices:
+        raise ValueError(
+            f"Global batch size {global_batch_size} is not divisible by the number of devices "
+            f"({num_devices}); choose a multiple of {num_devices}.")
+    if global_batch_size % process_count:
+        raise ValueError(
+            f"Global batch size {global_batch_size} is not divisible by the number of hosts "
+            f"({process_count}).")
+    return global_batch_size // process_count
+
+
+def split_for_devices(batch: Batch, num_devices: int) -> Batch:
+    """Reshape every array of a host batch to [num_devices, B // num_devices, ...]."""
+    size = len(next(iter(batch.values())))
+    if size % num_devices:
+        raise ValueError(f"Batch of {size} does not split evenly over {num_devices} devices.")
+    return {k: v.reshape(num_devices, size // num_devices, *v.shape[1:]) for k, v in batch.items()}
+
+
+def _geometry(spec: DataSpec) -> tuple[int | None, int | None]:
+    crop, size = DEFAULT_GEOMETRY.get(spec.name, (None, None))
+    return (spec.crop if spec.crop is not None else crop,
+            spec.image_size if spec.image_size is not None else size)
+
+
+def _decoded(builder: tfds.core.DatasetBuilder, split: str, spec: DataSpec) -> tf.data.Dataset:
+    """This host's examples as uint8 {image, label}, cropped/resized, cached in memory.
+
+    Static binarisation happens here, once per example (keyed by its index in the
+    split), so it is the same sample in every epoch and every run.
+    """
+    if jax.process_count() > 1:
+        split = tfds.split_for_jax_process(split)
+    ds = builder.as_dataset(split=split, shuffle_files=False)
+    crop, size = _geometry(spec)
+    has_label = "label" in builder.info.features
+
+    def decode(index, ex):
+        image = ex["image"]
+        if crop is not None:
+            image = tf.image.resize_with_crop_or_pad(image, crop, crop)
+        if size is not None and tuple(image.shape[:2]) != (size, size):
+            image = tf.image.resize(image, (size, size), method="bilinear", antialias=True)
+            image = tf.cast(tf.clip_by_value(tf.round(image), 0, 255), tf.uint8)
+        if spec.preprocess == "binarize_static":
+            u = tf.random.stateless_uniform(
+                tf.shape(image), seed=tf.stack([tf.constant(_STATIC_BINARIZATION_SEED, tf.int64), index]))
+            image = tf.cast(u * 255.0 < tf.cast(image, tf.float32), tf.uint8) * 255
+        label = tf.cast(ex["label"], tf.int32) if has_label else tf.constant(0, tf.int32)
+        return {"image": image, "label": label}
+
+    return ds.enumerate().map(decode, num_parallel_calls=tf.data.AUTOTUNE).cache()
+
+
+def _to_model_inputs(batch: dict, spec: DataSpec, batch_index) -> dict:
+    """uint8 batch -> float32 model inputs according to ``spec.preprocess``."""
+    x = tf.cast(batch["image"], tf.float32) / 255.0
+    if spec.preprocess == "symmetric":
+        x = x * 2.0 - 1.0
+    elif spec.preprocess == "binarize_dynamic":
+        seed = tf.stack([tf.constant(spec.seed, tf.int64), tf.cast(batch_index, tf.int64)])
+        x = tf.cast(tf.random.stateless_uniform(tf.shape(x), seed=seed) < x, tf.float32)
+    return {"image": x, "label": batch["label"]}
+
+
+def num_examples(spec: DataSpec, split: str) -> int:
+    """Number of examples in a split (all hosts together)."""
+    return get_builder(spec).info.splits[split].num_examples
+
+
+def train_iterator(spec: DataSpec, split: str, *, global_batch_size: int, start_step: int = 0,
+                   shuffle_buffer: int = 60_000) -> Iterator[Batch]:
+    """Infinite iterator of shuffled host batches, starting at batch ``start_step``.
+
+    Args:
+      spec: dataset and preprocessing.
+      split: tfds split name, e.g. ``"train"``.
+      global_batch_size: batch over all hosts; each host yields its share.
+      start_step: index of the first batch (the resumed step), see module docstring.
+      shuffle_buffer: shuffle buffer; a full-split buffer gives a uniform permutation.
+    """
+    batch = host_batch_size(global_batch_size, num_devices=1)
+    builder = get_builder(spec)
+    examples = _decoded(builder, split, spec)
+    n = int(examples.reduce(0, lambda c, _: c + 1))  # this host's share, counted once
+    if n < batch:
+        raise ValueError(f"Split {split!r} of {spec.name!r} has {n} examples per host, "
+                         f"fewer than the batch size {batch}.")
+    start = start_step * batch
+    first_epoch, offset = divmod(start, n)
+    seed = tf.constant(spec.seed, tf.int64) * 1_000_003
+
+    def epoch(e):
+        return examples.shuffle(min(n, shuffle_buffer), seed=seed + e,
+                                reshuffle_each_iteration=False)
+
+    ds = tf.data.Dataset.range(first_epoch, 2**62).flat_map(epoch).skip(offset)
+    ds = ds.batch(batch, drop_remainder=True)
+    ds = tf.data.Dataset.zip(ds, tf.data.Dataset.range(start_step, 2**62))
+    ds = ds.map(lambda b, i: _to_model_inputs(b, spec, i), num_parallel_calls=tf.data.AUTOTUNE)
+    return iter(tfds.as_numpy(ds.prefetch(tf.data.AUTOTUNE)))
+
+
+def eval_iterator(spec: DataSpec, split: str, *, global_batch_size: int) -> Iterator[Batch]:
+    """One ordered pass over a split; the last partial batch is padded and masked.
+
+    Every batch has the same shape (so a jitted evaluation compiles once); ``mask``
+    marks the real examples, and no example is ever dropped.
+    """
+    batch = host_batch_size(global_batch_size, num_devices=1)
+    ds = _decoded(get_builder(spec), split, spec).batch(batch)
+    ds = ds.enumerate().map(lambda i, b: _to_model_inputs(b, spec, i),
+                            num_parallel_calls=tf.data.AUTOTUNE)
+    for b in tfds.as_numpy(ds.prefetch(tf.data.AUTOTUNE)):
+        real = len(b["label"])
+        pad = batch - real
+        out = {k: np.concatenate([v, np.zeros((pad, *v.shape[1:]), v.dtype)]) if pad else v
+               for k, v in b.items()}
+        out["mask"] = (np.arange(batch) < real).astype(np.float32)
+        yield out
