@@ -1,0 +1,1 @@
+"""Pure loss functions: `genjax.losses.vae` (and, later, GAN objectives and penalties)."""
