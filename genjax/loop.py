@@ -1,0 +1,137 @@
+"""`train_and_evaluate(config, workdir)`: the one training loop every experiment uses.
+
+Set-up (data, task, state), auto-resume from ``<workdir>/checkpoints``, the jitted
+step, metrics kept on device between log steps, a finiteness check before every
+checkpoint (so a saved state is always a good one), periodic sample grids, and a
+final evaluation, sample grid and loss-curve plot.
+
+Outputs in ``workdir``: ``config.json``, ``metrics.jsonl``, ``tensorboard/``,
+``samples/*.png``, ``curves.png``, ``checkpoints/<step>/``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+from genjax import data as gdata
+from genjax.checkpoint import Checkpointer
+from genjax.state import TrainState
+from genjax.report import MetricWriter, Progress, info, plot_curves, save_grid
+from genjax.tasks import TASKS
+
+
+class NonFiniteError(FloatingPointError):
+    """Training produced NaN or Inf; the run stops and the last good checkpoint stays."""
+
+
+def data_specs(config: ml_collections.ConfigDict) -> tuple[gdata.DataSpec, gdata.DataSpec]:
+    """(train, eval) data specs; evaluation uses ``eval_preprocess`` if set."""
+    common = dict(name=config.dataset, data_dir=config.get("data_dir"), seed=config.seed,
+                  download=config.get("download", True), crop=config.get("crop"),
+                  image_size=config.get("image_size"))
+    return (gdata.DataSpec(preprocess=config.preprocess, **common),
+            gdata.DataSpec(preprocess=config.get("eval_preprocess") or config.preprocess, **common))
+
+
+@jax.jit
+def _all_finite(tree) -> jax.Array:
+    leaves = [jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)
+              if jnp.issubdtype(x.dtype, jnp.inexact)]
+    return jnp.all(jnp.stack(leaves)) if leaves else jnp.array(True)
+
+
+def _check_finite(step: int, metrics: dict[str, float], state, ckpt: Checkpointer) -> None:
+    """Raise `NonFiniteError` naming the metric or network that went non-finite."""
+    bad = [k for k, v in metrics.items() if not np.isfinite(v)]
+    if not bad:
+        bad = [f"parameters of network {name!r}" for name, net in state.nets.items()
+               if not bool(_all_finite(net.params))]
+    if bad:
+        ckpt.wait()
+        raise NonFiniteError(
+            f"Non-finite values at or before step {step}: {', '.join(bad)} "
+            f"({', '.join(f'{k}={v}' for k, v in metrics.items())}). Training stopped; the last "
+            f"good checkpoint (step {ckpt.latest_step()}) is kept in {ckpt.directory}.")
+
+
+def _write_config(config: ml_collections.ConfigDict, workdir: str) -> None:
+    if jax.process_index() == 0:
+        with open(os.path.join(workdir, "config.json"), "w") as f:
+            f.write(json.dumps(config.to_dict(), indent=2, sort_keys=True, default=str))
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> TrainState:
+    """Train ``config.task`` for ``config.num_steps`` steps in ``workdir``, resuming if possible.
+
+    Returns:
+      The final train state; the final evaluation metrics are in ``metrics.jsonl``.
+
+    Raises:
+      NonFiniteError: a loss, metric or parameter became NaN/Inf.
+      DatasetUnavailableError: the dataset is missing and cannot be downloaded.
+    """
+    if config.task not in TASKS:
+        raise ValueError(f"Unknown task {config.task!r}; valid: {', '.join(TASKS)}.")
+    workdir = os.path.abspath(workdir)
+    os.makedirs(workdir, exist_ok=True)
+    _write_config(config, workdir)
+    train_spec, eval_spec = data_specs(config)
+    gdata.host_batch_size(config.batch_size, num_devices=1)  # clear error before any work
+    show = next(gdata.eval_iterator(eval_spec, "test", global_batch_size=config.eval_batch_size))
+    task = TASKS[config.task](config, show["image"].shape[1:])
+
+    ckpt = Checkpointer(os.path.join(workdir, "checkpoints"), every=config.checkpoint_every,
+                        keep=config.keep_checkpoints)
+    state = task.init(jax.random.key(config.seed))
+    restored = ckpt.restore(state)
+    if restored is not None:
+        state = restored
+        info(f"Resumed from {ckpt.directory} at step {int(state.step)}.")
+    start = int(state.step)
+
+    writer = MetricWriter(workdir)
+    samples_dir = os.path.join(workdir, "samples")
+    step_fn = jax.jit(task.train_step)
+    train_it = gdata.train_iterator(train_spec, "train", global_batch_size=config.batch_size,
+                                    start_step=start)
+    progress = Progress(start, config.num_steps, config.batch_size)
+    acc, n_acc = None, 0
+    try:
+        for step in range(start + 1, config.num_steps + 1):
+            state, metrics = step_fn(state, next(train_it))
+            acc = metrics if acc is None else jax.tree.map(jnp.add, acc, metrics)
+            n_acc += 1
+            saving = step % config.checkpoint_every == 0 or step == config.num_steps
+            if step % config.log_every == 0 or saving:
+                means = {f"train/{k}": float(v) / n_acc for k, v in jax.device_get(acc).items()}
+                _check_finite(step, means, state, ckpt)
+                means["train/examples_per_sec"] = progress.update(step, means)
+                writer.scalars(step, means)
+                acc, n_acc = None, 0
+            if step % config.sample_every == 0:
+                writer.images(step, task.images(state, show), samples_dir)
+            if saving:
+                ckpt.save(step, state, force=step == config.num_steps)
+    finally:
+        progress.close()
+        ckpt.wait()
+
+    results = task.evaluate(state, gdata.eval_iterator(
+        eval_spec, "test", global_batch_size=config.eval_batch_size))
+    writer.scalars(config.num_steps, results)
+    grids = task.images(state, show)
+    writer.images(config.num_steps, grids, samples_dir)
+    if jax.process_index() == 0:
+        for name, imgs in grids.items():
+            save_grid(os.path.join(workdir, f"{name}.png"), imgs)
+        plot_curves(writer.jsonl_path, os.path.join(workdir, "curves.png"))
+    writer.close()
+    ckpt.close()
+    info("Final metrics: " + ", ".join(f"{k} {v:.4f}" for k, v in results.items())
+         + f"\nOutputs in {workdir}")
+    return state

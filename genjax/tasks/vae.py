@@ -1,0 +1,105 @@
+"""Autoencoders and VAEs: config -> model, optimizer, step, evaluation, pictures."""
+
+from __future__ import annotations
+
+from typing import Iterable
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+from genjax import nn as gnn
+from genjax import state as gstate
+from genjax.steps import make_train_step
+from genjax.steps import vae as vsteps
+from genjax.tasks.common import Task, make_optimizer, to_unit_range
+
+ARCHITECTURES = ("mlp", "conv")
+
+
+def build_model(config: ml_collections.ConfigDict, image_shape: tuple[int, int, int]):
+    """The (V)AE named by ``config.model`` / ``config.deterministic`` for ``image_shape``."""
+    per_pixel = vsteps.outputs_per_pixel(config.likelihood)
+    code = config.latent_dim * (1 if config.deterministic else 2)
+    if config.model == "mlp":
+        hidden = tuple(config.hidden)
+        enc = gnn.MLPEncoder(code, hidden)
+        dec = gnn.MLPDecoder(image_shape, hidden[::-1], per_pixel)
+    elif config.model == "conv":
+        feats = tuple(config.conv_features)
+        enc = gnn.ConvEncoder(code, feats)
+        dec = gnn.ConvDecoder(image_shape, feats[::-1], per_pixel)
+    else:
+        raise ValueError(f"Unknown model {config.model!r}; valid: {', '.join(ARCHITECTURES)}.")
+    return (gnn.AutoEncoder if config.deterministic else gnn.VAE)(enc, dec)
+
+
+def build(config: ml_collections.ConfigDict, image_shape: tuple[int, int, int]) -> Task:
+    """Assemble the VAE / AE task.
+
+    Config keys: model, deterministic, latent_dim, hidden, conv_features, likelihood,
+    beta, learning_rate (+ b1, b2, grad_clip_norm), iwae_samples, preprocess, seed.
+    """
+    model = build_model(config, image_shape)
+    tx = make_optimizer(config)
+    det = config.deterministic
+    loss = (vsteps.ae_loss(model, likelihood=config.likelihood) if det else
+            vsteps.vae_loss(model, likelihood=config.likelihood, beta=config.beta))
+    eval_key = jax.random.key(config.seed + 1)  # fixed: every evaluation uses the same noise
+    dummy = jnp.zeros((1, *image_shape), jnp.float32)
+
+    def init(key: jax.Array) -> gstate.TrainState:
+        init_key, rng = jax.random.split(key)
+        args = (dummy,) if det else (dummy, init_key)
+        params = model.init(init_key, *args)["params"]
+        return gstate.create(rng, {"model": gstate.create_net(params, tx)})
+
+    if det:
+        eval_fn = jax.jit(lambda p, b, k: _ae_eval(model, config.likelihood, p, b))
+    else:
+        k = config.iwae_samples
+        eval_fn = jax.jit(vsteps.make_vae_eval(model, likelihood=config.likelihood,
+                                               num_samples=k, chunk=min(k, 100)))
+
+    def evaluate(state: gstate.TrainState, batches: Iterable[dict]) -> dict[str, float]:
+        params = state.nets["model"].params
+        totals = None
+        for i, batch in enumerate(batches):
+            sums = eval_fn(params, batch, jax.random.fold_in(eval_key, i))
+            totals = sums if totals is None else jax.tree.map(jnp.add, totals, sums)
+        totals = jax.device_get(totals)
+        count = totals.pop("count")
+        names = {"iwae_nll": f"iwae_nll_k{config.iwae_samples}"}
+        return {f"test/{names.get(k, k)}": float(v / count) for k, v in totals.items()}
+
+    @jax.jit
+    def _pictures(params, x):
+        variables = {"params": params}
+        if det:
+            recon_out = model.apply(variables, x)
+            samples = None
+        else:
+            mean, _ = model.apply(variables, x, method=model.encode)
+            recon_out = model.apply(variables, mean, method=model.decode)
+            z = jax.random.normal(eval_key, (64, config.latent_dim))
+            samples = vsteps.decoder_mean(model.apply(variables, z, method=model.decode),
+                                          config.likelihood)
+        recon = vsteps.decoder_mean(recon_out, config.likelihood)
+        pairs = jnp.stack([x, recon], axis=1).reshape(-1, *x.shape[1:])  # original, recon, ...
+        return pairs, samples
+
+    def images(state: gstate.TrainState, batch: dict) -> dict[str, np.ndarray]:
+        pairs, samples = _pictures(state.nets["model"].params, batch["image"][:32])
+        out = {"reconstructions": pairs}
+        if samples is not None:
+            out["samples"] = samples
+        return {k: np.asarray(to_unit_range(v, config.preprocess)) for k, v in out.items()}
+
+    return Task(init=init, train_step=make_train_step(loss, tx), evaluate=evaluate, images=images)
+
+
+def _ae_eval(model, likelihood: str, params, batch: dict) -> dict[str, jax.Array]:
+    outputs = model.apply({"params": params}, batch["image"])
+    nll = -vsteps.log_likelihood(outputs, batch["image"], likelihood)
+    return {"recon_nll": jnp.sum(nll * batch["mask"]), "count": jnp.sum(batch["mask"])}
