@@ -97,9 +97,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
     writer = MetricWriter(workdir)
     samples_dir = os.path.join(workdir, "samples")
     step_fn = jax.jit(task.train_step)
-    train_it = gdata.train_iterator(train_spec, "train", global_batch_size=config.batch_size,
+    train_it = gdata.train_iterator(train_spec, "train", global_batch_size=task.examples_per_step,
                                     start_step=start)
-    progress = Progress(start, config.num_steps, config.batch_size)
+    progress = Progress(start, config.num_steps, task.examples_per_step)
     acc, n_acc = None, 0
     try:
         for step in range(start + 1, config.num_steps + 1):
@@ -123,7 +123,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
 
     results = task.evaluate(state, gdata.eval_iterator(
         eval_spec, "test", global_batch_size=config.eval_batch_size))
-    writer.scalars(config.num_steps, results)
+    if results:
+        writer.scalars(config.num_steps, results)
     grids = task.images(state, show)
     writer.images(config.num_steps, grids, samples_dir)
     if jax.process_index() == 0:
@@ -132,6 +133,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
         plot_curves(writer.jsonl_path, os.path.join(workdir, "curves.png"))
     writer.close()
     ckpt.close()
-    info("Final metrics: " + ", ".join(f"{k} {v:.4f}" for k, v in results.items())
-         + f"\nOutputs in {workdir}")
+    if results:
+        info("Final metrics: " + ", ".join(f"{k} {v:.4f}" for k, v in results.items()))
+    info(f"Outputs in {workdir}")
     return state

@@ -131,7 +131,7 @@ class Progress:
         now = time.perf_counter()
         rate = (step - self._last_step) * self.examples_per_step / max(now - self._last_time, 1e-9)
         self._last_step, self._last_time = step, now
-        shown = {k: f"{v:.4g}" for k, v in list(metrics.items())[:4]}
+        shown = {k: f"{v:.4g}" for k, v in list(metrics.items())[:6]}
         if self._bar is not None:
             self._bar.set_postfix({**shown, "ex/s": f"{rate:,.0f}"}, refresh=False)
             self._bar.update(step - self._bar.n)

@@ -8,6 +8,20 @@ os.environ.setdefault("JAX_PLATFORMS", "cpu")
 import pytest  # noqa: E402
 
 
+@pytest.fixture(scope="session", autouse=True)
+def compilation_cache(tmp_path_factory):
+    """Share compiled executables between the runs of one test session.
+
+    Resume tests train the same configuration several times; each run builds fresh
+    closures, so only XLA's persistent cache avoids compiling identical steps again.
+    """
+    import jax
+
+    jax.config.update("jax_compilation_cache_dir", str(tmp_path_factory.mktemp("xla_cache")))
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
+    yield
+
+
 @pytest.fixture(scope="session")
 def data_dir(tmp_path_factory) -> str:
     """A tfds data_dir with the embedded mnist5k prepared (offline, ~3 s)."""

@@ -26,5 +26,5 @@ def test_help_lists_the_flags():
     out = subprocess.run([sys.executable, "-m", "experiments.vae", "--help"], cwd=ROOT,
                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=120)
     assert out.returncode in (0, 1), out.stdout  # absl exits 1 after printing --help
-    for flag in ("--config: Experiment config file", "--workdir: Directory"):
+    for flag in ("--config: Experiment config file", "--workdir: Directory for checkpoints"):
         assert flag in out.stdout, out.stdout

@@ -16,6 +16,7 @@ import jax
 import jax.numpy as jnp
 
 from genjax.losses.vae import reparameterize
+from genjax.nn import layers
 
 
 class MLPEncoder(nn.Module):
@@ -67,6 +68,7 @@ class ConvDecoder(nn.Module):
     out_shape: Sequence[int]
     features: Sequence[int] = (64, 32)
     outputs_per_pixel: int = 1
+    fast: bool = True  # exact sub-pixel transposed convolutions (genjax.nn.layers)
 
     @nn.compact
     def __call__(self, z: jax.Array) -> jax.Array:
@@ -75,11 +77,12 @@ class ConvDecoder(nn.Module):
         if h % scale or w % scale:
             raise ValueError(f"Image size {h}x{w} is not divisible by {scale} "
                              f"({len(self.features)} upsampling layers).")
+        conv_t = layers.conv_transpose_layer(self.fast)
         x = nn.relu(nn.Dense((h // scale) * (w // scale) * self.features[0])(z))
         x = x.reshape(z.shape[0], h // scale, w // scale, self.features[0])
         for f in self.features[1:]:
-            x = nn.relu(nn.ConvTranspose(f, (4, 4), strides=(2, 2), padding="SAME")(x))
-        return nn.ConvTranspose(c * self.outputs_per_pixel, (4, 4), strides=(2, 2),
+            x = nn.relu(conv_t(f, (4, 4), strides=(2, 2), padding="SAME")(x))
+        return conv_t(c * self.outputs_per_pixel, (4, 4), strides=(2, 2),
                                 padding="SAME")(x)
 
 

@@ -1,8 +1,8 @@
 """Model families for the training loop: ``TASKS[config.task](config, image_shape)``."""
 
-from genjax.tasks import vae
+from genjax.tasks import gan, vae
 from genjax.tasks.common import Task
 
-TASKS = {"vae": vae.build}
+TASKS = {"vae": vae.build, "gan": gan.build}
 
 __all__ = ["TASKS", "Task"]

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Callable, Iterable, NamedTuple
 
 import jax
-import ml_collections
 import numpy as np
 import optax
 
@@ -22,19 +21,29 @@ class Task(NamedTuple):
       train_step: the per-device step ``(state, batch) -> (state, metrics)``, not yet jitted.
       evaluate: (state, batches) -> test metrics (floats), e.g. ``{"test/neg_elbo": ...}``.
       images: (state, a real batch) -> named [N, H, W, C] image batches in [0, 1].
+      examples_per_step: real examples one step consumes (batch * n_critic for GANs).
     """
 
     init: Callable[[jax.Array], TrainState]
     train_step: StepFn
     evaluate: Callable[[TrainState, Iterable[Batch]], dict[str, float]]
     images: Callable[[TrainState, Batch], dict[str, np.ndarray]]
+    examples_per_step: int
 
 
-def make_optimizer(config: ml_collections.ConfigDict) -> optax.GradientTransformation:
-    """Adam with ``learning_rate``, ``b1``, ``b2`` and optional global-norm clipping."""
-    tx = optax.adam(config.learning_rate, b1=config.get("b1", 0.9), b2=config.get("b2", 0.999))
-    clip = config.get("grad_clip_norm", None)
-    return optax.chain(optax.clip_by_global_norm(clip), tx) if clip else tx
+OPTIMIZERS = ("adam", "rmsprop")
+
+
+def make_optimizer(name: str, learning_rate: float, *, b1: float = 0.9, b2: float = 0.999,
+                   clip_norm: float | None = None) -> optax.GradientTransformation:
+    """Adam (``b1``, ``b2``) or RMSprop, optionally after global-norm gradient clipping."""
+    if name == "adam":
+        tx = optax.adam(learning_rate, b1=b1, b2=b2)
+    elif name == "rmsprop":
+        tx = optax.rmsprop(learning_rate)
+    else:
+        raise ValueError(f"Unknown optimizer {name!r}; valid: {', '.join(OPTIMIZERS)}.")
+    return optax.chain(optax.clip_by_global_norm(clip_norm), tx) if clip_norm else tx
 
 
 def to_unit_range(images: jax.Array, preprocess: str) -> jax.Array:

@@ -29,7 +29,7 @@ def build_model(config: ml_collections.ConfigDict, image_shape: tuple[int, int, 
     elif config.model == "conv":
         feats = tuple(config.conv_features)
         enc = gnn.ConvEncoder(code, feats)
-        dec = gnn.ConvDecoder(image_shape, feats[::-1], per_pixel)
+        dec = gnn.ConvDecoder(image_shape, feats[::-1], per_pixel, fast=config.fast_layers)
     else:
         raise ValueError(f"Unknown model {config.model!r}; valid: {', '.join(ARCHITECTURES)}.")
     return (gnn.AutoEncoder if config.deterministic else gnn.VAE)(enc, dec)
@@ -39,10 +39,10 @@ def build(config: ml_collections.ConfigDict, image_shape: tuple[int, int, int]) 
     """Assemble the VAE / AE task.
 
     Config keys: model, deterministic, latent_dim, hidden, conv_features, likelihood,
-    beta, learning_rate (+ b1, b2, grad_clip_norm), iwae_samples, preprocess, seed.
+    beta, learning_rate, iwae_samples, preprocess, seed.
     """
     model = build_model(config, image_shape)
-    tx = make_optimizer(config)
+    tx = make_optimizer("adam", config.learning_rate)
     det = config.deterministic
     loss = (vsteps.ae_loss(model, likelihood=config.likelihood) if det else
             vsteps.vae_loss(model, likelihood=config.likelihood, beta=config.beta))
@@ -96,7 +96,8 @@ def build(config: ml_collections.ConfigDict, image_shape: tuple[int, int, int]) 
             out["samples"] = samples
         return {k: np.asarray(to_unit_range(v, config.preprocess)) for k, v in out.items()}
 
-    return Task(init=init, train_step=make_train_step(loss, tx), evaluate=evaluate, images=images)
+    return Task(init=init, train_step=make_train_step(loss, tx), evaluate=evaluate, images=images,
+                examples_per_step=config.batch_size)
 
 
 def _ae_eval(model, likelihood: str, params, batch: dict) -> dict[str, jax.Array]:

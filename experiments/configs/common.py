@@ -1,0 +1,36 @@
+"""Config fields every experiment shares: data, schedule, logging, checkpoints."""
+
+import ml_collections
+
+
+def add_data_and_loop(c: ml_collections.ConfigDict, *, preprocess: str, batch_size: int,
+                      num_steps: int, every: int) -> ml_collections.ConfigDict:
+    """Fill the shared fields of ``c``; ``every`` is the sample/checkpoint cadence."""
+    c.fast_layers = True  # exact sub-pixel transposed convs; False: Flax's stock layer
+    c.dataset = "mnist5k"  # or mnist, fashion_mnist, cifar10, celeb_a (need a download)
+    c.data_dir = ml_collections.FieldReference(None, field_type=str)
+    c.download = True
+    c.crop = ml_collections.FieldReference(None, field_type=int)
+    c.image_size = ml_collections.FieldReference(None, field_type=int)
+    c.preprocess = preprocess
+    c.eval_preprocess = ml_collections.FieldReference(None, field_type=str)  # None: same
+    c.batch_size = batch_size
+    c.num_steps = num_steps
+    c.seed = 0
+    c.eval_batch_size = 250
+    c.log_every = max(1, every // 10)
+    c.sample_every = every
+    c.checkpoint_every = every
+    c.keep_checkpoints = 3
+    return c
+
+
+def shrink_for_tests(c: ml_collections.ConfigDict, *, steps: int) -> ml_collections.ConfigDict:
+    """The ``:test`` variant's schedule: a few tiny steps, every output exercised."""
+    c.batch_size = min(c.batch_size, 32)
+    c.num_steps = steps
+    c.eval_batch_size = 200
+    c.log_every = steps // 4
+    c.sample_every = steps // 2
+    c.checkpoint_every = steps // 2
+    return c

@@ -1,0 +1,23 @@
+"""DCGAN (Radford et al. 2016) for 32x32 colour images on CIFAR-10 (needs the download;
+--config.dataset=mnist5k runs the same networks offline at 28x28).
+
+Command:
+  python -m experiments.gan --config=experiments/configs/dcgan_cifar10.py --workdir=runs/dcgan_cifar10
+
+Expected: see the README GAN table.
+"""
+
+from experiments.configs import gan_mlp_mnist
+
+
+def get_config(variant: str = ""):
+    c = gan_mlp_mnist.get_config(variant)
+    c.generator = "dcgan"
+    c.discriminator = "dcgan"
+    c.dataset = "cifar10"
+    if not variant:
+        c.batch_size = 128
+        c.num_steps = 50000
+        c.sample_every = c.checkpoint_every = 5000
+        c.log_every = 500
+    return c

@@ -1,0 +1,41 @@
+"""Textbook MLP GAN (G 100-256-512-1024-784, D 784-512-256-1, LeakyReLU 0.2), non-saturating
+BCE, Adam 2e-4 (beta1 0.5), batch 64, on mnist5k. The base of every GAN config.
+
+Command:
+  python -m experiments.gan --config=experiments/configs/gan_mlp_mnist.py --workdir=runs/gan_mlp
+
+Expected (measured): see the README GAN table for samples after the default budget.
+"""
+
+import ml_collections
+
+from experiments.configs import common
+
+
+def get_config(variant: str = "") -> ml_collections.ConfigDict:
+    c = ml_collections.ConfigDict()
+    c.task = "gan"
+    c.generator = "mlp"        # mlp | conv | dcgan | sngan
+    c.discriminator = "mlp"    # mlp | conv | dcgan | dcgan_nobn | sngan
+    c.base_width = 64          # DCGAN width multiplier
+    c.latent_dim = 100
+    c.loss = "ns"              # minimax | ns | lsgan | wgan | hinge
+    c.label_smoothing = 0.0    # one-sided, BCE losses only
+    c.n_critic = 1
+    c.gp_weight = 0.0          # WGAN-GP lambda
+    c.r1_weight = 0.0          # R1 gamma
+    c.clip_value = 0.0         # WGAN weight clipping (0: off)
+    c.spectral_norm = False
+    c.ema_decay = 0.0          # EMA of generator weights for sampling (0: off)
+    c.optimizer = "adam"       # adam | rmsprop
+    c.g_learning_rate = 2e-4
+    c.d_learning_rate = 2e-4
+    c.b1 = 0.5
+    c.b2 = 0.999
+    common.add_data_and_loop(c, preprocess="symmetric", batch_size=64, num_steps=6000, every=1000)
+    if variant == "test":
+        common.shrink_for_tests(c, steps=4)
+        c.batch_size = 8
+    elif variant:
+        raise ValueError(f"Unknown config variant {variant!r}; valid: '' or 'test'.")
+    return c

@@ -1,0 +1,17 @@
+"""Least-squares GAN (Mao et al. 2017) with the textbook conv networks, Adam 2e-4 (beta1 0.5).
+
+Command:
+  python -m experiments.gan --config=experiments/configs/lsgan_mnist.py --workdir=runs/lsgan_mnist
+
+Expected: see the README GAN table.
+"""
+
+from experiments.configs import gan_mlp_mnist
+
+
+def get_config(variant: str = ""):
+    c = gan_mlp_mnist.get_config(variant)
+    c.generator = "conv"
+    c.discriminator = "conv"
+    c.loss = "lsgan"
+    return c

@@ -1,0 +1,27 @@
+"""SNGAN standard CNN (Miyato et al. 2018, Table 3) with hinge loss and spectral norm on
+CIFAR-10, Adam 2e-4 (beta1 0.5, beta2 0.999), n_critic 1 (needs the download;
+--config.dataset=mnist5k runs the same networks offline at 28x28).
+
+Command:
+  python -m experiments.gan --config=experiments/configs/sngan_cifar10.py --workdir=runs/sngan_cifar10
+
+Expected: see the README GAN table.
+"""
+
+from experiments.configs import gan_mlp_mnist
+
+
+def get_config(variant: str = ""):
+    c = gan_mlp_mnist.get_config(variant)
+    c.generator = "sngan"
+    c.discriminator = "sngan"
+    c.latent_dim = 128
+    c.loss = "hinge"
+    c.spectral_norm = True
+    c.dataset = "cifar10"
+    if not variant:
+        c.batch_size = 128
+        c.num_steps = 50000
+        c.sample_every = c.checkpoint_every = 5000
+        c.log_every = 500
+    return c

@@ -1,0 +1,21 @@
+"""Train a GAN (BCE, LSGAN, WGAN, WGAN-GP, hinge/SNGAN; MLP, conv, DCGAN, SNGAN nets).
+
+  python -m experiments.gan --config=experiments/configs/dcgan_mnist.py --workdir=runs/dcgan
+  python -m experiments.gan --config=experiments/configs/wgan_gp_mnist.py --config.n_critic=3 ...
+  python -m experiments.gan --config=experiments/configs/dcgan_cifar10.py --config.dataset=mnist5k ...
+
+Any config field can be overridden with ``--config.<field>=value``. Re-running the
+same command resumes from the last checkpoint in ``--workdir``.
+"""
+
+from absl import app, flags
+from ml_collections import config_flags
+
+from experiments import launch
+
+_CONFIG = config_flags.DEFINE_config_file("config", launch.config_path("dcgan_mnist.py"),
+                                          launch.CONFIG_HELP, lock_config=True)
+_WORKDIR = flags.DEFINE_string("workdir", None, launch.WORKDIR_HELP, required=True)
+
+if __name__ == "__main__":
+    app.run(launch.main_for(_CONFIG, _WORKDIR))

@@ -1,0 +1,34 @@
+"""What every launcher shares: config paths and the absl main around train_and_evaluate.
+
+Flags are defined in each launcher module itself, so ``--help`` lists them there.
+"""
+
+import os
+from typing import Callable
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TF is only the input pipeline here
+
+from absl import app, flags, logging  # noqa: E402
+
+CONFIG_DIR = os.path.join(os.path.dirname(__file__), "configs")
+CONFIG_HELP = "Experiment config file (add :test for the tiny variant)."
+WORKDIR_HELP = "Directory for checkpoints, metrics and samples; re-running resumes there."
+
+
+def config_path(name: str) -> str:
+    return os.path.join(CONFIG_DIR, name)
+
+
+def main_for(config: flags.FlagHolder, workdir: flags.FlagHolder) -> Callable[[list], None]:
+    """The absl main: quiet library logging, then train_and_evaluate(config, workdir)."""
+
+    def main(argv):
+        if len(argv) > 1:
+            raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+        if not flags.FLAGS["verbosity"].present:  # orbax logs every save at INFO
+            logging.set_verbosity(logging.WARNING)
+        from genjax import loop  # after flag parsing: --help stays fast
+
+        loop.train_and_evaluate(config.value, workdir.value)
+
+    return main

@@ -1,0 +1,138 @@
+"""GAN networks, the fast transposed convolution, the GAN step and one run per objective."""
+
+import importlib
+
+import chex
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from genjax import nn as gnn
+from genjax import spectral
+from genjax import state as gstate
+from genjax.nn import layers
+from genjax.steps import gan as gsteps
+
+
+@pytest.mark.parametrize("k,s,padding,size", [(4, 2, "SAME", 7), (4, 2, "SAME", 14), (4, 1, "SAME", 9),
+                                              (3, 2, "VALID", 5), (5, 3, "SAME", 4), (1, 2, "VALID", 4)])
+def test_fast_conv_transpose_equals_flax(k, s, padding, size):
+    x = jax.random.normal(jax.random.key(0), (3, size, size + 1, 5))
+    stock = nn.ConvTranspose(6, (k, k), strides=(s, s), padding=padding)
+    fast = layers.ConvTranspose(6, (k, k), strides=(s, s), padding=padding)
+    params = stock.init(jax.random.key(1), x)
+    fast_params = fast.init(jax.random.key(1), x)
+    chex.assert_trees_all_equal(params, fast_params)  # same tree, shapes and initial values
+    np.testing.assert_allclose(fast.apply(params, x), stock.apply(params, x), atol=1e-5, rtol=1e-5)
+    loss = lambda m: lambda p, x: jnp.sum(jnp.sin(m.apply(p, x)))
+    g_fast = jax.grad(loss(fast), argnums=(0, 1))(params, x)
+    g_stock = jax.grad(loss(stock), argnums=(0, 1))(params, x)
+    for a, b in zip(jax.tree.leaves(g_fast), jax.tree.leaves(g_stock)):
+        np.testing.assert_allclose(a, b, atol=1e-4, rtol=1e-5)
+
+
+def test_generators_with_fast_and_stock_layers_share_checkpoints():
+    z = jax.random.normal(jax.random.key(0), (4, 100))
+    fast, stock = gnn.ConvGenerator(), gnn.ConvGenerator(fast=False)
+    variables = stock.init(jax.random.key(1), z, train=False)
+    chex.assert_trees_all_equal_shapes(variables, fast.init(jax.random.key(1), z, train=False))
+    np.testing.assert_allclose(fast.apply(variables, z, train=False),
+                               stock.apply(variables, z, train=False), atol=1e-5)
+
+
+@pytest.mark.parametrize("gen,disc,shape", [
+    (gnn.MLPGenerator(), gnn.MLPDiscriminator(), (28, 28, 1)),
+    (gnn.ConvGenerator(), gnn.ConvDiscriminator(), (28, 28, 1)),
+    (gnn.DCGANGenerator((32, 32, 3), base=8), gnn.DCGANDiscriminator(8, 3), (32, 32, 3)),
+    (gnn.DCGANGenerator((64, 64, 3), base=8), gnn.DCGANDiscriminator(8, 4, batchnorm=False), (64, 64, 3)),
+    (gnn.SNGANGenerator((32, 32, 3)), gnn.SNGANDiscriminator((8, 16, 32)), (32, 32, 3)),
+])
+def test_network_shapes(gen, disc, shape):
+    z = jnp.ones((2, 100))
+    g_vars = gen.init(jax.random.key(0), z, train=False)
+    images = gen.apply(g_vars, z, train=False)
+    assert images.shape == (2, *shape) and float(jnp.max(jnp.abs(images))) <= 1.0
+    d_vars = disc.init(jax.random.key(1), images, train=False)
+    assert disc.apply(d_vars, images, train=False).shape == (2,)
+
+
+def test_dcgan_sizes_are_checked():
+    with pytest.raises(ValueError, match="4\\*2\\^n or 7\\*2\\^n"):
+        gnn.DCGANGenerator((48, 48, 3)).init(jax.random.key(0), jnp.ones((1, 8)), train=False)
+
+
+def _mlp_state(*, n_critic=1, clip=None, sn=False, ema=None, bn_gen=False, loss="ns"):
+    gen = gnn.ConvGenerator((28, 28, 1)) if bn_gen else gnn.MLPGenerator((28, 28, 1), (32,))
+    disc = gnn.MLPDiscriminator((32,))
+    g_tx, d_tx = optax.adam(1e-3), optax.adam(1e-3)
+    g_vars = gen.init(jax.random.key(0), jnp.ones((2, 8)), train=False)
+    d_vars = disc.init(jax.random.key(1), jnp.ones((2, 28, 28, 1)), train=False)
+    extra = {"spectral": spectral.init(d_vars["params"], jax.random.key(2)) if sn else {}}
+    if ema:
+        extra["ema"] = g_vars["params"]
+    state = gstate.create(jax.random.key(3), {
+        "gen": gstate.create_net(g_vars["params"], g_tx, g_vars.get("batch_stats")),
+        "disc": gstate.create_net(d_vars["params"], d_tx)}, extra)
+    step = gsteps.make_gan_step(gen, disc, g_tx, d_tx, latent_dim=8, loss=loss, n_critic=n_critic,
+                                clip_value=clip, spectral_norm=sn, ema_decay=ema)
+    batch = {"image": jax.random.uniform(jax.random.key(4), (16 * n_critic, 28, 28, 1), minval=-1)}
+    return state, step, batch
+
+
+def test_n_critic_updates_the_discriminator_n_times_per_step():
+    chex.clear_trace_counter()
+    state, step, batch = _mlp_state(n_critic=3)
+    step = jax.jit(chex.assert_max_traces(step, n=1))
+    for _ in range(2):
+        state, metrics = step(state, batch)
+    assert int(state.nets["disc"].opt_state[0].count) == 6
+    assert int(state.nets["gen"].opt_state[0].count) == 2
+    assert {"disc/loss", "disc/real_score", "disc/fake_score", "gen/loss"} <= set(metrics)
+
+
+def test_clipping_ema_and_spectral_state():
+    state, step, batch = _mlp_state(clip=0.01, sn=True, ema=0.9)
+    new, _ = jax.jit(step)(state, batch)
+    assert max(float(jnp.max(jnp.abs(p))) for p in jax.tree.leaves(new.nets["disc"].params)) <= 0.01
+    expected = jax.tree.map(lambda e, p: 0.9 * e + 0.1 * p, state.extra["ema"], new.nets["gen"].params)
+    chex.assert_trees_all_close(new.extra["ema"], expected, rtol=1e-6, atol=1e-9)
+    assert gsteps.generator_params(new) is new.extra["ema"]
+    moved = [not np.allclose(new.extra["spectral"][k], state.extra["spectral"][k])
+             for k in state.extra["spectral"]]
+    assert any(moved)
+
+
+def test_batchnorm_statistics_are_returned_by_the_step():
+    state, step, batch = _mlp_state(bn_gen=True)
+    new, _ = jax.jit(step)(state, batch)
+    before, after = state.nets["gen"].batch_stats, new.nets["gen"].batch_stats
+    assert jax.tree.structure(before) == jax.tree.structure(after)
+    assert not all(np.allclose(a, b) for a, b in zip(jax.tree.leaves(before), jax.tree.leaves(after)))
+
+
+def test_unknown_loss_fails_before_tracing():
+    with pytest.raises(ValueError, match="valid names"):
+        _mlp_state(loss="wgan_gp")
+
+
+CONFIGS = ["gan_mlp_mnist", "dcgan_mnist", "lsgan_mnist", "wgan_mnist", "wgan_gp_mnist",
+           "sngan_mnist"]
+
+
+@pytest.mark.parametrize("name", CONFIGS)
+def test_each_objective_trains_and_resumes_exactly(name, data_dir, tmp_path):
+    from genjax import loop
+
+    def config(steps):
+        c = importlib.import_module(f"experiments.configs.{name}").get_config("test")
+        c.data_dir, c.num_steps = data_dir, steps
+        return c
+
+    straight = loop.train_and_evaluate(config(4), str(tmp_path / "straight"))
+    assert (tmp_path / "straight" / "samples.png").exists()
+    loop.train_and_evaluate(config(2), str(tmp_path / "resumed"))
+    resumed = loop.train_and_evaluate(config(4), str(tmp_path / "resumed"))
+    chex.assert_trees_all_equal(jax.device_get(resumed), jax.device_get(straight))
