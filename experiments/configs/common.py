@@ -34,3 +34,14 @@ def shrink_for_tests(c: ml_collections.ConfigDict, *, steps: int) -> ml_collecti
     c.sample_every = steps // 2
     c.checkpoint_every = steps // 2
     return c
+
+
+def use_cifar10(c: ml_collections.ConfigDict, variant: str) -> ml_collections.ConfigDict:
+    """CIFAR-10 with the long schedule of the CIFAR configs (the ``:test`` one stays tiny)."""
+    c.dataset = "cifar10"
+    if not variant:
+        c.batch_size = 128
+        c.num_steps = 50000
+        c.sample_every = c.checkpoint_every = 5000
+        c.log_every = 500
+    return c

@@ -7,17 +7,11 @@ Command:
 Expected: see the README GAN table.
 """
 
-from experiments.configs import gan_mlp_mnist
+from experiments.configs import common, gan_mlp_mnist
 
 
 def get_config(variant: str = ""):
     c = gan_mlp_mnist.get_config(variant)
     c.generator = "dcgan"
     c.discriminator = "dcgan"
-    c.dataset = "cifar10"
-    if not variant:
-        c.batch_size = 128
-        c.num_steps = 50000
-        c.sample_every = c.checkpoint_every = 5000
-        c.log_every = 500
-    return c
+    return common.use_cifar10(c, variant)

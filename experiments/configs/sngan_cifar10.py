@@ -8,7 +8,7 @@ Command:
 Expected: see the README GAN table.
 """
 
-from experiments.configs import gan_mlp_mnist
+from experiments.configs import common, gan_mlp_mnist
 
 
 def get_config(variant: str = ""):
@@ -18,10 +18,4 @@ def get_config(variant: str = ""):
     c.latent_dim = 128
     c.loss = "hinge"
     c.spectral_norm = True
-    c.dataset = "cifar10"
-    if not variant:
-        c.batch_size = 128
-        c.num_steps = 50000
-        c.sample_every = c.checkpoint_every = 5000
-        c.log_every = 500
-    return c
+    return common.use_cifar10(c, variant)

@@ -7,16 +7,14 @@ Command:
 Expected: see the README GAN table.
 """
 
-from experiments.configs import gan_mlp_mnist
+from experiments.configs import wgan_mnist
 
 
 def get_config(variant: str = ""):
-    c = gan_mlp_mnist.get_config(variant)
-    c.generator = "conv"
-    c.discriminator = "conv"
-    c.loss = "wgan"
+    c = wgan_mnist.get_config(variant)  # Wasserstein loss, conv nets, n_critic 5
+    c.clip_value = 0.0                  # the penalty replaces clipping
     c.gp_weight = 10.0
-    c.n_critic = 5
+    c.optimizer = "adam"
     c.g_learning_rate = c.d_learning_rate = 1e-4
     c.b1, c.b2 = 0.0, 0.9
     return c
