@@ -34,6 +34,12 @@ def test_fast_conv_transpose_equals_flax(k, s, padding, size):
         np.testing.assert_allclose(a, b, atol=1e-4, rtol=1e-5)
 
 
+def test_conv_initialises_exactly_like_flax():
+    x = jnp.ones((1, 8, 8, 3))
+    chex.assert_trees_all_equal(layers.Conv(5, (3, 3)).init(jax.random.key(0), x),
+                                nn.Conv(5, (3, 3)).init(jax.random.key(0), x))
+
+
 def test_generators_with_fast_and_stock_layers_share_checkpoints():
     z = jax.random.normal(jax.random.key(0), (4, 100))
     fast, stock = gnn.ConvGenerator(), gnn.ConvGenerator(fast=False)
@@ -48,7 +54,7 @@ def test_generators_with_fast_and_stock_layers_share_checkpoints():
     (gnn.ConvGenerator(), gnn.ConvDiscriminator(), (28, 28, 1)),
     (gnn.DCGANGenerator((32, 32, 3), base=8), gnn.DCGANDiscriminator(8, 3), (32, 32, 3)),
     (gnn.DCGANGenerator((64, 64, 3), base=8), gnn.DCGANDiscriminator(8, 4, batchnorm=False), (64, 64, 3)),
-    (gnn.SNGANGenerator((32, 32, 3)), gnn.SNGANDiscriminator((8, 16, 32)), (32, 32, 3)),
+    (gnn.SNGANGenerator((32, 32, 3), base=8), gnn.SNGANDiscriminator((8, 16, 32)), (32, 32, 3)),
 ])
 def test_network_shapes(gen, disc, shape):
     z = jnp.ones((2, 100))
@@ -119,7 +125,7 @@ def test_unknown_loss_fails_before_tracing():
 
 
 CONFIGS = ["gan_mlp_mnist", "dcgan_mnist", "lsgan_mnist", "wgan_mnist", "wgan_gp_mnist",
-           "sngan_mnist"]
+           "sngan_mnist", "dcgan_cifar10", "sngan_cifar10"]
 
 
 @pytest.mark.parametrize("name", CONFIGS)
@@ -129,6 +135,7 @@ def test_each_objective_trains_and_resumes_exactly(name, data_dir, tmp_path):
     def config(steps):
         c = importlib.import_module(f"experiments.configs.{name}").get_config("test")
         c.data_dir, c.num_steps = data_dir, steps
+        c.dataset = "mnist5k"  # the CIFAR configs' networks, offline at 28x28
         return c
 
     straight = loop.train_and_evaluate(config(4), str(tmp_path / "straight"))

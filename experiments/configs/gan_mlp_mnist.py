@@ -17,7 +17,7 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
     c.task = "gan"
     c.generator = "mlp"        # mlp | conv | dcgan | sngan
     c.discriminator = "mlp"    # mlp | conv | dcgan | dcgan_nobn | sngan
-    c.base_width = 64          # DCGAN width multiplier
+    c.base_width = 64          # DCGAN / SNGAN width multiplier
     c.latent_dim = 100
     c.loss = "ns"              # minimax | ns | lsgan | wgan | hinge
     c.label_smoothing = 0.0    # one-sided, BCE losses only
@@ -36,6 +36,7 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
     if variant == "test":
         common.shrink_for_tests(c, steps=4)
         c.batch_size = 8
+        c.base_width = 8
     elif variant:
         raise ValueError(f"Unknown config variant {variant!r}; valid: '' or 'test'.")
     return c

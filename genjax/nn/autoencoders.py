@@ -58,7 +58,7 @@ class ConvEncoder(nn.Module):
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
         for f in self.features:
-            x = nn.relu(nn.Conv(f, (4, 4), strides=(2, 2), padding="SAME")(x))
+            x = nn.relu(layers.Conv(f, (4, 4), strides=(2, 2), padding="SAME")(x))
         return nn.Dense(self.outputs)(x.reshape(x.shape[0], -1))
 
 

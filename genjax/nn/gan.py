@@ -78,7 +78,7 @@ class ConvDiscriminator(nn.Module):
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = True) -> jax.Array:
         for f in (64, 128):
-            x = nn.leaky_relu(nn.Conv(f, (4, 4), strides=(2, 2), padding="SAME")(x), 0.2)
+            x = nn.leaky_relu(layers.Conv(f, (4, 4), strides=(2, 2), padding="SAME")(x), 0.2)
         return nn.Dense(1)(x.reshape(x.shape[0], -1))[:, 0]
 
 
@@ -126,7 +126,7 @@ class DCGANDiscriminator(nn.Module):
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = True) -> jax.Array:
         for i in range(self.num_layers):
-            x = nn.Conv(self.base * 2**i, (4, 4), strides=(2, 2), padding="SAME")(x)
+            x = layers.Conv(self.base * 2**i, (4, 4), strides=(2, 2), padding="SAME")(x)
             if i and self.batchnorm:
                 x = _bn(train, self.bn_axis_name)(x)
             x = nn.leaky_relu(x, 0.2)
@@ -135,10 +135,11 @@ class DCGANDiscriminator(nn.Module):
 
 class SNGANGenerator(nn.Module):
     """SNGAN "standard CNN" generator (Miyato et al. 2018, Table 3a): Dense to
-    start x start x 512, BN+ReLU, stride-2 4x4 transposed convs (256, 128, 64, ...),
-    BN+ReLU, 3x3 conv to C channels, tanh."""
+    start x start x 8*base, BN+ReLU, stride-2 4x4 transposed convs (4*base, 2*base,
+    base, ...), BN+ReLU, 3x3 conv to C channels, tanh. The paper's base is 64."""
 
     out_shape: Sequence[int] = (32, 32, 3)
+    base: int = 64
     bn_axis_name: str | None = None
     fast: bool = True
 
@@ -147,12 +148,13 @@ class SNGANGenerator(nn.Module):
         conv_t = layers.conv_transpose_layer(self.fast)
         h, _, c = self.out_shape
         start, n = _num_upsamplings(h)
-        x = nn.Dense(start * start * 512)(z).reshape(z.shape[0], start, start, 512)
+        width = 8 * self.base
+        x = nn.Dense(start * start * width)(z).reshape(z.shape[0], start, start, width)
         x = nn.relu(_bn(train, self.bn_axis_name)(x))
         for i in range(n):
-            x = conv_t(256 // 2**i, (4, 4), strides=(2, 2), padding="SAME")(x)
+            x = conv_t(max(1, width // 2**(i + 1)), (4, 4), strides=(2, 2), padding="SAME")(x)
             x = nn.relu(_bn(train, self.bn_axis_name)(x))
-        return jnp.tanh(nn.Conv(c, (3, 3), padding="SAME")(x))
+        return jnp.tanh(layers.Conv(c, (3, 3), padding="SAME")(x))
 
 
 class SNGANDiscriminator(nn.Module):
@@ -165,7 +167,7 @@ class SNGANDiscriminator(nn.Module):
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = True) -> jax.Array:
         for f in self.widths:
-            x = nn.leaky_relu(nn.Conv(f, (3, 3), padding="SAME")(x), 0.1)
-            x = nn.leaky_relu(nn.Conv(f, (4, 4), strides=(2, 2), padding="SAME")(x), 0.1)
-        x = nn.leaky_relu(nn.Conv(self.widths[-1] * 2, (3, 3), padding="SAME")(x), 0.1)
+            x = nn.leaky_relu(layers.Conv(f, (3, 3), padding="SAME")(x), 0.1)
+            x = nn.leaky_relu(layers.Conv(f, (4, 4), strides=(2, 2), padding="SAME")(x), 0.1)
+        x = nn.leaky_relu(layers.Conv(self.widths[-1] * 2, (3, 3), padding="SAME")(x), 0.1)
         return nn.Dense(1)(x.reshape(x.shape[0], -1))[:, 0]

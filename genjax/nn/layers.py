@@ -20,6 +20,7 @@ WGAN-GP double backward through the textbook critic, so it is not used.)
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Sequence
 
@@ -93,6 +94,21 @@ def conv_transpose(x: jax.Array, kernel: jax.Array, strides: Sequence[int], padd
     return y.reshape(b, my * sh, mx * sw, cout)[:, :out_h, :out_w]
 
 
+def lecun_normal_matrix(key: jax.Array, shape: Sequence[int], dtype=jnp.float32) -> jax.Array:
+    """Flax's default kernel initialiser drawn on the (fan_in, fan_out) matrix view.
+
+    Bitwise the same values as ``nn.initializers.lecun_normal()`` on the full shape, but
+    XLA:CPU compiles the truncated normal of a 4-D shape about 4x slower (1.5 s per conv
+    kernel), which dominated the start-up of every conv model.
+    """
+    matrix = (int(np.prod(shape[:-1])), shape[-1])
+    return nn.initializers.lecun_normal()(key, matrix, dtype).reshape(shape)
+
+
+Conv = functools.partial(nn.Conv, kernel_init=lecun_normal_matrix)
+"""`flax.linen.Conv` with the same parameters and initial values, faster to initialise."""
+
+
 class ConvTranspose(nn.Module):
     """Drop-in for `flax.linen.ConvTranspose` (2-D, 'SAME'/'VALID'), computed as sub-pixel conv."""
 
@@ -101,7 +117,7 @@ class ConvTranspose(nn.Module):
     strides: Sequence[int] = (1, 1)
     padding: str = "SAME"
     use_bias: bool = True
-    kernel_init: nn.initializers.Initializer = nn.linear.default_kernel_init
+    kernel_init: nn.initializers.Initializer = lecun_normal_matrix
     bias_init: nn.initializers.Initializer = nn.initializers.zeros_init()
 
     @nn.compact

@@ -27,12 +27,13 @@ def build_networks(config: ml_collections.ConfigDict, image_shape: tuple[int, in
     gens = {"mlp": lambda: gnn.MLPGenerator(image_shape),
             "conv": lambda: gnn.ConvGenerator(image_shape, fast=fast),
             "dcgan": lambda: gnn.DCGANGenerator(image_shape, config.base_width, fast=fast),
-            "sngan": lambda: gnn.SNGANGenerator(image_shape, fast=fast)}
+            "sngan": lambda: gnn.SNGANGenerator(image_shape, config.base_width, fast=fast)}
     layers = max(2, int(np.log2(h)) - 2)  # 28/32 -> 3 stride-2 convs, 64 -> 4
     discs = {"mlp": gnn.MLPDiscriminator, "conv": gnn.ConvDiscriminator,
              "dcgan": lambda: gnn.DCGANDiscriminator(config.base_width, layers),
              "dcgan_nobn": lambda: gnn.DCGANDiscriminator(config.base_width, layers, False),
-             "sngan": gnn.SNGANDiscriminator}
+             "sngan": lambda: gnn.SNGANDiscriminator(tuple(config.base_width * 2**i
+                                                           for i in range(3)))}
     if config.generator not in gens:
         raise ValueError(f"Unknown generator {config.generator!r}; valid: {', '.join(GENERATORS)}.")
     if config.discriminator not in discs:
