@@ -19,16 +19,25 @@ def config_path(name: str) -> str:
     return os.path.join(CONFIG_DIR, name)
 
 
-def main_for(config: flags.FlagHolder, workdir: flags.FlagHolder) -> Callable[[list], None]:
-    """The absl main: quiet library logging, then train_and_evaluate(config, workdir)."""
+def quiet_logging() -> None:
+    """Library logs at WARNING unless ``--verbosity`` was given (orbax logs every save at INFO)."""
+    if not flags.FLAGS["verbosity"].present:
+        logging.set_verbosity(logging.WARNING)
+
+
+def main_for(config: flags.FlagHolder, workdir: flags.FlagHolder,
+             after: Callable[[object], None] | None = None) -> Callable[[list], None]:
+    """The absl main: quiet library logging, train_and_evaluate(config, workdir), then
+    ``after(final_state)`` if given."""
 
     def main(argv):
         if len(argv) > 1:
             raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-        if not flags.FLAGS["verbosity"].present:  # orbax logs every save at INFO
-            logging.set_verbosity(logging.WARNING)
+        quiet_logging()
         from genjax import loop  # after flag parsing: --help stays fast
 
-        loop.train_and_evaluate(config.value, workdir.value)
+        state = loop.train_and_evaluate(config.value, workdir.value)
+        if after is not None:
+            after(state)
 
     return main

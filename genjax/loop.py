@@ -2,8 +2,8 @@
 
 Set-up (data, task, state), auto-resume from ``<workdir>/checkpoints``, the jitted
 step, metrics kept on device between log steps, a finiteness check before every
-checkpoint (so a saved state is always a good one), periodic sample grids, and a
-final evaluation, sample grid and loss-curve plot.
+checkpoint (so a saved state is always a good one), periodic sample grids and
+evaluations, and a final evaluation, sample grid and loss-curve plot.
 
 Outputs in ``workdir``: ``config.json``, ``metrics.jsonl``, ``tensorboard/``,
 ``samples/*.png``, ``curves.png``, ``checkpoints/<step>/``.
@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -20,9 +21,11 @@ import numpy as np
 
 from genjax import data as gdata
 from genjax.checkpoint import Checkpointer
+from genjax.metrics import domain
 from genjax.state import TrainState
 from genjax.report import MetricWriter, Progress, info, plot_curves, save_grid
-from genjax.tasks import TASKS
+from genjax.tasks import TASKS, Task
+from genjax.tasks.common import collect_images, domain_metrics
 
 
 class NonFiniteError(FloatingPointError):
@@ -63,6 +66,31 @@ def _write_config(config: ml_collections.ConfigDict, workdir: str) -> None:
     if jax.process_index() == 0:
         with open(os.path.join(workdir, "config.json"), "w") as f:
             f.write(json.dumps(config.to_dict(), indent=2, sort_keys=True, default=str))
+
+
+def score_samples(fake: np.ndarray, config: ml_collections.ConfigDict,
+                  eval_spec: gdata.DataSpec) -> dict[str, float]:
+    """Domain FID/IS/KID/precision/recall/coverage of MNIST-like samples [N, 28, 28, 1] in
+    [0, 1] against as many test images (all of them if the split is smaller)."""
+    if tuple(fake.shape[1:]) != domain.INPUT_SHAPE:
+        raise ValueError(f"The offline domain classifier takes {domain.INPUT_SHAPE} images, got "
+                         f"{tuple(fake.shape[1:])}.")
+    n = min(len(fake), gdata.num_examples(eval_spec, "test"))
+    real = lambda: collect_images(gdata.eval_iterator(
+        eval_spec, "test", global_batch_size=config.eval_batch_size), n, eval_spec.preprocess)
+    return domain_metrics(fake[:n], real, f"{eval_spec.name}-test-{eval_spec.preprocess}-{n}")
+
+
+def evaluate(task: Task, state: TrainState, config: ml_collections.ConfigDict,
+             eval_spec: gdata.DataSpec, image_shape: tuple[int, ...]) -> dict[str, float]:
+    """The task's own test metrics plus, for generative tasks on MNIST-like data,
+    `score_samples` of ``config.eval_samples`` samples (the same noise every time)."""
+    results = task.evaluate(state, gdata.eval_iterator(
+        eval_spec, "test", global_batch_size=config.eval_batch_size))
+    if task.sample is not None and tuple(image_shape) == domain.INPUT_SHAPE:
+        fake = task.sample(state, jax.random.key(config.seed + 2), config.eval_samples)
+        results.update(score_samples(fake, config, eval_spec))
+    return results
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> TrainState:
@@ -118,14 +146,15 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
                 acc, n_acc = None, 0
             if step % config.sample_every == 0:
                 writer.images(step, task.images(state, show), samples_dir)
+            if config.eval_every and step % config.eval_every == 0 and step < config.num_steps:
+                writer.scalars(step, evaluate(task, state, config, eval_spec, show["image"].shape[1:]))
             if saving:
                 ckpt.save(step, state, force=step == config.num_steps)
     finally:
         progress.close()
         ckpt.wait()
 
-    results = task.evaluate(state, gdata.eval_iterator(
-        eval_spec, "test", global_batch_size=config.eval_batch_size))
+    results = evaluate(task, state, config, eval_spec, show["image"].shape[1:])
     if results:
         writer.scalars(config.num_steps, results)
     grids = task.images(state, show)

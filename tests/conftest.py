@@ -22,6 +22,13 @@ def compilation_cache(tmp_path_factory):
     yield
 
 
+@pytest.fixture(scope="session", autouse=True)
+def reference_cache(tmp_path_factory):
+    """Cached reference features go to a per-session directory, never to ~/.cache."""
+    os.environ["GENJAX_CACHE"] = str(tmp_path_factory.mktemp("genjax_cache"))
+    yield
+
+
 @pytest.fixture(scope="session")
 def data_dir(tmp_path_factory) -> str:
     """A tfds data_dir with the embedded mnist5k prepared (offline, ~3 s)."""

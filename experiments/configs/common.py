@@ -18,6 +18,8 @@ def add_data_and_loop(c: ml_collections.ConfigDict, *, preprocess: str, batch_si
     c.num_steps = num_steps
     c.seed = 0
     c.eval_batch_size = 250
+    c.eval_samples = 1000  # real test images and samples for the domain metrics (FID/IS/...)
+    c.eval_every = 0       # also evaluate every this many steps (0: only at the end)
     c.log_every = max(1, every // 10)
     c.sample_every = every
     c.checkpoint_every = every
@@ -30,6 +32,7 @@ def shrink_for_tests(c: ml_collections.ConfigDict, *, steps: int) -> ml_collecti
     c.batch_size = min(c.batch_size, 32)
     c.num_steps = steps
     c.eval_batch_size = 200
+    c.eval_samples = 200
     c.log_every = steps // 4
     c.sample_every = steps // 2
     c.checkpoint_every = steps // 2

@@ -1,8 +1,8 @@
 """Model families for the training loop: ``TASKS[config.task](config, image_shape)``."""
 
-from genjax.tasks import gan, vae
+from genjax.tasks import classifier, gan, vae
 from genjax.tasks.common import Task
 
-TASKS = {"vae": vae.build, "gan": gan.build}
+TASKS = {"vae": vae.build, "gan": gan.build, "classifier": classifier.build}
 
 __all__ = ["TASKS", "Task"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Callable, Iterable, NamedTuple
 
 import jax
@@ -9,6 +10,7 @@ import numpy as np
 import optax
 
 from genjax.data import Batch
+from genjax.metrics import domain, evaluation
 from genjax.state import TrainState
 from genjax.steps import StepFn
 
@@ -22,6 +24,8 @@ class Task(NamedTuple):
       evaluate: (state, batches) -> test metrics (floats), e.g. ``{"test/neg_elbo": ...}``.
       images: (state, a real batch) -> named [N, H, W, C] image batches in [0, 1].
       examples_per_step: real examples one step consumes (batch * n_critic for GANs).
+      sample: (state, key, n) -> n generated images [n, H, W, C] in [0, 1] (EMA weights
+        when kept), or None for models that do not generate (autoencoders, classifiers).
     """
 
     init: Callable[[jax.Array], TrainState]
@@ -29,6 +33,7 @@ class Task(NamedTuple):
     evaluate: Callable[[TrainState, Iterable[Batch]], dict[str, float]]
     images: Callable[[TrainState, Batch], dict[str, np.ndarray]]
     examples_per_step: int
+    sample: Callable[[TrainState, jax.Array, int], np.ndarray] | None = None
 
 
 OPTIMIZERS = ("adam", "rmsprop")
@@ -49,3 +54,44 @@ def make_optimizer(name: str, learning_rate: float, *, b1: float = 0.9, b2: floa
 def to_unit_range(images: jax.Array, preprocess: str) -> jax.Array:
     """Map model-space images back to [0, 1] for display."""
     return (images + 1.0) / 2.0 if preprocess == "symmetric" else images
+
+
+def sampler(draw: Callable[[TrainState, jax.Array], jax.Array], chunk: int
+            ) -> Callable[[TrainState, jax.Array, int], np.ndarray]:
+    """``sample(state, key, n)`` from a jitted fixed-size ``draw(state, key)`` of ``chunk`` images."""
+
+    def sample(state: TrainState, key: jax.Array, n: int) -> np.ndarray:
+        parts = [np.asarray(draw(state, jax.random.fold_in(key, i))) for i in range(-(-n // chunk))]
+        return np.concatenate(parts)[:n]
+
+    return sample
+
+
+def collect_images(batches: Iterable[Batch], limit: int, preprocess: str) -> np.ndarray:
+    """Up to ``limit`` real (unmasked) images from ``batches``, mapped to [0, 1]."""
+    images, n = [], 0
+    for batch in batches:
+        real = np.asarray(batch["image"])[np.asarray(batch["mask"]) > 0]
+        images.append(np.asarray(to_unit_range(real, preprocess)))
+        n += len(real)
+        if n >= limit:
+            break
+    return np.concatenate(images)[:limit]
+
+
+@functools.cache
+def _domain_extractor() -> evaluation.Extractor:
+    return domain.make_extractor()
+
+
+def domain_metrics(fake: np.ndarray, real: Callable[[], np.ndarray], key: str) -> dict[str, float]:
+    """Sample metrics with the shipped mnist5k classifier, keys ``test/domain_*``.
+
+    ``real`` loads the reference images on a cache miss; ``key`` names them
+    (dataset-split-count) for `genjax.metrics.evaluation.reference_features`.
+    """
+    extractor = _domain_extractor()
+    fake_features, fake_probs = extractor(fake)
+    real_features = evaluation.reference_features(extractor, key, real)
+    return evaluation.quality_from_features(real_features, fake_features, fake_probs,
+                                            prefix="test/domain_")

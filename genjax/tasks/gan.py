@@ -13,6 +13,7 @@ from genjax import nn as gnn
 from genjax import spectral
 from genjax import state as gstate
 from genjax.steps import gan as gsteps
+from genjax.tasks import common
 from genjax.tasks.common import Task, make_optimizer, to_unit_range
 
 GENERATORS = ("mlp", "conv", "dcgan", "sngan")
@@ -74,8 +75,15 @@ def build(config: ml_collections.ConfigDict, image_shape: tuple[int, int, int]) 
         out, _ = gsteps.apply_net(gen, params, state.nets["gen"].batch_stats, fixed_noise, train=False)
         return out
 
+    @jax.jit
+    def _draw(state: gstate.TrainState, key: jax.Array) -> jax.Array:
+        z = jax.random.normal(key, (config.eval_batch_size, config.latent_dim))
+        out, _ = gsteps.apply_net(gen, gsteps.generator_params(state), state.nets["gen"].batch_stats,
+                                  z, train=False)
+        return to_unit_range(out, config.preprocess)
+
     def evaluate(state: gstate.TrainState, batches: Iterable[dict]) -> dict[str, float]:
-        del state, batches  # sample-quality metrics (FID/IS/KID) come with genjax.metrics
+        del state, batches  # GANs have no likelihood; the loop adds the sample metrics
         return {}
 
     def images(state: gstate.TrainState, batch: dict) -> dict[str, np.ndarray]:
@@ -83,4 +91,5 @@ def build(config: ml_collections.ConfigDict, image_shape: tuple[int, int, int]) 
         return {"samples": np.asarray(to_unit_range(_samples(state), config.preprocess))}
 
     return Task(init=init, train_step=train_step, evaluate=evaluate, images=images,
-                examples_per_step=config.batch_size * config.n_critic)
+                examples_per_step=config.batch_size * config.n_critic,
+                sample=common.sampler(_draw, config.eval_batch_size))

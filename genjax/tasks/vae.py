@@ -13,7 +13,7 @@ from genjax import nn as gnn
 from genjax import state as gstate
 from genjax.steps import make_train_step
 from genjax.steps import vae as vsteps
-from genjax.tasks.common import Task, make_optimizer, to_unit_range
+from genjax.tasks.common import Task, make_optimizer, sampler, to_unit_range
 
 ARCHITECTURES = ("mlp", "conv")
 
@@ -96,8 +96,15 @@ def build(config: ml_collections.ConfigDict, image_shape: tuple[int, int, int]) 
             out["samples"] = samples
         return {k: np.asarray(to_unit_range(v, config.preprocess)) for k, v in out.items()}
 
+    @jax.jit
+    def _draw(state: gstate.TrainState, key: jax.Array) -> jax.Array:
+        z = jax.random.normal(key, (config.eval_batch_size, config.latent_dim))
+        out = model.apply({"params": state.nets["model"].params}, z, method=model.decode)
+        return to_unit_range(vsteps.decoder_mean(out, config.likelihood), config.preprocess)
+
     return Task(init=init, train_step=make_train_step(loss, tx), evaluate=evaluate, images=images,
-                examples_per_step=config.batch_size)
+                examples_per_step=config.batch_size,
+                sample=None if det else sampler(_draw, config.eval_batch_size))
 
 
 def _ae_eval(model, likelihood: str, params, batch: dict) -> dict[str, jax.Array]:

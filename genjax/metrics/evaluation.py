@@ -1,0 +1,79 @@
+"""Every sample-quality number for a set of generated images against a set of real ones."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from typing import Callable
+
+import numpy as np
+
+from genjax.metrics import scores, statistics
+from genjax.report import info
+
+
+@dataclasses.dataclass(frozen=True)
+class Extractor:
+    """A named feature extractor: images [N, H, W, C] in [0, 1] -> (features, class probs).
+
+    ``name`` identifies the network and its weights (it keys cached reference features).
+    """
+
+    name: str
+    fn: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
+
+    def __call__(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return self.fn(images)
+
+
+def cache_dir() -> str:
+    """Where reference features live: ``$GENJAX_CACHE`` or ``~/.cache/genjax``."""
+    return os.environ.get("GENJAX_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "genjax")
+
+
+def reference_features(extractor: Extractor, key: str, images: Callable[[], np.ndarray]) -> np.ndarray:
+    """Features of real images, computed once per (``key``, extractor) and cached on disk.
+
+    ``key`` names the dataset, split and count (e.g. ``mnist5k-test-1000``); ``images``
+    is only called on a cache miss.
+    """
+    path = os.path.join(cache_dir(), "reference", f"{key}-{extractor.name}.npy")
+    if os.path.exists(path):
+        return np.load(path, allow_pickle=False)
+    features = extractor(images())[0]
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    tmp = f"{path}.{os.getpid()}.tmp.npy"
+    np.save(tmp, features)
+    os.replace(tmp, path)  # atomic: a concurrent or killed run never leaves half a file
+    info(f"Cached reference features in {path}")
+    return features
+
+
+def sample_quality(fake_images: np.ndarray, real_images: np.ndarray, extractor: Extractor, *,
+                   prefix: str = "domain/", **kwargs) -> dict[str, float]:
+    """FID, IS, KID, precision/recall and mode coverage of fakes against reals.
+
+    Both image sets are [N, H, W, C] in [0, 1]; ``extractor`` maps them to features and
+    class probabilities (`genjax.metrics.domain.make_extractor` offline). Keys carry
+    ``prefix`` so that numbers from different extractors are never mixed up.
+    """
+    fake_features, fake_probs = extractor(fake_images)
+    return quality_from_features(extractor(real_images)[0], fake_features, fake_probs,
+                                 prefix=prefix, **kwargs)
+
+
+def quality_from_features(real_features: np.ndarray, fake_features: np.ndarray,
+                          fake_probs: np.ndarray, *, prefix: str = "domain/",
+                          kid_subsets: int = 100, kid_subset_size: int = 1000,
+                          is_splits: int = 10) -> dict[str, float]:
+    """`sample_quality` from extracted features (e.g. cached reference features)."""
+    is_mean, is_std = scores.inception_score(fake_probs, splits=min(is_splits, len(fake_probs)))
+    kid_mean, kid_std = scores.kid(real_features, fake_features, num_subsets=kid_subsets,
+                                   subset_size=kid_subset_size)
+    precision, recall = scores.precision_recall(real_features, fake_features)
+    coverage = scores.mode_coverage(fake_probs)
+    return {f"{prefix}{k}": float(v) for k, v in {
+        "fid": statistics.fid(real_features, fake_features), "is": is_mean, "is_std": is_std,
+        "kid": kid_mean, "kid_std": kid_std, "precision": precision, "recall": recall,
+        "classes_covered": coverage["classes_covered"],
+        "class_kl_from_uniform": coverage["kl_from_uniform"]}.items()}

@@ -1,0 +1,102 @@
+"""The domain classifier, its shipped weights, and evaluation wired into runs."""
+
+import json
+import os
+
+import jax
+import numpy as np
+import pytest
+
+from experiments import evaluate as evaluate_cli
+from experiments.configs import classifier_mnist5k, gan_mlp_mnist
+from genjax import data, loop, metrics
+from genjax.metrics import domain, evaluation
+
+
+@pytest.fixture(scope="module")
+def test_images(data_dir):
+    spec = data.DataSpec(data_dir=data_dir)
+    batches = list(data.eval_iterator(spec, "test", global_batch_size=500))
+    return (np.concatenate([b["image"] for b in batches]),
+            np.concatenate([b["label"] for b in batches]))
+
+
+def test_shipped_classifier_recognises_test_digits(test_images):
+    images, labels = test_images
+    extract = domain.make_extractor()
+    features, probs = extract(images[:777])  # a partial final batch on purpose
+    assert features.shape == (777, 128) and probs.shape == (777, 10)
+    np.testing.assert_allclose(probs.sum(1), 1.0, rtol=1e-5)
+    assert np.mean(probs.argmax(1) == labels[:777]) > 0.95
+    assert extract.name.startswith("mnist5k_classifier-")
+
+
+@pytest.mark.parametrize("images,match", [(np.zeros((4, 32, 32, 3)), r"\[N, 28, 28, 1\]"),
+                                          (np.full((4, 28, 28, 1), -1.0), r"in \[0, 1\]")])
+def test_extractor_refuses_wrong_images(images, match):
+    with pytest.raises(ValueError, match=match):
+        domain.make_extractor()(images)
+
+
+def test_missing_weights_say_how_to_make_them(tmp_path):
+    with pytest.raises(FileNotFoundError, match="python -m experiments.classifier"):
+        domain.load_params(str(tmp_path / "nowhere"))
+
+
+def test_real_digits_score_better_than_noise(test_images):
+    images, _ = test_images
+    extract = domain.make_extractor()
+    real_vs_real = metrics.sample_quality(images[500:], images[:500], extract)
+    noise = np.random.default_rng(0).uniform(size=(500, 28, 28, 1)).astype(np.float32)
+    noise_vs_real = metrics.sample_quality(noise, images[:500], extract)
+    assert real_vs_real["domain/fid"] < 0.1 * noise_vs_real["domain/fid"]
+    assert real_vs_real["domain/is"] > 5 and real_vs_real["domain/classes_covered"] == 10
+    assert real_vs_real["domain/precision"] > 0.5 > noise_vs_real["domain/precision"]
+
+
+def test_reference_features_are_cached(tmp_path, monkeypatch):
+    monkeypatch.setenv("GENJAX_CACHE", str(tmp_path))
+    calls = []
+    ext = evaluation.Extractor("fake", lambda x: (x.reshape(len(x), -1), None))
+
+    def images():
+        calls.append(1)
+        return np.ones((3, 2, 2, 1), np.float32)
+
+    first = evaluation.reference_features(ext, "set-test-3", images)
+    second = evaluation.reference_features(ext, "set-test-3", images)
+    assert len(calls) == 1 and np.array_equal(first, second)
+    assert os.listdir(tmp_path / "reference") == ["set-test-3-fake.npy"]
+
+
+def test_classifier_task_trains_and_exports(data_dir, tmp_path):
+    c = classifier_mnist5k.get_config("test")
+    c.data_dir = data_dir
+    state = loop.train_and_evaluate(c, str(tmp_path / "run"))
+    path = domain.save_params(state.nets["model"].params, str(tmp_path / "weights"))
+    back = domain.load_params(path)
+    jax.tree.map(np.testing.assert_array_equal, back, jax.device_get(state.nets["model"].params))
+    final = [json.loads(line) for line in open(tmp_path / "run" / "metrics.jsonl")][-1]
+    assert 0.0 <= final["test/accuracy"] <= 1.0
+
+
+def test_gan_run_reports_domain_metrics_and_evaluate_reproduces_them(data_dir, tmp_path):
+    c = gan_mlp_mnist.get_config("test")
+    c.data_dir = data_dir
+    workdir = str(tmp_path / "gan")
+    loop.train_and_evaluate(c, workdir)
+    final = [json.loads(line) for line in open(os.path.join(workdir, "metrics.jsonl"))][-1]
+    assert final["test/domain_classes_covered"] >= 1 and np.isfinite(final["test/domain_fid"])
+
+    out = str(tmp_path / "samples.npy")
+    again = evaluate_cli.evaluate_run(workdir, c.eval_samples, out)
+    for k, v in again.items():  # same checkpoint, same noise, same reference images
+        assert v == pytest.approx(final[k], rel=1e-6, abs=1e-9), k
+    samples = np.load(out)
+    assert samples.shape == (c.eval_samples, 28, 28, 1) and samples.dtype == np.float32
+    assert 0.0 <= samples.min() and samples.max() <= 1.0
+
+
+def test_evaluate_explains_what_is_missing(tmp_path):
+    with pytest.raises(FileNotFoundError, match="not a genjax training run"):
+        evaluate_cli.evaluate_run(str(tmp_path), 100)
