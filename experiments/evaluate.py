@@ -6,7 +6,8 @@
 Reads ``<workdir>/config.json``, restores the newest readable checkpoint, draws
 ``--num_samples`` samples (EMA weights when the run keeps them) with a fixed key,
 and scores them against as many test images with the mnist5k domain classifier
-(FID, IS, KID, precision/recall, mode coverage). The metrics are appended to
+(FID, IS, KID, precision/recall, mode coverage), or with the FID InceptionV3
+(``--extractor=inception --inception_weights=inception_fid.npz``). The metrics are appended to
 ``<workdir>/metrics.jsonl`` at the checkpoint's step and printed as a table.
 ``--save_samples`` writes the samples as float32 NHWC in [0, 1] (``.npy``) for any
 outside tool; ``--real_baseline`` scores real training images instead (printed only),
@@ -23,12 +24,18 @@ from experiments import launch
 _WORKDIR = flags.DEFINE_string("workdir", None, "A training run's directory.", required=True)
 _NUM = flags.DEFINE_integer("num_samples", 1000, "Samples to draw (and test images to use).")
 _SAVE = flags.DEFINE_string("save_samples", None, "Also write the samples to this .npy file.")
+_EXTRACTOR = flags.DEFINE_enum("extractor", "domain", ["domain", "inception"],
+                                "domain: the shipped mnist5k classifier (offline, 28x28x1 data); "
+                                "inception: the FID InceptionV3 (needs --inception_weights).")
+_WEIGHTS = flags.DEFINE_string("inception_weights", None, "The converted Inception .npz "
+                               "(see experiments/convert_inception.py).")
 _FLOOR = flags.DEFINE_bool("real_baseline", False, "Score real training images instead of "
                            "samples: what a perfect generator would reach with this protocol.")
 
 
 def evaluate_run(workdir: str, num_samples: int, save_samples: str | None = None,
-                 real_baseline: bool = False) -> dict[str, float]:
+                 real_baseline: bool = False, extractor: str = "domain",
+                 inception_weights: str | None = None) -> dict[str, float]:
     """Metrics of the newest checkpoint in ``workdir`` (see the module docstring)."""
     import jax
     import ml_collections
@@ -37,7 +44,6 @@ def evaluate_run(workdir: str, num_samples: int, save_samples: str | None = None
     from genjax import data as gdata
     from genjax import loop
     from genjax.checkpoint import Checkpointer
-    from genjax.metrics import domain
     from genjax.report import MetricWriter
     from genjax.tasks import TASKS
     from genjax.tasks.common import collect_images
@@ -49,6 +55,12 @@ def evaluate_run(workdir: str, num_samples: int, save_samples: str | None = None
         config = ml_collections.ConfigDict(json.load(f))
     if num_samples < 2:
         raise ValueError(f"--num_samples must be at least 2, got {num_samples}.")
+    scorer = None  # the domain classifier
+    if extractor == "inception":  # load (or fail clearly) before any sampling
+        from genjax.metrics import inception
+        scorer = inception.make_extractor(inception_weights)
+    elif extractor != "domain":
+        raise ValueError(f"Unknown extractor {extractor!r}; valid: domain, inception.")
     _, eval_spec = loop.data_specs(config)
     image_shape = next(gdata.eval_iterator(
         eval_spec, "test", global_batch_size=config.eval_batch_size))["image"].shape[1:]
@@ -68,14 +80,10 @@ def evaluate_run(workdir: str, num_samples: int, save_samples: str | None = None
             eval_spec.preprocess)
     if save_samples:
         np.save(save_samples, fake.astype(np.float32))
-    if tuple(image_shape) != domain.INPUT_SHAPE:
-        raise ValueError(f"The offline domain classifier takes {domain.INPUT_SHAPE} images; this "
-                         f"run's are {tuple(image_shape)}. Inception features need the "
-                         "InceptionV3 weights, which this version cannot load yet.")
     if num_samples > gdata.num_examples(eval_spec, "test"):
         logging.warning("The test split is smaller than --num_samples=%d; the metrics use as many "
                         "samples as it has images.", num_samples)
-    results = loop.score_samples(fake, config, eval_spec)
+    results = loop.score_samples(fake, config, eval_spec, scorer, prefix=f"test/{extractor}_")
     if not real_baseline:  # the baseline is not this run's result
         writer = MetricWriter(workdir)
         writer.scalars(int(state.step), results)
@@ -87,7 +95,8 @@ def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
     launch.quiet_logging()
-    results = evaluate_run(_WORKDIR.value, _NUM.value, _SAVE.value, _FLOOR.value)
+    results = evaluate_run(_WORKDIR.value, _NUM.value, _SAVE.value, _FLOOR.value,
+                           _EXTRACTOR.value, _WEIGHTS.value)
     width = max(map(len, results))
     print("\n".join(f"{k:<{width}}  {v:.4f}" for k, v in results.items()))
 

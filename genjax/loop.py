@@ -22,10 +22,11 @@ import numpy as np
 from genjax import data as gdata
 from genjax.checkpoint import Checkpointer
 from genjax.metrics import domain
+from genjax.metrics.evaluation import Extractor
 from genjax.state import TrainState
 from genjax.report import MetricWriter, Progress, info, plot_curves, save_grid
 from genjax.tasks import TASKS, Task
-from genjax.tasks.common import collect_images, domain_metrics
+from genjax.tasks.common import collect_images, domain_extractor, sample_metrics
 
 
 class NonFiniteError(FloatingPointError):
@@ -68,17 +69,20 @@ def _write_config(config: ml_collections.ConfigDict, workdir: str) -> None:
             f.write(json.dumps(config.to_dict(), indent=2, sort_keys=True, default=str))
 
 
-def score_samples(fake: np.ndarray, config: ml_collections.ConfigDict,
-                  eval_spec: gdata.DataSpec) -> dict[str, float]:
-    """Domain FID/IS/KID/precision/recall/coverage of MNIST-like samples [N, 28, 28, 1] in
-    [0, 1] against as many test images (all of them if the split is smaller)."""
-    if tuple(fake.shape[1:]) != domain.INPUT_SHAPE:
-        raise ValueError(f"The offline domain classifier takes {domain.INPUT_SHAPE} images, got "
-                         f"{tuple(fake.shape[1:])}.")
+def score_samples(fake: np.ndarray, config: ml_collections.ConfigDict, eval_spec: gdata.DataSpec,
+                  extractor: Extractor | None = None, prefix: str = "test/domain_"
+                  ) -> dict[str, float]:
+    """FID/IS/KID/precision/recall/coverage of samples [N, H, W, C] in [0, 1] against as
+    many test images (all of them if the split is smaller), with ``extractor`` (default:
+    the shipped mnist5k domain classifier, for [N, 28, 28, 1] images)."""
+    if extractor is None:
+        domain.check_images(fake)
+        extractor = domain_extractor()
     n = min(len(fake), gdata.num_examples(eval_spec, "test"))
     real = lambda: collect_images(gdata.eval_iterator(
         eval_spec, "test", global_batch_size=config.eval_batch_size), n, eval_spec.preprocess)
-    return domain_metrics(fake[:n], real, f"{eval_spec.name}-test-{eval_spec.preprocess}-{n}")
+    key = f"{eval_spec.name}-test-{eval_spec.preprocess}-{n}"
+    return sample_metrics(fake[:n], real, key, extractor, prefix)
 
 
 def evaluate(task: Task, state: TrainState, config: ml_collections.ConfigDict,

@@ -100,3 +100,13 @@ def test_gan_run_reports_domain_metrics_and_evaluate_reproduces_them(data_dir, t
 def test_evaluate_explains_what_is_missing(tmp_path):
     with pytest.raises(FileNotFoundError, match="not a genjax training run"):
         evaluate_cli.evaluate_run(str(tmp_path), 100)
+
+
+def test_inception_without_weights_says_where_to_get_them(data_dir, tmp_path):
+    c = gan_mlp_mnist.get_config("test")
+    c.data_dir = data_dir
+    os.makedirs(tmp_path / "run")
+    with open(tmp_path / "run" / "config.json", "w") as f:
+        json.dump(c.to_dict(), f)
+    with pytest.raises(FileNotFoundError, match="pt_inception-2015-12-05"):
+        evaluate_cli.evaluate_run(str(tmp_path / "run"), 100, extractor="inception")

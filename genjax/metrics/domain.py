@@ -19,7 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
 
-from genjax.metrics.evaluation import Extractor
+from genjax.metrics.evaluation import Extractor, run_batched
 from genjax.nn import layers
 
 WEIGHTS_DIR = os.path.join(os.path.dirname(__file__), "weights", "mnist5k_classifier")
@@ -97,13 +97,6 @@ def make_extractor(params=None, batch_size: int = 500) -> Extractor:
     def extract(images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         images = np.asarray(images, np.float32)
         check_images(images)
-        feats, probs = [], []
-        for i in range(0, len(images), batch_size):
-            chunk = images[i:i + batch_size]
-            pad = batch_size - len(chunk)
-            f, p = run(np.pad(chunk, ((0, pad), (0, 0), (0, 0), (0, 0))))
-            feats.append(np.asarray(f)[:len(chunk)])
-            probs.append(np.asarray(p)[:len(chunk)])
-        return np.concatenate(feats), np.concatenate(probs)
+        return run_batched(run, images, batch_size)
 
     return Extractor(f"mnist5k_classifier-{fingerprint(params)}", extract)

@@ -26,6 +26,18 @@ class Extractor:
         return self.fn(images)
 
 
+def run_batched(fn: Callable[[np.ndarray], tuple], images: np.ndarray, batch_size: int
+                ) -> tuple[np.ndarray, ...]:
+    """``fn`` over fixed-size batches (one compilation; the last batch zero-padded and
+    its padding dropped), outputs concatenated as host arrays."""
+    outs = []
+    for i in range(0, len(images), batch_size):
+        chunk = images[i:i + batch_size]
+        padded = np.pad(chunk, [(0, batch_size - len(chunk))] + [(0, 0)] * (chunk.ndim - 1))
+        outs.append([np.asarray(o)[:len(chunk)] for o in fn(padded)])
+    return tuple(np.concatenate(parts) for parts in zip(*outs))
+
+
 def cache_dir() -> str:
     """Where reference features live: ``$GENJAX_CACHE`` or ``~/.cache/genjax``."""
     return os.environ.get("GENJAX_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "genjax")

@@ -80,18 +80,19 @@ def collect_images(batches: Iterable[Batch], limit: int, preprocess: str) -> np.
 
 
 @functools.cache
-def _domain_extractor() -> evaluation.Extractor:
+def domain_extractor() -> evaluation.Extractor:
+    """The shipped mnist5k classifier, loaded once per process."""
     return domain.make_extractor()
 
 
-def domain_metrics(fake: np.ndarray, real: Callable[[], np.ndarray], key: str) -> dict[str, float]:
-    """Sample metrics with the shipped mnist5k classifier, keys ``test/domain_*``.
+def sample_metrics(fake: np.ndarray, real: Callable[[], np.ndarray], key: str,
+                   extractor: evaluation.Extractor, prefix: str) -> dict[str, float]:
+    """`genjax.metrics.quality_from_features` of ``fake`` against cached real features.
 
     ``real`` loads the reference images on a cache miss; ``key`` names them
-    (dataset-split-count) for `genjax.metrics.evaluation.reference_features`.
+    (dataset-split-preprocess-count) for `genjax.metrics.evaluation.reference_features`.
     """
-    extractor = _domain_extractor()
     fake_features, fake_probs = extractor(fake)
     real_features = evaluation.reference_features(extractor, key, real)
     return evaluation.quality_from_features(real_features, fake_features, fake_probs,
-                                            prefix="test/domain_")
+                                            prefix=prefix)
