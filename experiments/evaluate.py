@@ -75,20 +75,36 @@ def evaluate_run(workdir: str, num_samples: int, save_samples: str | None = None
         raise FileNotFoundError(f"No readable checkpoint in {workdir}/checkpoints.")
     fake = task.sample(state, jax.random.key(config.seed + 2), num_samples)
     if real_baseline:
-        fake = collect_images(gdata.eval_iterator(
+        fake = [collect_images(gdata.eval_iterator(
             eval_spec, "train", global_batch_size=config.eval_batch_size), num_samples,
-            eval_spec.preprocess)
+            eval_spec.preprocess)]
     if save_samples:
-        np.save(save_samples, fake.astype(np.float32))
+        fake = _saved(fake, save_samples, num_samples, image_shape)
     if num_samples > gdata.num_examples(eval_spec, "test"):
         logging.warning("The test split is smaller than --num_samples=%d; the metrics use as many "
                         "samples as it has images.", num_samples)
-    results = loop.score_samples(fake, config, eval_spec, scorer, prefix=f"test/{extractor}_")
+    results = loop.score_samples(fake, num_samples, config, eval_spec, scorer,
+                                 prefix=f"test/{extractor}_")
+    for _ in fake:  # --save_samples: write the samples that scoring did not need
+        pass
     if not real_baseline:  # the baseline is not this run's result
         writer = MetricWriter(workdir)
         writer.scalars(int(state.step), results)
         writer.close()
     return results
+
+
+def _saved(batches, path: str, num: int, image_shape):
+    """Pass ``batches`` through, writing them into a float32 .npy of ``num`` images on the way."""
+    import numpy as np
+
+    out = np.lib.format.open_memmap(path, mode="w+", dtype=np.float32, shape=(num, *image_shape))
+    i = 0
+    for b in batches:
+        out[i:i + len(b)] = b
+        i += len(b)
+        yield b
+    out.flush()
 
 
 def main(argv):

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+from typing import Iterable, Iterator
 
 import jax
 import jax.numpy as jnp
@@ -69,20 +70,30 @@ def _write_config(config: ml_collections.ConfigDict, workdir: str) -> None:
             f.write(json.dumps(config.to_dict(), indent=2, sort_keys=True, default=str))
 
 
-def score_samples(fake: np.ndarray, config: ml_collections.ConfigDict, eval_spec: gdata.DataSpec,
-                  extractor: Extractor | None = None, prefix: str = "test/domain_"
-                  ) -> dict[str, float]:
-    """FID/IS/KID/precision/recall/coverage of samples [N, H, W, C] in [0, 1] against as
-    many test images (all of them if the split is smaller), with ``extractor`` (default:
-    the shipped mnist5k domain classifier, for [N, 28, 28, 1] images)."""
+def score_samples(fake: Iterable[np.ndarray], num: int, config: ml_collections.ConfigDict,
+                  eval_spec: gdata.DataSpec, extractor: Extractor | None = None,
+                  prefix: str = "test/domain_") -> dict[str, float]:
+    """FID/IS/KID/precision/recall/coverage of ``num`` samples, given as batches [b, H, W, C]
+    in [0, 1], against as many test images (all of them if the split is smaller; then
+    only that many samples count), with ``extractor`` (default: the shipped mnist5k
+    domain classifier, for [b, 28, 28, 1] images)."""
+    n = min(num, gdata.num_examples(eval_spec, "test"))
+    fake = _first(fake, n)
     if extractor is None:
-        domain.check_images(fake)
         extractor = domain_extractor()
-    n = min(len(fake), gdata.num_examples(eval_spec, "test"))
     real = lambda: collect_images(gdata.eval_iterator(
         eval_spec, "test", global_batch_size=config.eval_batch_size), n, eval_spec.preprocess)
     key = f"{eval_spec.name}-test-{eval_spec.preprocess}-{n}"
-    return sample_metrics(fake[:n], real, key, extractor, prefix)
+    return sample_metrics(fake, real, key, extractor, prefix)
+
+
+def _first(batches: Iterable[np.ndarray], n: int) -> Iterator[np.ndarray]:
+    """The batches cut to their first ``n`` rows in all."""
+    for b in batches:
+        if n <= 0:
+            return
+        yield b[:n]
+        n -= len(b)
 
 
 def evaluate(task: Task, state: TrainState, config: ml_collections.ConfigDict,
@@ -93,7 +104,7 @@ def evaluate(task: Task, state: TrainState, config: ml_collections.ConfigDict,
         eval_spec, "test", global_batch_size=config.eval_batch_size))
     if task.sample is not None and tuple(image_shape) == domain.INPUT_SHAPE:
         fake = task.sample(state, jax.random.key(config.seed + 2), config.eval_samples)
-        results.update(score_samples(fake, config, eval_spec))
+        results.update(score_samples(fake, config.eval_samples, config, eval_spec))
     return results
 
 

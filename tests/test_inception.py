@@ -57,18 +57,23 @@ def test_converted_weights_load_exactly(weights):
     jax.tree.map(np.testing.assert_array_equal, loaded, variables)
 
 
-def test_extractor_features_logits_and_input_handling(weights):
-    path, _, _ = weights
-    extract = inc.make_extractor(path, batch_size=2)
-    grey = np.random.default_rng(0).uniform(size=(3, 28, 28, 1)).astype(np.float32)
-    features, probs = extract(grey)  # 3 images: one padded batch on purpose
-    assert features.shape == (3, inc.FEATURE_DIM) and probs.shape == (3, inc.NUM_LOGITS)
-    np.testing.assert_allclose(probs.sum(1), 1.0, rtol=1e-5)
-    again, _ = extract(np.repeat(grey, 3, axis=-1))  # grey = the same image in 3 channels
-    np.testing.assert_allclose(again, features, rtol=1e-5, atol=1e-6)
+def test_network_outputs_and_input_handling(weights):
+    path, _, variables = weights
+    model = inc.FIDInceptionV3()
+    x = np.random.default_rng(0).uniform(-1, 1, size=(2, 75, 75, 3)).astype(np.float32)
+    pool3, logits = jax.jit(model.apply)(variables, x)  # 75x75: the smallest input it takes
+    assert pool3.shape == (2, inc.FEATURE_DIM) and logits.shape == (2, inc.NUM_LOGITS)
+    np.testing.assert_array_equal(jax.jit(model.apply)(variables, x)[0], pool3)  # deterministic
+    grey = np.random.default_rng(1).uniform(size=(3, 28, 28, 1)).astype(np.float32)
+    y = inc.preprocess(grey)
+    assert y.shape == (3, 299, 299, 3) and float(y.min()) >= -1.0 and float(y.max()) <= 1.0
+    np.testing.assert_array_equal(y, inc.preprocess(np.repeat(grey, 3, axis=-1)))
+    quantised = (np.asarray(inc.preprocess(grey[:, :1, :1])) + 1.0) / 2.0 * 255.0
+    np.testing.assert_allclose(quantised, np.round(quantised), atol=1e-3)  # 8-bit levels
+    extract = inc.make_extractor(path)
     assert extract.name.startswith("inception2015-")
-    x = inc.preprocess(grey)
-    assert x.shape == (3, 299, 299, 3) and float(x.min()) >= -1.0 and float(x.max()) <= 1.0
+    with pytest.raises(ValueError, match="1 or 3"):
+        extract(np.zeros((1, 28, 28, 2), np.float32))
 
 
 def test_missing_or_foreign_weights_are_clear_errors(weights, tmp_path):

@@ -39,12 +39,19 @@ def shrink_for_tests(c: ml_collections.ConfigDict, *, steps: int) -> ml_collecti
     return c
 
 
+def set_budget(c: ml_collections.ConfigDict, variant: str, *, num_steps: int, every: int
+               ) -> ml_collections.ConfigDict:
+    """A config's own training budget and output cadence (the ``:test`` variant keeps its tiny one)."""
+    if not variant:
+        c.num_steps = num_steps
+        c.sample_every = c.checkpoint_every = every
+        c.log_every = max(1, every // 10)
+    return c
+
+
 def use_cifar10(c: ml_collections.ConfigDict, variant: str) -> ml_collections.ConfigDict:
     """CIFAR-10 with the long schedule of the CIFAR configs (the ``:test`` one stays tiny)."""
     c.dataset = "cifar10"
     if not variant:
         c.batch_size = 128
-        c.num_steps = 50000
-        c.sample_every = c.checkpoint_every = 5000
-        c.log_every = 500
-    return c
+    return set_budget(c, variant, num_steps=50000, every=5000)

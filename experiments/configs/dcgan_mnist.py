@@ -7,11 +7,11 @@ Command:
 Expected: see the README GAN table.
 """
 
-from experiments.configs import gan_mlp_mnist
+from experiments.configs import common, gan_mlp_mnist
 
 
 def get_config(variant: str = ""):
     c = gan_mlp_mnist.get_config(variant)
     c.generator = "conv"
     c.discriminator = "conv"
-    return c
+    return common.set_budget(c, variant, num_steps=2400, every=400)

@@ -6,7 +6,7 @@ Command:
 Expected: see the README GAN table.
 """
 
-from experiments.configs import gan_mlp_mnist
+from experiments.configs import common, gan_mlp_mnist
 
 
 def get_config(variant: str = ""):
@@ -14,4 +14,4 @@ def get_config(variant: str = ""):
     c.generator = "conv"
     c.discriminator = "conv"
     c.loss = "lsgan"
-    return c
+    return common.set_budget(c, variant, num_steps=2400, every=400)

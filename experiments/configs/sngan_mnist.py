@@ -8,7 +8,7 @@ Command:
 Expected: see the README GAN table.
 """
 
-from experiments.configs import gan_mlp_mnist
+from experiments.configs import common, gan_mlp_mnist
 
 
 def get_config(variant: str = ""):
@@ -17,4 +17,4 @@ def get_config(variant: str = ""):
     c.discriminator = "conv"
     c.loss = "hinge"
     c.spectral_norm = True
-    return c
+    return common.set_budget(c, variant, num_steps=2400, every=400)

@@ -7,7 +7,7 @@ Command:
 Expected: see the README GAN table.
 """
 
-from experiments.configs import gan_mlp_mnist
+from experiments.configs import common, gan_mlp_mnist
 
 
 def get_config(variant: str = ""):
@@ -19,4 +19,4 @@ def get_config(variant: str = ""):
     c.n_critic = 5
     c.optimizer = "rmsprop"
     c.g_learning_rate = c.d_learning_rate = 5e-5
-    return c
+    return common.set_budget(c, variant, num_steps=1200, every=200)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import functools
-from typing import Callable, Iterable, NamedTuple
+from typing import Callable, Iterable, Iterator, NamedTuple
 
 import jax
 import numpy as np
@@ -24,8 +24,10 @@ class Task(NamedTuple):
       evaluate: (state, batches) -> test metrics (floats), e.g. ``{"test/neg_elbo": ...}``.
       images: (state, a real batch) -> named [N, H, W, C] image batches in [0, 1].
       examples_per_step: real examples one step consumes (batch * n_critic for GANs).
-      sample: (state, key, n) -> n generated images [n, H, W, C] in [0, 1] (EMA weights
-        when kept), or None for models that do not generate (autoencoders, classifiers).
+      sample: (state, key, n) -> an iterator of generated image batches [b, H, W, C] in
+        [0, 1], n images in all (EMA weights when kept; batches, so that 50k samples never
+        sit in memory at once), or None for models that do not generate (autoencoders,
+        classifiers).
     """
 
     init: Callable[[jax.Array], TrainState]
@@ -33,7 +35,7 @@ class Task(NamedTuple):
     evaluate: Callable[[TrainState, Iterable[Batch]], dict[str, float]]
     images: Callable[[TrainState, Batch], dict[str, np.ndarray]]
     examples_per_step: int
-    sample: Callable[[TrainState, jax.Array, int], np.ndarray] | None = None
+    sample: Callable[[TrainState, jax.Array, int], Iterator[np.ndarray]] | None = None
 
 
 OPTIMIZERS = ("adam", "rmsprop")
@@ -57,12 +59,13 @@ def to_unit_range(images: jax.Array, preprocess: str) -> jax.Array:
 
 
 def sampler(draw: Callable[[TrainState, jax.Array], jax.Array], chunk: int
-            ) -> Callable[[TrainState, jax.Array, int], np.ndarray]:
-    """``sample(state, key, n)`` from a jitted fixed-size ``draw(state, key)`` of ``chunk`` images."""
+            ) -> Callable[[TrainState, jax.Array, int], Iterator[np.ndarray]]:
+    """``sample(state, key, n)`` from a jitted fixed-size ``draw(state, key)`` of ``chunk`` images:
+    batch i uses ``fold_in(key, i)``, the last one is cut to make n."""
 
-    def sample(state: TrainState, key: jax.Array, n: int) -> np.ndarray:
-        parts = [np.asarray(draw(state, jax.random.fold_in(key, i))) for i in range(-(-n // chunk))]
-        return np.concatenate(parts)[:n]
+    def sample(state: TrainState, key: jax.Array, n: int) -> Iterator[np.ndarray]:
+        for i in range(-(-n // chunk)):
+            yield np.asarray(draw(state, jax.random.fold_in(key, i)))[:n - i * chunk]
 
     return sample
 
@@ -85,14 +88,15 @@ def domain_extractor() -> evaluation.Extractor:
     return domain.make_extractor()
 
 
-def sample_metrics(fake: np.ndarray, real: Callable[[], np.ndarray], key: str,
+def sample_metrics(fake: Iterable[np.ndarray], real: Callable[[], np.ndarray], key: str,
                    extractor: evaluation.Extractor, prefix: str) -> dict[str, float]:
-    """`genjax.metrics.quality_from_features` of ``fake`` against cached real features.
+    """`genjax.metrics.quality_from_features` of the ``fake`` batches against cached real
+    features. Only features are kept, never all the images.
 
     ``real`` loads the reference images on a cache miss; ``key`` names them
     (dataset-split-preprocess-count) for `genjax.metrics.evaluation.reference_features`.
     """
-    fake_features, fake_probs = extractor(fake)
+    fake_features, fake_probs = (np.concatenate(parts) for parts in zip(*map(extractor, fake)))
     real_features = evaluation.reference_features(extractor, key, real)
     return evaluation.quality_from_features(real_features, fake_features, fake_probs,
                                             prefix=prefix)
