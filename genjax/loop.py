@@ -130,7 +130,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
 
     ckpt = Checkpointer(os.path.join(workdir, "checkpoints"), every=config.checkpoint_every,
                         keep=config.keep_checkpoints)
-    # Jitted: eager Flax init compiles every initialiser op on its own (30 s for SNGAN).
+    # Jitted: eager Flax init compiles every initialiser op on its own.
     state = jax.jit(task.init)(jax.random.key(config.seed))
     restored = ckpt.restore(state)
     if restored is not None:

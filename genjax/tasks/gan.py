@@ -13,8 +13,7 @@ from genjax import nn as gnn
 from genjax import spectral
 from genjax import state as gstate
 from genjax.steps import gan as gsteps
-from genjax.tasks import common
-from genjax.tasks.common import Task, make_optimizer, to_unit_range
+from genjax.tasks.common import Task, make_optimizer, sampler, to_unit_range
 
 GENERATORS = ("mlp", "conv", "dcgan", "sngan")
 DISCRIMINATORS = ("mlp", "conv", "dcgan", "dcgan_nobn", "sngan")
@@ -92,4 +91,4 @@ def build(config: ml_collections.ConfigDict, image_shape: tuple[int, int, int]) 
 
     return Task(init=init, train_step=train_step, evaluate=evaluate, images=images,
                 examples_per_step=config.batch_size * config.n_critic,
-                sample=common.sampler(_draw, config.eval_batch_size))
+                sample=sampler(_draw, config.eval_batch_size))
