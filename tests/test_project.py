@@ -28,3 +28,11 @@ def test_help_lists_the_flags():
     assert out.returncode in (0, 1), out.stdout  # absl exits 1 after printing --help
     for flag in ("--config: Experiment config file", "--workdir: Directory for checkpoints"):
         assert flag in out.stdout, out.stdout
+
+
+def test_readme_python_snippets_run_as_written():
+    text = open(os.path.join(ROOT, "README.md")).read()
+    snippets = re.findall(r"```python\n(.*?)\n```", text, re.S)
+    assert len(snippets) >= 2
+    for code in snippets:
+        exec(compile(code, "README.md", "exec"), {})
