@@ -7,7 +7,7 @@ Command:
 Expected: see the README GAN table.
 """
 
-from experiments.configs import wgan_mnist
+from experiments.configs import common, wgan_mnist
 
 
 def get_config(variant: str = ""):
@@ -17,4 +17,4 @@ def get_config(variant: str = ""):
     c.optimizer = "adam"
     c.g_learning_rate = c.d_learning_rate = 1e-4
     c.b1, c.b2 = 0.0, 0.9
-    return c
+    return common.set_budget(c, variant, num_steps=2400, every=400)
