@@ -4,7 +4,9 @@ Every generator maps latents [B, latent] to images [B, H, W, C] in [-1, 1] (tanh
 every discriminator maps images to raw scores [B] (logits for BCE losses). Both take
 ``train``: BatchNorm uses batch statistics and updates the ``batch_stats`` collection
 when training, running averages otherwise. ``bn_axis_name`` makes BatchNorm compute
-cross-replica statistics under a data-parallel driver. ``fast=True`` (default) computes
+cross-replica statistics under a data-parallel driver. A layer followed by BatchNorm has
+no bias: BatchNorm subtracts it again, so its gradient is zero up to roundoff, which
+Adam would blow up into steps of size lr in random directions. ``fast=True`` (default) computes
 transposed convolutions with the exact sub-pixel `genjax.nn.layers.ConvTranspose`;
 ``fast=False`` uses Flax's own layer (same parameters, for comparison).
 """
@@ -67,7 +69,7 @@ class ConvGenerator(nn.Module):
         h, w, c = self.out_shape
         x = nn.Dense((h // 4) * (w // 4) * 128)(z).reshape(z.shape[0], h // 4, w // 4, 128)
         for f in (128, 64):
-            x = conv_t(f, (4, 4), strides=(2, 2), padding="SAME")(x)
+            x = conv_t(f, (4, 4), strides=(2, 2), padding="SAME", use_bias=False)(x)
             x = nn.leaky_relu(_bn(train, self.bn_axis_name)(x), 0.2)
         return jnp.tanh(conv_t(c, (4, 4), strides=(1, 1), padding="SAME")(x))
 
@@ -106,10 +108,11 @@ class DCGANGenerator(nn.Module):
         h, _, c = self.out_shape
         start, n = _num_upsamplings(h)
         width = self.base * 2 ** (n - 1)
-        x = nn.Dense(start * start * width)(z).reshape(z.shape[0], start, start, width)
-        x = nn.relu(_bn(train, self.bn_axis_name)(x))
+        x = nn.Dense(start * start * width, use_bias=False)(z)
+        x = nn.relu(_bn(train, self.bn_axis_name)(x.reshape(z.shape[0], start, start, width)))
         for i in range(n - 1):
-            x = conv_t(width // 2 ** (i + 1), (4, 4), strides=(2, 2), padding="SAME")(x)
+            x = conv_t(width // 2 ** (i + 1), (4, 4), strides=(2, 2), padding="SAME",
+                       use_bias=False)(x)
             x = nn.relu(_bn(train, self.bn_axis_name)(x))
         return jnp.tanh(conv_t(c, (4, 4), strides=(2, 2), padding="SAME")(x))
 
@@ -126,8 +129,10 @@ class DCGANDiscriminator(nn.Module):
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = True) -> jax.Array:
         for i in range(self.num_layers):
-            x = layers.Conv(self.base * 2**i, (4, 4), strides=(2, 2), padding="SAME")(x)
-            if i and self.batchnorm:
+            bn = bool(i) and self.batchnorm
+            x = layers.Conv(self.base * 2**i, (4, 4), strides=(2, 2), padding="SAME",
+                            use_bias=not bn)(x)
+            if bn:
                 x = _bn(train, self.bn_axis_name)(x)
             x = nn.leaky_relu(x, 0.2)
         return nn.Dense(1)(x.reshape(x.shape[0], -1))[:, 0]
@@ -149,10 +154,11 @@ class SNGANGenerator(nn.Module):
         h, _, c = self.out_shape
         start, n = _num_upsamplings(h)
         width = 8 * self.base
-        x = nn.Dense(start * start * width)(z).reshape(z.shape[0], start, start, width)
-        x = nn.relu(_bn(train, self.bn_axis_name)(x))
+        x = nn.Dense(start * start * width, use_bias=False)(z)
+        x = nn.relu(_bn(train, self.bn_axis_name)(x.reshape(z.shape[0], start, start, width)))
         for i in range(n):
-            x = conv_t(max(1, width // 2**(i + 1)), (4, 4), strides=(2, 2), padding="SAME")(x)
+            x = conv_t(max(1, width // 2**(i + 1)), (4, 4), strides=(2, 2), padding="SAME",
+                       use_bias=False)(x)
             x = nn.relu(_bn(train, self.bn_axis_name)(x))
         return jnp.tanh(layers.Conv(c, (3, 3), padding="SAME")(x))
 
