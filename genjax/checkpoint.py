@@ -4,7 +4,9 @@ Orbax writes each step into a temporary directory and renames it when complete, 
 a run killed mid-write leaves only an ignored ``*.orbax-checkpoint-tmp-*`` folder.
 A step directory that is present but unreadable (a disk that filled up, a file
 truncated by hand) is moved aside to ``<workdir>/corrupt_checkpoints/`` and the next
-older step is used, so a damaged latest checkpoint never stops a resume.
+older step is used, so a damaged latest checkpoint never stops a resume. A readable
+checkpoint of another model or config is not damaged: restoring it raises
+`CheckpointMismatchError` naming the mismatching entries, and it stays where it is.
 """
 
 from __future__ import annotations
@@ -20,6 +22,28 @@ from absl import logging
 from orbax.checkpoint import checkpoint_managers
 
 T = TypeVar("T")
+
+
+class CheckpointMismatchError(ValueError):
+    """A checkpoint's parameter tree does not match the model being restored."""
+
+
+def _shapes(tree) -> dict[str, tuple[int, ...]]:
+    """Leaf path ("nets/gen/params/Dense_0/kernel") -> shape, for any pytree or orbax metadata."""
+    def name(entry) -> str:
+        for attr in ("key", "name", "idx"):
+            if hasattr(entry, attr):
+                return str(getattr(entry, attr))
+        return str(entry)
+
+    def shape(leaf) -> tuple[int, ...]:  # typed keys are stored as their key data
+        dtype = getattr(leaf, "dtype", None)
+        if dtype is not None and jax.dtypes.issubdtype(dtype, jax.dtypes.prng_key):
+            leaf = jax.eval_shape(jax.random.key_data, leaf)
+        return tuple(getattr(leaf, "shape", ()))
+
+    return {"/".join(map(name, path)): shape(leaf)
+            for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]}
 
 
 class Checkpointer:
@@ -56,11 +80,32 @@ class Checkpointer:
         """
         abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, template)
         for step in sorted(self._manager.all_steps(), reverse=True):
+            self._check_structure(step, template)
             try:
                 return self._manager.restore(step, args=ocp.args.StandardRestore(abstract))
             except Exception as e:  # any read/format failure means "this step is unusable"
                 self._set_aside(step, e)
         return None
+
+    def _check_structure(self, step: int, template) -> None:
+        """Raise `CheckpointMismatchError` when the step's recorded tree (if readable) differs
+        from ``template``'s: another config's checkpoint is not a corrupt one."""
+        try:
+            recorded = ocp.StandardCheckpointer().metadata(
+                os.path.join(self.directory, str(step), "default")).item_metadata.tree
+        except Exception:  # unreadable metadata: let the restore attempt judge the step
+            return
+        want, have = _shapes(template), _shapes(recorded)
+        problems = ([f"{k}: missing from the checkpoint" for k in sorted(want.keys() - have.keys())]
+                    + [f"{k}: in the checkpoint, not in this model" for k in sorted(have.keys() - want.keys())]
+                    + [f"{k}: checkpoint {have[k]}, model {want[k]}"
+                       for k in sorted(want.keys() & have.keys()) if have[k] != want[k]])
+        if problems:
+            shown = "; ".join(problems[:8]) + (f"; and {len(problems) - 8} more" if len(problems) > 8 else "")
+            raise CheckpointMismatchError(
+                f"The checkpoint at step {step} in {self.directory} was written by a different "
+                f"model or config ({len(problems)} mismatching entries: {shown}). Use another "
+                f"--workdir, or the config that wrote it (see config.json next to it).")
 
     def _set_aside(self, step: int, error: Exception) -> None:
         src = os.path.join(self.directory, str(step))

@@ -9,6 +9,7 @@ import time
 
 import chex
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -115,3 +116,15 @@ def test_sigkill_and_restart_continue_exactly(data_dir, tmp_path):
     restored = Checkpointer(str(workdir / "checkpoints"), every=200).restore(reference)
     assert int(restored.step) == steps
     chex.assert_trees_all_equal(jax.device_get(restored), jax.device_get(reference))
+
+
+def test_checkpoint_of_another_model_is_a_clear_error_and_stays(tmp_path):
+    from genjax.checkpoint import CheckpointMismatchError
+
+    ckpt = Checkpointer(str(tmp_path), every=1, asynchronous=False)
+    ckpt.save(1, {"params": {"a": jnp.zeros(3), "b": jnp.ones((2, 2))}, "rng": jax.random.key(0)})
+    with pytest.raises(CheckpointMismatchError,
+                       match=r"2 mismatching entries: params/b: in the checkpoint, not in this "
+                             r"model; params/a: checkpoint \(3,\), model \(4,\)"):
+        ckpt.restore({"params": {"a": jnp.zeros(4)}, "rng": jax.random.key(1)})
+    assert (tmp_path / "1").is_dir()  # not mistaken for a corrupt checkpoint and moved aside
