@@ -1,13 +1,15 @@
 """Throughput of the compiled train steps, in real examples per second.
 
   python -m benchmarks.train_steps [--configs=gan_mlp_mnist,dcgan_mnist] [--seconds=20]
+  XLA_FLAGS=--xla_force_host_platform_device_count=4 python -m benchmarks.train_steps \
+      --parallel=none,pmap,mesh --out=benchmarks/results/drivers.json
 
 For each config: build its task at the config's batch size, compile the step (the
 compile time is reported), run warm-up steps, then time ``--windows`` windows of
 ``--seconds`` each on a fixed batch and report the median (examples/s counts real
-images consumed: batch * n_critic for GANs). The data pipeline is excluded (see
-``benchmarks.input_pipeline``: it is far faster). Writes
-``benchmarks/results/train_steps.json``.
+images consumed: batch * n_critic for GANs) under each data-parallel driver of
+``--parallel`` (`genjax.parallel`; the state buffers are donated). The data pipeline is
+excluded (see ``benchmarks.input_pipeline``: it is far faster). Writes ``--out``.
 """
 
 import json
@@ -22,28 +24,33 @@ from absl import app, flags  # noqa: E402
 _CONFIGS = flags.DEFINE_list("configs", ["vae_mnist", "gan_mlp_mnist", "dcgan_mnist",
                                          "lsgan_mnist", "wgan_gp_mnist"], "Configs to time.")
 _SECONDS = flags.DEFINE_float("seconds", 20.0, "Length of one timing window.")
+_PARALLEL = flags.DEFINE_list("parallel", ["none"], "Data-parallel drivers to time.")
 _WINDOWS = flags.DEFINE_integer("windows", 3, "Timing windows (the median is reported).")
 _OUT = flags.DEFINE_string("out", os.path.join(os.path.dirname(__file__), "results",
                                                "train_steps.json"), "Result file.")
 
 
-def measure(name: str, seconds: float, windows: int) -> dict:
+def measure(name: str, driver: str, seconds: float, windows: int) -> dict:
     import importlib
 
     import jax
     import numpy as np
 
+    from genjax import parallel
     from genjax.tasks import TASKS
 
     config = importlib.import_module(f"experiments.configs.{name}").get_config()
+    config.parallel = driver
+    parallel.check_batch(driver, config.batch_size)
     shape = (28, 28, 1)
     task = TASKS[config.task](config, shape)
-    state = jax.jit(task.init)(jax.random.key(0))
-    batch = {"image": np.random.default_rng(0).uniform(
+    d = parallel.make_driver(driver, task.train_step, donate=True)
+    state = d.place(jax.jit(task.init)(jax.random.key(0)))
+    batch = d.put_batch({"image": np.random.default_rng(0).uniform(
         -1 if config.preprocess == "symmetric" else 0, 1,
         (task.examples_per_step, *shape)).astype(np.float32),
-             "label": np.zeros(task.examples_per_step, np.int32)}
-    step = jax.jit(task.train_step, donate_argnums=0)
+        "label": np.zeros(task.examples_per_step, np.int32)})
+    step = d.step
     start = time.perf_counter()
     state, _ = step(state, batch)
     jax.block_until_ready(state)
@@ -60,7 +67,8 @@ def measure(name: str, seconds: float, windows: int) -> dict:
         jax.block_until_ready(state)
         rates.append(n * task.examples_per_step / (time.perf_counter() - start))
     rate = float(np.median(rates))
-    return {"config": name, "batch_size": config.batch_size, "n_critic": config.get("n_critic", 1),
+    return {"config": name, "parallel": driver, "devices": d.num_devices,
+            "batch_size": config.batch_size, "n_critic": config.get("n_critic", 1),
             "examples_per_sec": round(rate, 1),
             "ms_per_step": round(1000 * task.examples_per_step / rate, 1),
             "first_call_s": round(compile_s, 1), "windows": [round(r, 1) for r in rates]}
@@ -71,9 +79,10 @@ def main(_):
 
     results = []
     for name in _CONFIGS.value:
-        r = measure(name, _SECONDS.value, _WINDOWS.value)
-        print(json.dumps(r), flush=True)
-        results.append(r)
+        for driver in _PARALLEL.value:
+            r = measure(name, driver, _SECONDS.value, _WINDOWS.value)
+            print(json.dumps(r), flush=True)
+            results.append(r)
     with open(_OUT.value, "w") as f:
         json.dump({"machine": platform.processor() or platform.machine(),
                    "cpu_count": os.cpu_count(), "jax": jax.__version__,

@@ -1,10 +1,11 @@
 """Train the mnist5k domain classifier and export its weights for offline FID/IS.
 
-  python -m experiments.classifier --workdir=runs/classifier
-  python -m experiments.classifier --workdir=/tmp/c --export_dir=/tmp/weights  # elsewhere
+  python -m experiments.classifier --workdir=runs/classifier --export_dir=genjax/metrics/weights/mnist5k_classifier
+  python -m experiments.classifier --workdir=/tmp/c   # weights in /tmp/c/weights
 
 After training, the classifier's parameters are written with orbax to ``--export_dir``
-(default: the weights directory genjax ships and `genjax.metrics.domain` loads).
+(default: ``<workdir>/weights``, so a trial run never replaces the shipped weights that
+`genjax.metrics.domain` loads; name their directory to replace them).
 """
 
 from absl import app, flags
@@ -16,7 +17,7 @@ _CONFIG = config_flags.DEFINE_config_file("config", launch.config_path("classifi
                                           launch.CONFIG_HELP, lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, launch.WORKDIR_HELP, required=True)
 _EXPORT = flags.DEFINE_string("export_dir", None, "Where to write the trained weights "
-                              "(default: genjax/metrics/weights/mnist5k_classifier).")
+                              "(default: <workdir>/weights; genjax/metrics/weights/mnist5k_classifier replaces the shipped ones).")
 
 
 def export(state) -> None:
@@ -24,7 +25,7 @@ def export(state) -> None:
     from genjax.report import info
 
     info(f"Classifier weights written to "
-         f"{domain.save_params(state.nets['model'].params, _EXPORT.value or domain.WEIGHTS_DIR)}")
+         f"{domain.save_params(state.nets['model'].params, _EXPORT.value or _WORKDIR.value + '/weights')}")
 
 
 if __name__ == "__main__":

@@ -27,14 +27,17 @@ def quiet_logging() -> None:
 
 def main_for(config: flags.FlagHolder, workdir: flags.FlagHolder,
              after: Callable[[object], None] | None = None) -> Callable[[list], None]:
-    """The absl main: quiet library logging, train_and_evaluate(config, workdir), then
+    """The absl main: quiet library logging, joining a multi-host run if the environment
+    names one (`genjax.parallel.initialize`), train_and_evaluate(config, workdir), then
     ``after(final_state)`` if given."""
 
     def main(argv):
         if len(argv) > 1:
             raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
         quiet_logging()
-        from genjax import loop  # after flag parsing: --help stays fast
+        from genjax import loop, parallel  # after flag parsing: --help stays fast
+
+        parallel.initialize()  # multi-host when GENJAX_NUM_PROCESSES > 1, else nothing
 
         state = loop.train_and_evaluate(config.value, workdir.value)
         if after is not None:

@@ -1,7 +1,8 @@
 """`train_and_evaluate(config, workdir)`: the one training loop every experiment uses.
 
-Set-up (data, task, state), auto-resume from ``<workdir>/checkpoints``, the jitted
-step, metrics kept on device between log steps, a finiteness check before every
+Set-up (data, task, state), auto-resume from ``<workdir>/checkpoints``, the step
+compiled under the data-parallel driver ``config.parallel`` (`genjax.parallel`),
+metrics kept on device between log steps, a finiteness check before every
 checkpoint (so a saved state is always a good one), periodic sample grids and
 evaluations, and a final evaluation, sample grid and loss-curve plot.
 
@@ -21,6 +22,7 @@ import ml_collections
 import numpy as np
 
 from genjax import data as gdata
+from genjax import parallel
 from genjax.checkpoint import Checkpointer
 from genjax.metrics import domain
 from genjax.metrics.evaluation import Extractor
@@ -112,7 +114,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
     """Train ``config.task`` for ``config.num_steps`` steps in ``workdir``, resuming if possible.
 
     Returns:
-      The final train state; the final evaluation metrics are in ``metrics.jsonl``.
+      The final train state (one copy, on the first local device); the final evaluation
+      metrics are in ``metrics.jsonl``.
 
     Raises:
       NonFiniteError: a loss, metric or parameter became NaN/Inf.
@@ -124,51 +127,53 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
     os.makedirs(workdir, exist_ok=True)
     _write_config(config, workdir)
     train_spec, eval_spec = data_specs(config)
-    gdata.host_batch_size(config.batch_size, num_devices=1)  # clear error before any work
+    parallel.check_batch(config.parallel, config.batch_size)  # clear errors before any work
     show = next(gdata.eval_iterator(eval_spec, "test", global_batch_size=config.eval_batch_size))
     task = TASKS[config.task](config, show["image"].shape[1:])
 
     ckpt = Checkpointer(os.path.join(workdir, "checkpoints"), every=config.checkpoint_every,
                         keep=config.keep_checkpoints)
-    # Jitted: eager Flax init compiles every initialiser op on its own.
-    state = jax.jit(task.init)(jax.random.key(config.seed))
-    restored = ckpt.restore(state)
+    driver = parallel.make_driver(config.parallel, task.train_step)
+    # Jitted: eager Flax init compiles every initialiser op on its own. Placed (committed)
+    # either way, so a resumed run reuses the fresh run's executable.
+    state = driver.place(jax.jit(task.init)(jax.random.key(config.seed)))
+    restored = ckpt.restore(driver.saveable(state))
     if restored is not None:
-        state = restored
-        info(f"Resumed from {ckpt.directory} at step {int(state.step)}.")
-    # Committed placement either way, so a resumed run reuses the fresh run's executable.
-    state = jax.device_put(state, jax.devices()[0])
-    start = int(state.step)
+        state = driver.place(restored)
+        info(f"Resumed from {ckpt.directory} at step {int(driver.local(state.step))}.")
+    start = int(driver.local(state.step))
 
     writer = MetricWriter(workdir)
     samples_dir = os.path.join(workdir, "samples")
-    step_fn = jax.jit(task.train_step)
     train_it = gdata.train_iterator(train_spec, "train", global_batch_size=task.examples_per_step,
                                     start_step=start)
     progress = Progress(start, config.num_steps, task.examples_per_step)
     acc, n_acc = None, 0
     try:
         for step in range(start + 1, config.num_steps + 1):
-            state, metrics = step_fn(state, next(train_it))
+            state, metrics = driver.step(state, driver.put_batch(next(train_it)))
             acc = metrics if acc is None else jax.tree.map(jnp.add, acc, metrics)
             n_acc += 1
             saving = step % config.checkpoint_every == 0 or step == config.num_steps
             if step % config.log_every == 0 or saving:
-                means = {f"train/{k}": float(v) / n_acc for k, v in jax.device_get(acc).items()}
+                acc = jax.device_get(driver.local(acc))
+                means = {f"train/{k}": float(v) / n_acc for k, v in acc.items()}
                 _check_finite(step, means, state, ckpt)
                 means["train/examples_per_sec"] = progress.update(step, means)
                 writer.scalars(step, means)
                 acc, n_acc = None, 0
             if step % config.sample_every == 0:
-                writer.images(step, task.images(state, show), samples_dir)
+                writer.images(step, task.images(driver.local(state), show), samples_dir)
             if config.eval_every and step % config.eval_every == 0 and step < config.num_steps:
-                writer.scalars(step, evaluate(task, state, config, eval_spec, show["image"].shape[1:]))
+                writer.scalars(step, evaluate(task, driver.local(state), config, eval_spec,
+                                              show["image"].shape[1:]))
             if saving:
-                ckpt.save(step, state, force=step == config.num_steps)
+                ckpt.save(step, driver.saveable(state), force=step == config.num_steps)
     finally:
         progress.close()
         ckpt.wait()
 
+    state = driver.local(state)
     results = evaluate(task, state, config, eval_spec, show["image"].shape[1:])
     if results:
         writer.scalars(config.num_steps, results)

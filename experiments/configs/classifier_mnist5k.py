@@ -1,8 +1,8 @@
 """The domain classifier for offline FID/IS on MNIST-like data (genjax.metrics.domain):
 a small CNN trained with Adam 1e-3 on mnist5k's 4,000 training digits.
 
-Command (trains, then exports the weights that genjax ships):
-  python -m experiments.classifier --workdir=runs/classifier
+Command (trains, then replaces the weights that genjax ships):
+  python -m experiments.classifier --workdir=runs/classifier --export_dir=genjax/metrics/weights/mnist5k_classifier
 
 Expected (measured): see the README's evaluation section for the test accuracy.
 """

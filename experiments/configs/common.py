@@ -24,6 +24,7 @@ def add_data_and_loop(c: ml_collections.ConfigDict, *, preprocess: str, batch_si
     c.sample_every = every
     c.checkpoint_every = every
     c.keep_checkpoints = 3
+    c.parallel = "none"    # data-parallel driver: none (one device), pmap or mesh
     return c
 
 

@@ -139,13 +139,15 @@ def _geometry(spec: DataSpec) -> tuple[int | None, int | None]:
             spec.image_size if spec.image_size is not None else size)
 
 
-def _decoded(builder: tfds.core.DatasetBuilder, split: str, spec: DataSpec) -> tf.data.Dataset:
-    """This host's examples as uint8 {image, label}, cropped/resized, cached in memory.
+def _decoded(builder: tfds.core.DatasetBuilder, split: str, spec: DataSpec, *,
+             per_process: bool) -> tf.data.Dataset:
+    """The split's examples as uint8 {image, label}, cropped/resized, cached in memory;
+    with ``per_process``, only this host's share of them (`tfds.split_for_jax_process`).
 
     Static binarisation happens here, once per example (keyed by its index in the
     split), so it is the same sample in every epoch and every run.
     """
-    if jax.process_count() > 1:
+    if per_process and jax.process_count() > 1:
         split = tfds.split_for_jax_process(split)
     ds = builder.as_dataset(split=split, shuffle_files=False)
     crop, size = _geometry(spec)
@@ -197,7 +199,7 @@ def train_iterator(spec: DataSpec, split: str, *, global_batch_size: int, start_
     """
     batch = host_batch_size(global_batch_size, num_devices=1)
     builder = get_builder(spec)
-    examples = _decoded(builder, split, spec)
+    examples = _decoded(builder, split, spec, per_process=True)
     n = int(examples.reduce(0, lambda c, _: c + 1))  # this host's share, counted once
     if n < batch:
         raise ValueError(f"Split {split!r} of {spec.name!r} has {n} examples per host, "
@@ -221,10 +223,11 @@ def eval_iterator(spec: DataSpec, split: str, *, global_batch_size: int) -> Iter
     """One ordered pass over a split; the last partial batch is padded and masked.
 
     Every batch has the same shape (so a jitted evaluation compiles once); ``mask``
-    marks the real examples, and no example is ever dropped.
+    marks the real examples, and no example is ever dropped. Every host reads the whole
+    split (each evaluates its own copy of the state; process 0 writes the results).
     """
-    batch = host_batch_size(global_batch_size, num_devices=1)
-    ds = _decoded(get_builder(spec), split, spec).batch(batch)
+    batch = host_batch_size(global_batch_size, num_devices=1, process_count=1)
+    ds = _decoded(get_builder(spec), split, spec, per_process=False).batch(batch)
     ds = ds.enumerate().map(lambda i, b: _to_model_inputs(b, spec, i),
                             num_parallel_calls=tf.data.AUTOTUNE)
     for b in tfds.as_numpy(ds.prefetch(tf.data.AUTOTUNE)):

@@ -15,6 +15,8 @@ from typing import Any, Callable
 import jax
 import jax.numpy as jnp
 
+from genjax import parallel
+
 CriticFn = Callable[[jax.Array], jax.Array]
 
 
@@ -28,13 +30,15 @@ def _per_example_norm(g: jax.Array) -> jax.Array:
 
 
 def gradient_penalty(critic_fn: CriticFn, real: jax.Array, fake: jax.Array, key: jax.Array,
-                     *, target: float = 1.0) -> jax.Array:
+                     *, target: float = 1.0, axis_name: str | None = None) -> jax.Array:
     """E[(||grad D(x_hat)|| - target)^2] on random interpolates (Gulrajani et al. 2017).
 
     x_hat = eps * real + (1 - eps) * fake with eps ~ U[0, 1] per example. Multiply by
-    lambda (10 in the paper) and add to the critic loss.
+    lambda (10 in the paper) and add to the critic loss. ``axis_name``: under a
+    data-parallel driver, eps is this replica's slice of the one-device draw.
     """
-    eps = jax.random.uniform(key, (real.shape[0],) + (1,) * (real.ndim - 1), real.dtype)
+    eps = parallel.shard_draw(lambda k, s: jax.random.uniform(k, s, real.dtype), key,
+                              (real.shape[0],) + (1,) * (real.ndim - 1), axis_name)
     x_hat = eps * real + (1.0 - eps) * fake
     norms = _per_example_norm(_input_gradients(critic_fn, x_hat))
     return jnp.mean((norms - target) ** 2)

@@ -53,11 +53,18 @@ def load_params(directory: str = WEIGHTS_DIR):
     if not os.path.isdir(directory):
         raise FileNotFoundError(
             f"No domain-classifier weights at {directory}. Train and export them with "
-            "`python -m experiments.classifier --workdir=runs/classifier` (about a minute "
-            "on a CPU).")
+            f"`python -m experiments.classifier --workdir=runs/classifier "
+            f"--export_dir={directory}` (about a minute on a CPU).")
     abstract = jax.eval_shape(lambda: DomainClassifier().init(
         jax.random.key(0), jnp.zeros((1, *INPUT_SHAPE)))["params"])
-    with ocp.StandardCheckpointer() as ckptr:
+    # A read-only file every process reads for itself, onto its own first device, with no
+    # cross-host barrier.
+    here = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+    abstract = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=here),
+                            abstract)
+    me = jax.process_index()
+    local = ocp.options.MultiprocessingOptions(primary_host=me, active_processes={me})
+    with ocp.StandardCheckpointer(multiprocessing_options=local) as ckptr:
         return ckptr.restore(os.path.abspath(directory), abstract)
 
 

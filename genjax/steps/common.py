@@ -25,18 +25,18 @@ def make_train_step(loss_fn: LossFn, tx: optax.GradientTransformation, *, net: s
       net: which entry of ``state.nets`` to train.
       axis_name: when the step runs under a data-parallel driver, the mapped axis;
         gradients and metrics are averaged over it (``lax.pmean``), so every replica
-        applies the same update.
+        applies the same update. Every replica gets the same step key: a loss that draws
+        noise should draw it with `genjax.parallel.shard_draw` (as the VAE loss does),
+        so that replicas use different slices of the one-device draw.
 
     Returns:
       A pure function; jit or map it with the driver of your choice.
     """
 
     def step(state: TrainState, batch: dict) -> tuple[TrainState, Metrics]:
-        key = step_key(state)
-        if axis_name is not None:  # replicas draw different noise for their shards
-            key = jax.random.fold_in(key, jax.lax.axis_index(axis_name))
         ns = state.nets[net]
-        (loss, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(ns.params, batch, key)
+        (loss, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+            ns.params, batch, step_key(state))
         metrics = {"loss": loss, **metrics}
         if axis_name is not None:
             grads, metrics = jax.lax.pmean((grads, metrics), axis_name)

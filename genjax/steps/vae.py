@@ -8,6 +8,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from genjax import parallel
 from genjax.losses import vae as L
 from genjax.steps.common import LossFn
 
@@ -36,13 +37,21 @@ def decoder_mean(outputs: jax.Array, likelihood: str) -> jax.Array:
     return jnp.split(outputs, 2, axis=-1)[0]
 
 
-def vae_loss(model: nn.Module, *, likelihood: str = "bernoulli", beta: float = 1.0) -> LossFn:
-    """Negative (beta-)ELBO averaged over the batch, in nats per example."""
+def vae_loss(model: nn.Module, *, likelihood: str = "bernoulli", beta: float = 1.0,
+             axis_name: str | None = None) -> LossFn:
+    """Negative (beta-)ELBO averaged over the batch, in nats per example.
+
+    ``axis_name``: under a data-parallel driver, the posterior noise is this replica's
+    slice of the one-device draw (`genjax.parallel.shard_draw`).
+    """
     outputs_per_pixel(likelihood)  # validate early, before tracing
 
     def loss_fn(params: Any, batch: dict, key: jax.Array):
         x = batch["image"]
-        outputs, mean, log_var = model.apply({"params": params}, x, key)
+        mean, log_var = model.apply({"params": params}, x, method=model.encode)
+        eps = parallel.shard_draw(parallel.normal, key, mean.shape, axis_name)
+        z = mean + jnp.exp(0.5 * log_var) * eps  # the reparameterisation trick
+        outputs = model.apply({"params": params}, z, method=model.decode)
         ll = log_likelihood(outputs, x, likelihood)
         kl = L.kl_standard_normal(mean, log_var)
         loss = -jnp.mean(L.elbo(ll, kl, beta))

@@ -10,6 +10,7 @@ import ml_collections
 import numpy as np
 import optax
 
+from genjax import parallel
 from genjax import state as gstate
 from genjax.metrics import domain
 from genjax.steps import make_train_step
@@ -55,5 +56,6 @@ def build(config: ml_collections.ConfigDict, image_shape: tuple[int, int, int]) 
         del state, batch
         return {}
 
-    return Task(init=init, train_step=make_train_step(loss_fn, tx), evaluate=evaluate,
-                images=images, examples_per_step=config.batch_size)
+    step = make_train_step(loss_fn, tx, axis_name=parallel.step_axis(config.parallel))
+    return Task(init=init, train_step=step, evaluate=evaluate, images=images,
+                examples_per_step=config.batch_size)

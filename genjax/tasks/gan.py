@@ -10,7 +10,7 @@ import ml_collections
 import numpy as np
 
 from genjax import nn as gnn
-from genjax import spectral
+from genjax import parallel, spectral
 from genjax import state as gstate
 from genjax.steps import gan as gsteps
 from genjax.tasks.common import Task, make_optimizer, sampler, to_unit_range
@@ -21,16 +21,17 @@ NUM_SAMPLES = 64  # images in every sample grid, from one fixed noise batch
 
 
 def build_networks(config: ml_collections.ConfigDict, image_shape: tuple[int, int, int]):
-    """(generator, discriminator) named by ``config.generator`` / ``config.discriminator``."""
+    """(generator, discriminator) named by ``config.generator`` / ``config.discriminator``,
+    with cross-replica BatchNorm when ``config.parallel`` maps an axis (pmap)."""
     h = image_shape[0]
-    fast = config.fast_layers
+    fast, axis = config.fast_layers, parallel.step_axis(config.parallel)
     gens = {"mlp": lambda: gnn.MLPGenerator(image_shape),
-            "conv": lambda: gnn.ConvGenerator(image_shape, fast=fast),
-            "dcgan": lambda: gnn.DCGANGenerator(image_shape, config.base_width, fast=fast),
-            "sngan": lambda: gnn.SNGANGenerator(image_shape, config.base_width, fast=fast)}
+            "conv": lambda: gnn.ConvGenerator(image_shape, axis, fast),
+            "dcgan": lambda: gnn.DCGANGenerator(image_shape, config.base_width, axis, fast),
+            "sngan": lambda: gnn.SNGANGenerator(image_shape, config.base_width, axis, fast)}
     layers = max(2, int(np.log2(h)) - 2)  # 28/32 -> 3 stride-2 convs, 64 -> 4
     discs = {"mlp": gnn.MLPDiscriminator, "conv": gnn.ConvDiscriminator,
-             "dcgan": lambda: gnn.DCGANDiscriminator(config.base_width, layers),
+             "dcgan": lambda: gnn.DCGANDiscriminator(config.base_width, layers, True, axis),
              "dcgan_nobn": lambda: gnn.DCGANDiscriminator(config.base_width, layers, False),
              "sngan": lambda: gnn.SNGANDiscriminator(tuple(config.base_width * 2**i
                                                            for i in range(3)))}
@@ -54,7 +55,7 @@ def build(config: ml_collections.ConfigDict, image_shape: tuple[int, int, int]) 
         label_smoothing=config.label_smoothing, n_critic=config.n_critic,
         gp_weight=config.gp_weight, r1_weight=config.r1_weight,
         clip_value=config.clip_value or None, spectral_norm=config.spectral_norm,
-        ema_decay=ema_decay)
+        ema_decay=ema_decay, axis_name=parallel.step_axis(config.parallel))
     fixed_noise = jax.random.normal(jax.random.key(config.seed + 1), (NUM_SAMPLES, config.latent_dim))
 
     def init(key: jax.Array) -> gstate.TrainState:

@@ -10,6 +10,7 @@ import ml_collections
 import numpy as np
 
 from genjax import nn as gnn
+from genjax import parallel
 from genjax import state as gstate
 from genjax.steps import make_train_step
 from genjax.steps import vae as vsteps
@@ -43,9 +44,10 @@ def build(config: ml_collections.ConfigDict, image_shape: tuple[int, int, int]) 
     """
     model = build_model(config, image_shape)
     tx = make_optimizer("adam", config.learning_rate)
+    axis = parallel.step_axis(config.parallel)
     det = config.deterministic
     loss = (vsteps.ae_loss(model, likelihood=config.likelihood) if det else
-            vsteps.vae_loss(model, likelihood=config.likelihood, beta=config.beta))
+            vsteps.vae_loss(model, likelihood=config.likelihood, beta=config.beta, axis_name=axis))
     eval_key = jax.random.key(config.seed + 1)  # fixed: every evaluation uses the same noise
     dummy = jnp.zeros((1, *image_shape), jnp.float32)
 
@@ -102,7 +104,7 @@ def build(config: ml_collections.ConfigDict, image_shape: tuple[int, int, int]) 
         out = model.apply({"params": state.nets["model"].params}, z, method=model.decode)
         return to_unit_range(vsteps.decoder_mean(out, config.likelihood), config.preprocess)
 
-    return Task(init=init, train_step=make_train_step(loss, tx), evaluate=evaluate, images=images,
+    return Task(init=init, train_step=make_train_step(loss, tx, axis_name=axis), evaluate=evaluate, images=images,
                 examples_per_step=config.batch_size,
                 sample=None if det else sampler(_draw, config.eval_batch_size))
 

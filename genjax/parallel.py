@@ -1,0 +1,192 @@
+"""Data parallelism: one per-device train step under three drivers, and multi-host start-up.
+
+Drivers (``config.parallel``):
+  ``"none"``: plain ``jax.jit`` on one device.
+  ``"pmap"``: ``jax.pmap`` over this host's devices with the named axis `AXIS`; the
+    step is built with ``axis_name=AXIS`` (gradients and metrics averaged with
+    ``lax.pmean``) and BatchNorm with ``bn_axis_name=AXIS``; the state is replicated
+    with a leading device axis.
+  ``"mesh"``: ``jax.jit`` over a 1-D `jax.sharding.Mesh` of every device of every host,
+    the batch on ``NamedSharding(mesh, P(AXIS))``, the state replicated. The step is
+    the one-device step; XLA partitions it. This is the path JAX recommends, and the
+    multi-host one.
+
+Every driver computes what one device computes on the global batch, because random
+draws are made at global size and sliced per replica (`shard_draw`), BatchNorm uses
+global-batch statistics (cross-replica under pmap, automatic under mesh), and losses
+are means over equal shards averaged with ``pmean``. Spectral-norm vectors depend on
+the replicated weights only, so they stay identical on every replica. The GAN step's
+``n_critic`` real batches are interleaved (update i takes rows i, i + n, ...) so that
+any contiguous split over devices and hosts gives each replica its share of each.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from typing import Any, Callable
+
+import jax
+import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+
+AXIS = "data"
+DRIVERS = ("none", "pmap", "mesh")
+
+
+def check_driver(name: str) -> None:
+    """Raise a clear ValueError for an unknown driver name."""
+    if name not in DRIVERS:
+        raise ValueError(f"Unknown parallel driver {name!r}; valid: {', '.join(DRIVERS)}.")
+
+
+def step_axis(name: str) -> str | None:
+    """The axis name a step and its BatchNorm layers must be built with for driver ``name``
+    (`AXIS` for pmap; None for the others, whose step is the one-device step)."""
+    check_driver(name)
+    return AXIS if name == "pmap" else None
+
+
+def num_devices(name: str) -> int:
+    """Devices the global batch is split over: 1, this host's devices (pmap), all (mesh)."""
+    check_driver(name)
+    return {"none": 1, "pmap": jax.local_device_count() * jax.process_count(),
+            "mesh": jax.device_count()}[name]
+
+
+def check_batch(name: str, batch_size: int) -> int:
+    """Check that a global batch of ``batch_size`` splits evenly over driver ``name``'s
+    devices and hosts, before anything compiles; returns the device count."""
+    n = num_devices(name)
+    if batch_size <= 0:
+        raise ValueError(f"Batch size must be positive, got {batch_size}.")
+    if batch_size % n:
+        raise ValueError(
+            f"Global batch size {batch_size} is not divisible by the number of devices "
+            f"({n}) of the {name!r} driver; choose a multiple of {n}.")
+    if name == "none" and jax.process_count() > 1:
+        raise ValueError(f"The 'none' driver runs on one device, but this is one of "
+                         f"{jax.process_count()} processes: use --config.parallel=mesh.")
+    return n
+
+
+def shard_draw(sample: Callable[[jax.Array, tuple[int, ...]], jax.Array], key: jax.Array,
+               shape: tuple[int, ...], axis_name: str | None) -> jax.Array:
+    """This replica's rows of ``sample(key, global shape)``.
+
+    ``shape`` is the per-replica shape (rows first). Under a mapped axis every replica
+    draws the global array with the same key and keeps its own slice, so the noise is
+    exactly that of one device on the global batch; outside one it is ``sample(key, shape)``.
+    Latents and per-example scalars are small, so drawing them in full costs little.
+    """
+    if axis_name is None:
+        return sample(key, shape)
+    n = jax.lax.axis_size(axis_name)
+    full = sample(key, (n * shape[0], *shape[1:]))
+    return jax.lax.dynamic_slice_in_dim(full, jax.lax.axis_index(axis_name) * shape[0], shape[0])
+
+
+def normal(key: jax.Array, shape: tuple[int, ...]) -> jax.Array:
+    return jax.random.normal(key, shape)
+
+
+@dataclasses.dataclass(frozen=True)
+class Driver:
+    """A compiled step and the placement helpers that go with it.
+
+    Attributes:
+      name: the driver name.
+      num_devices: devices the global batch is split over.
+      step: compiled ``(placed state, placed batch) -> (placed state, placed metrics)``.
+      place: a state (anywhere) -> the driver's placement (replicated, committed).
+      put_batch: this host's numpy batch -> the driver's placement.
+      local: the driver's placement of a state or metrics -> one copy on this host's first
+        device (for evaluation, sampling and logging).
+      saveable: placed state -> what checkpoints hold: the replicated global arrays for
+        "none"/"mesh" (orbax writes each once, from any host), one copy for "pmap".
+    """
+
+    name: str
+    num_devices: int
+    step: Callable[[Any, Any], tuple[Any, Any]]
+    place: Callable[[Any], Any]
+    put_batch: Callable[[dict], Any]
+    local: Callable[[Any], Any]
+    saveable: Callable[[Any], Any]
+
+
+def make_driver(name: str, step_fn: Callable, *, donate: bool = False) -> Driver:
+    """Compile ``step_fn`` (built with ``axis_name=step_axis(name)``) under driver ``name``.
+
+    ``donate`` donates the state's buffers to the step (the loop leaves it off: an
+    asynchronous checkpoint write may still be reading the previous state's buffers).
+    """
+    check_driver(name)
+    donate_argnums = (0,) if donate else ()
+    first = jax.local_devices()[0]
+    if name == "none":
+        one = lambda tree: jax.device_put(tree, first)
+        return Driver(name, 1, jax.jit(step_fn, donate_argnums=donate_argnums), one,
+                      lambda b: b, lambda tree: tree, lambda s: s)
+    if name == "pmap":
+        n = jax.local_device_count()
+        # Same axis name as the step: pmap's placement is named after it, and a state
+        # placed under another name would make the step's first call trace twice.
+        replicate = jax.pmap(lambda _, tree: tree, in_axes=(0, None), axis_name=AXIS)
+        first_copy = lambda tree: jax.device_put(jax.tree.map(lambda x: x[0], tree), first)
+        return Driver(name, num_devices(name),
+                      jax.pmap(step_fn, axis_name=AXIS, donate_argnums=donate_argnums),
+                      lambda tree: replicate(np.arange(n), tree),
+                      lambda b: jax.tree.map(lambda x: x.reshape(n, -1, *x.shape[1:]), b),
+                      first_copy, first_copy)
+    mesh = make_mesh()
+    replicated, data = NamedSharding(mesh, P()), NamedSharding(mesh, P(AXIS))
+    step = jax.jit(step_fn, in_shardings=(replicated, data), out_shardings=(replicated, replicated),
+                   donate_argnums=donate_argnums)
+    put = lambda b: jax.tree.map(lambda x: jax.make_array_from_process_local_data(data, x), b)
+    local = lambda tree: jax.tree.map(lambda x: jax.device_put(x.addressable_data(0), first), tree)
+    return Driver(name, num_devices(name), step,
+                  lambda tree: jax.tree.map(lambda x: _replicate_global(x, replicated), tree),
+                  put, local, lambda s: s)
+
+
+def _replicate_global(x: jax.Array, replicated: NamedSharding) -> jax.Array:
+    """``x`` (the same value on every host) as one array replicated over the whole mesh.
+
+    Goes through host memory: a device array cannot be put on other hosts' devices, a
+    host array can (each process fills its own devices). Typed keys travel as key data.
+    """
+    if isinstance(x, jax.Array) and x.sharding == replicated:
+        return x
+    if jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key):
+        data = _replicate_global(jax.random.key_data(x), replicated)
+        return jax.random.wrap_key_data(data, impl=jax.random.key_impl(x))
+    return jax.device_put(np.asarray(x), replicated)
+
+
+def make_mesh() -> Mesh:
+    """A 1-D mesh over every device of every host, on the `AXIS` axis."""
+    return Mesh(np.array(jax.devices()), (AXIS,))
+
+
+def initialize(coordinator_address: str | None = None, num_processes: int | None = None,
+               process_id: int | None = None) -> None:
+    """Join a multi-host run: ``jax.distributed.initialize`` with arguments from the call or,
+    where not given, the environment (``GENJAX_COORDINATOR`` host:port,
+    ``GENJAX_NUM_PROCESSES``, ``GENJAX_PROCESS_ID``). A no-op when neither names more than
+    one process. Call it before any other JAX call; on CPU, processes talk through gloo.
+    """
+    env = os.environ.get
+    coordinator_address = coordinator_address or env("GENJAX_COORDINATOR")
+    num_processes = num_processes or int(env("GENJAX_NUM_PROCESSES", "1"))
+    if process_id is None:
+        process_id = int(env("GENJAX_PROCESS_ID", "0"))
+    if num_processes <= 1:
+        return
+    if not coordinator_address:
+        raise ValueError(f"{num_processes} processes need a coordinator address (host:port of "
+                         "process 0): pass --coordinator_address or set GENJAX_COORDINATOR.")
+    if not 0 <= process_id < num_processes:
+        raise ValueError(f"Process id {process_id} is outside [0, {num_processes}).")
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    jax.distributed.initialize(coordinator_address, num_processes, process_id)

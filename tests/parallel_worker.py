@@ -1,0 +1,130 @@
+"""Subprocess side of tests/test_parallel.py: device counts must be fixed before jax loads.
+
+  python tests/parallel_worker.py drivers OUT.json
+      3 steps of the VAE, the DCGAN (BatchNorm) and WGAN-GP (n_critic 5, spectral norm)
+      under every driver on 4 simulated devices; writes the relative difference of each
+      state component from the one-device state, the trace counts and whether pmap
+      replicas agree bitwise.
+  python tests/parallel_worker.py vae OUT.npz DRIVER [PROCESS_ID NUM_PROCESSES PORT]
+      3 VAE steps on 2 simulated devices per process (mesh driver across processes, or
+      one device), saving this process's copy of the final state.
+"""
+
+import os
+import sys
+
+os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=" + (
+    "4" if sys.argv[1] == "drivers" else "2")
+os.environ.setdefault("JAX_PLATFORMS", "cpu")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import json  # noqa: E402
+
+import jax  # noqa: E402
+import numpy as np  # noqa: E402
+
+from genjax import parallel  # noqa: E402
+
+STEPS = 3
+
+
+def config(name: str, driver: str):
+    import importlib
+
+    c = importlib.import_module(f"experiments.configs.{name}").get_config("test")
+    c.parallel = driver
+    c.batch_size = 16
+    if name == "wgan_gp_mnist":
+        c.spectral_norm = True
+    return c
+
+
+def batches(task, preprocess: str, n_rows: int) -> list[dict]:
+    """Fixed random image batches in the model's range (the same in every process)."""
+    rng = np.random.default_rng(0)
+    lo = -1.0 if preprocess == "symmetric" else 0.0
+    return [{"image": rng.uniform(lo, 1.0, (n_rows, 28, 28, 1)).astype(np.float32),
+             "label": rng.integers(0, 10, n_rows).astype(np.int32)} for _ in range(STEPS)]
+
+
+def run(name: str, driver: str, rows: slice | None = None):
+    """(final state as a local copy, traces of the step, replicas-identical flag)."""
+    from genjax.tasks import TASKS
+
+    c = config(name, driver)
+    task = TASKS[c.task](c, (28, 28, 1))
+    traces = []
+
+    def counted(state, batch):
+        traces.append(1)
+        return task.train_step(state, batch)
+
+    d = parallel.make_driver(driver, counted)
+    state = d.place(jax.jit(task.init)(jax.random.key(0)))
+    for batch in batches(task, c.preprocess, task.examples_per_step):
+        if rows is not None:
+            batch = {k: v[rows] for k, v in batch.items()}
+        state, _ = d.step(state, d.put_batch(batch))
+    same = True
+    if driver == "pmap":
+        same = all(bool(np.all(x == x[:1])) for x in flat(state))
+    return d.local(state), len(traces), same
+
+
+def flat(state) -> list[np.ndarray]:
+    """Every leaf as numpy (typed keys as their key data)."""
+    leaves = jax.tree.leaves(state)
+    return [np.asarray(jax.random.key_data(x) if jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key)
+                       else x) for x in leaves]
+
+
+def components(state) -> dict[str, list[np.ndarray]]:
+    """The state's parts as the equivalence test compares them: step, rng, each network's
+    params, opt_state and batch_stats, each ``extra`` entry (spectral norm, EMA)."""
+    parts = {"step": [state.step], "rng": [state.rng]}
+    for name, net in state.nets.items():
+        for field in ("params", "opt_state", "batch_stats"):
+            parts[f"{name}/{field}"] = getattr(net, field)
+    parts.update({f"extra/{k}": v for k, v in state.extra.items()})
+    return {k: flat(v) for k, v in parts.items() if flat(v)}
+
+
+def relative_differences(a, b) -> dict[str, float]:
+    """||a - b|| / ||b|| per component (its leaves concatenated)."""
+    out = {}
+    for (name, xs), ys in zip(components(a).items(), components(b).values(), strict=True):
+        x = np.concatenate([v.astype(np.float64).ravel() for v in xs])
+        y = np.concatenate([v.astype(np.float64).ravel() for v in ys])
+        out[name] = float(np.linalg.norm(x - y) / max(np.linalg.norm(y), 1e-30))
+    return out
+
+
+def drivers(out: str) -> None:
+    results = {}
+    for name in ("vae_mnist", "dcgan_mnist", "wgan_gp_mnist"):
+        reference, traces, _ = run(name, "none")
+        results[name] = {"none": {"traces": traces}}
+        for driver in ("pmap", "mesh"):
+            state, traces, same = run(name, driver)
+            results[name][driver] = {"traces": traces, "replicas_identical": same,
+                                     "relative_difference": relative_differences(state, reference)}
+    with open(out, "w") as f:
+        json.dump(results, f, indent=1)
+
+
+def vae(out: str, driver: str, process_id: int = 0, num_processes: int = 1, port: int = 0) -> None:
+    if num_processes > 1:
+        parallel.initialize(f"127.0.0.1:{port}", num_processes, process_id)
+    rows = None
+    if num_processes > 1:  # each process feeds its own contiguous share of the global batch
+        share = 16 // num_processes
+        rows = slice(process_id * share, (process_id + 1) * share)
+    state, _, _ = run("vae_mnist", driver, rows)
+    np.savez(out, *flat(state), devices=jax.device_count())
+
+
+if __name__ == "__main__":
+    if sys.argv[1] == "drivers":
+        drivers(sys.argv[2])
+    else:
+        vae(sys.argv[2], sys.argv[3], *map(int, sys.argv[4:]))

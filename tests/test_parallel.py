@@ -1,0 +1,123 @@
+"""Data-parallel drivers: every driver computes the one-device step, across processes too.
+
+The device count is fixed when jax starts, so the equivalence runs in subprocesses
+(tests/parallel_worker.py) with simulated CPU devices.
+"""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+
+import jax
+import ml_collections
+import numpy as np
+import pytest
+
+from genjax import parallel
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+WORKER = os.path.join(ROOT, "tests", "parallel_worker.py")
+
+
+def _worker(*args: str) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONPATH": ROOT}
+    env.pop("XLA_FLAGS", None)
+    return subprocess.Popen([sys.executable, WORKER, *args], cwd=ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def _finish(procs: list[subprocess.Popen], timeout: int) -> None:
+    """Wait for every process; kill them all on timeout or on the first failure."""
+    try:
+        for p in procs:
+            out, _ = p.communicate(timeout=timeout)
+            assert p.returncode == 0, out[-3000:]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+
+
+def test_drivers_equal_one_device_and_trace_once(tmp_path):
+    out = tmp_path / "drivers.json"
+    _finish([_worker("drivers", str(out))], timeout=400)
+    results = json.loads(out.read_text())
+    assert set(results) == {"vae_mnist", "dcgan_mnist", "wgan_gp_mnist"}
+    components = {"vae_mnist": {"model/params", "model/opt_state"},
+                  "dcgan_mnist": {"gen/batch_stats"},
+                  "wgan_gp_mnist": {"gen/batch_stats", "extra/spectral", "disc/opt_state"}}
+    for name, by_driver in results.items():
+        assert by_driver["none"]["traces"] == 1, name
+        for driver in ("pmap", "mesh"):
+            r = by_driver[driver]
+            assert r["traces"] == 1, (name, driver)
+            assert r["replicas_identical"], (name, driver)
+            assert components[name] <= set(r["relative_difference"]), (name, driver)
+            worst = max(r["relative_difference"].items(), key=lambda kv: kv[1])
+            assert worst[1] < 1e-5, (name, driver, r["relative_difference"])
+            assert r["relative_difference"]["step"] == 0 and r["relative_difference"]["rng"] == 0
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_two_processes_equal_one_process(tmp_path):
+    """Two processes x 2 CPU devices (gloo) under the mesh driver, each feeding its half of
+    the global batch, end with identical VAE states equal to one device's."""
+    port = str(_free_port())
+    files = [tmp_path / f"{n}.npz" for n in ("p0", "p1", "single")]
+    _finish([_worker("vae", str(files[0]), "mesh", "0", "2", port),
+             _worker("vae", str(files[1]), "mesh", "1", "2", port),
+             _worker("vae", str(files[2]), "none")], timeout=120)
+    p0, p1, single = (np.load(f) for f in files)
+    assert int(p0["devices"]) == 4  # the mesh spans both processes
+    keys = [k for k in single.files if k != "devices"]
+    assert len(keys) > 4
+    for k in keys:
+        np.testing.assert_array_equal(p0[k], p1[k])
+        np.testing.assert_allclose(p0[k], single[k], rtol=1e-5, atol=1e-6)
+
+
+def test_shard_draw_slices_the_one_device_draw():
+    key = jax.random.key(3)
+    full = jax.random.normal(key, (8, 5))
+    parts = jax.vmap(lambda _: parallel.shard_draw(parallel.normal, key, (2, 5), "i"),
+                     axis_name="i")(np.arange(4))
+    np.testing.assert_array_equal(parts.reshape(8, 5), full)
+    np.testing.assert_array_equal(parallel.shard_draw(parallel.normal, key, (8, 5), None), full)
+
+
+def test_clear_errors_before_compilation():
+    with pytest.raises(ValueError, match="Unknown parallel driver 'pmapp'.*none, pmap, mesh"):
+        parallel.check_batch("pmapp", 64)
+    with pytest.raises(ValueError, match="Unknown parallel driver"):
+        parallel.make_driver("spmd", lambda s, b: (s, b))
+    with pytest.raises(ValueError, match="Batch size must be positive"):
+        parallel.check_batch("none", 0)
+    assert parallel.check_batch("mesh", 7) == jax.device_count() == 1
+    with pytest.raises(ValueError, match="coordinator address"):
+        parallel.initialize(num_processes=2, process_id=0)
+
+
+def test_batch_not_divisible_by_devices_is_refused(monkeypatch):
+    monkeypatch.setattr(jax, "device_count", lambda: 4)
+    with pytest.raises(ValueError, match="Global batch size 30 is not divisible by the number "
+                                         "of devices \\(4\\) of the 'mesh' driver"):
+        parallel.check_batch("mesh", 30)
+
+
+def test_loop_refuses_bad_driver_before_any_work(tmp_path):
+    from experiments.configs import vae_mnist
+    from genjax import loop
+
+    c: ml_collections.ConfigDict = vae_mnist.get_config("test")
+    c.parallel = "dp"
+    with pytest.raises(ValueError, match="Unknown parallel driver 'dp'"):
+        loop.train_and_evaluate(c, str(tmp_path / "run"))
+    assert not (tmp_path / "run" / "checkpoints").exists()
