@@ -87,6 +87,7 @@ def shard_draw(sample: Callable[[jax.Array, tuple[int, ...]], jax.Array], key: j
 
 
 def normal(key: jax.Array, shape: tuple[int, ...]) -> jax.Array:
+    """Standard normal float32 draws: the ``sample`` for latents and posterior noise."""
     return jax.random.normal(key, shape)
 
 
