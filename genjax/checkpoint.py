@@ -87,6 +87,14 @@ class Checkpointer:
                 self._set_aside(step, e)
         return None
 
+    def check_compatible(self, template) -> None:
+        """Raise `CheckpointMismatchError` if the newest checkpoint holds another tree than
+        ``template`` (shapes suffice: pass ``jax.eval_shape`` of the init, so a resume of
+        the wrong config fails before anything compiles)."""
+        latest = self._manager.latest_step()
+        if latest is not None:
+            self._check_structure(latest, template)
+
     def _check_structure(self, step: int, template) -> None:
         """Raise `CheckpointMismatchError` when the step's recorded tree (if readable) differs
         from ``template``'s: another config's checkpoint is not a corrupt one."""
@@ -96,16 +104,18 @@ class Checkpointer:
         except Exception:  # unreadable metadata: let the restore attempt judge the step
             return
         want, have = _shapes(template), _shapes(recorded)
-        problems = ([f"{k}: missing from the checkpoint" for k in sorted(want.keys() - have.keys())]
-                    + [f"{k}: in the checkpoint, not in this model" for k in sorted(have.keys() - want.keys())]
-                    + [f"{k}: checkpoint {have[k]}, model {want[k]}"
-                       for k in sorted(want.keys() & have.keys()) if have[k] != want[k]])
+        groups = {"shape differs (checkpoint vs model)": [
+                      f"{k} {have[k]} vs {want[k]}" for k in sorted(want.keys() & have.keys())
+                      if have[k] != want[k]],
+                  "in the checkpoint, not in this model": sorted(have.keys() - want.keys()),
+                  "missing from the checkpoint": sorted(want.keys() - have.keys())}
+        problems = [f"{what}: {len(ks)} ({', '.join(ks[:4])}{', ...' if len(ks) > 4 else ''})"
+                    for what, ks in groups.items() if ks]
         if problems:
-            shown = "; ".join(problems[:8]) + (f"; and {len(problems) - 8} more" if len(problems) > 8 else "")
             raise CheckpointMismatchError(
                 f"The checkpoint at step {step} in {self.directory} was written by a different "
-                f"model or config ({len(problems)} mismatching entries: {shown}). Use another "
-                f"--workdir, or the config that wrote it (see config.json next to it).")
+                f"model or config. {'; '.join(problems)}. Use another --workdir, or the config "
+                f"that wrote it (see config.json next to it).")
 
     def _set_aside(self, step: int, error: Exception) -> None:
         src = os.path.join(self.directory, str(step))

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 from typing import Iterable, Iterator
 
 import jax
@@ -29,7 +30,7 @@ from genjax.metrics.evaluation import Extractor
 from genjax.state import TrainState
 from genjax.report import MetricWriter, Progress, info, plot_curves, save_grid
 from genjax.tasks import TASKS, Task
-from genjax.tasks.common import collect_images, domain_extractor, sample_metrics
+from genjax.tasks.common import check_config, collect_images, domain_extractor, sample_metrics
 
 
 class NonFiniteError(FloatingPointError):
@@ -123,8 +124,15 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
     """
     if config.task not in TASKS:
         raise ValueError(f"Unknown task {config.task!r}; valid: {', '.join(TASKS)}.")
+    check_config(config)
     workdir = os.path.abspath(workdir)
-    os.makedirs(workdir, exist_ok=True)
+    try:
+        os.makedirs(workdir, exist_ok=True)
+        with tempfile.TemporaryFile(dir=workdir):
+            pass
+    except OSError as e:
+        raise PermissionError(f"Cannot write to workdir {workdir} ({e.strerror}); choose "
+                              f"another --workdir.") from e
     _write_config(config, workdir)
     train_spec, eval_spec = data_specs(config)
     parallel.check_batch(config.parallel, config.batch_size)  # clear errors before any work
@@ -133,6 +141,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
 
     ckpt = Checkpointer(os.path.join(workdir, "checkpoints"), every=config.checkpoint_every,
                         keep=config.keep_checkpoints)
+    ckpt.check_compatible(jax.eval_shape(task.init, jax.random.key(config.seed)))
     driver = parallel.make_driver(config.parallel, task.train_step)
     # Jitted: eager Flax init compiles every initialiser op on its own. Placed (committed)
     # either way, so a resumed run reuses the fresh run's executable.

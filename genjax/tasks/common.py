@@ -40,6 +40,30 @@ class Task(NamedTuple):
 
 OPTIMIZERS = ("adam", "rmsprop")
 
+_POSITIVE, _OFF_OR_POSITIVE = (lambda v: v > 0, "positive"), (lambda v: v >= 0, "0 (off) or positive")
+# field -> (test, what the value must be); fields a config does not have are skipped.
+_RULES = {
+    **{f: _POSITIVE for f in ("batch_size", "num_steps", "learning_rate", "g_learning_rate",
+                              "d_learning_rate", "latent_dim", "n_critic", "eval_batch_size",
+                              "eval_samples", "log_every", "sample_every", "checkpoint_every",
+                              "keep_checkpoints", "iwae_samples", "base_width")},
+    **{f: _OFF_OR_POSITIVE for f in ("gp_weight", "r1_weight", "clip_value", "beta",
+                                     "eval_every")},
+    "label_smoothing": (lambda v: 0 <= v < 1, "in [0, 1)"),
+    "ema_decay": (lambda v: 0 <= v < 1, "in [0, 1) (0: off)"),
+    "b1": (lambda v: 0 <= v < 1, "in [0, 1)"),
+    "b2": (lambda v: 0 <= v < 1, "in [0, 1)"),
+}
+
+
+def check_config(config) -> None:
+    """Refuse out-of-range numbers (a zero latent, a negative learning rate, an EMA decay
+    of 1, ...) with the field named, before any data is read or anything compiles."""
+    for field, (ok, must) in _RULES.items():
+        value = config.get(field)
+        if value is not None and not ok(value):
+            raise ValueError(f"config.{field} must be {must}, got {value!r}.")
+
 
 def make_optimizer(name: str, learning_rate: float, *, b1: float = 0.9, b2: float = 0.999,
                    clip_norm: float | None = None) -> optax.GradientTransformation:

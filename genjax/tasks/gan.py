@@ -56,11 +56,11 @@ def build(config: ml_collections.ConfigDict, image_shape: tuple[int, int, int]) 
         gp_weight=config.gp_weight, r1_weight=config.r1_weight,
         clip_value=config.clip_value or None, spectral_norm=config.spectral_norm,
         ema_decay=ema_decay, axis_name=parallel.step_axis(config.parallel))
-    fixed_noise = jax.random.normal(jax.random.key(config.seed + 1), (NUM_SAMPLES, config.latent_dim))
+    noise_key = jax.random.key(config.seed + 1)  # the fixed noise of every sample grid
 
     def init(key: jax.Array) -> gstate.TrainState:
         g_key, d_key, sn_key, rng = jax.random.split(key, 4)
-        g_vars = gen.init(g_key, fixed_noise[:2], train=False)
+        g_vars = gen.init(g_key, jnp.zeros((2, config.latent_dim)), train=False)
         d_vars = disc.init(d_key, jnp.zeros((2, *image_shape)), train=False)
         nets = {"gen": gstate.create_net(g_vars["params"], g_tx, g_vars.get("batch_stats")),
                 "disc": gstate.create_net(d_vars["params"], d_tx, d_vars.get("batch_stats"))}
@@ -72,7 +72,8 @@ def build(config: ml_collections.ConfigDict, image_shape: tuple[int, int, int]) 
     @jax.jit
     def _samples(state: gstate.TrainState) -> jax.Array:
         params = gsteps.generator_params(state)
-        out, _ = gsteps.apply_net(gen, params, state.nets["gen"].batch_stats, fixed_noise, train=False)
+        z = jax.random.normal(noise_key, (NUM_SAMPLES, config.latent_dim))
+        out, _ = gsteps.apply_net(gen, params, state.nets["gen"].batch_stats, z, train=False)
         return out
 
     @jax.jit

@@ -49,7 +49,7 @@ def build(config: ml_collections.ConfigDict, image_shape: tuple[int, int, int]) 
     loss = (vsteps.ae_loss(model, likelihood=config.likelihood) if det else
             vsteps.vae_loss(model, likelihood=config.likelihood, beta=config.beta, axis_name=axis))
     eval_key = jax.random.key(config.seed + 1)  # fixed: every evaluation uses the same noise
-    dummy = jnp.zeros((1, *image_shape), jnp.float32)
+    dummy = np.zeros((1, *image_shape), np.float32)  # numpy: nothing compiles before init
 
     def init(key: jax.Array) -> gstate.TrainState:
         init_key, rng = jax.random.split(key)

@@ -1,0 +1,135 @@
+"""Bad inputs get a specific, readable error before anything compiles or trains."""
+
+import jax
+import jax.monitoring
+import numpy as np
+import pytest
+import tensorflow_datasets as tfds
+from absl import flags
+from ml_collections import config_flags
+
+from experiments import launch
+from experiments.configs import dcgan_mnist, vae_mnist
+from genjax import loop, parallel, spectral
+from genjax.checkpoint import Checkpointer, CheckpointMismatchError
+from genjax.data import DatasetUnavailableError
+from genjax.metrics import domain, inception
+
+_COMPILES: list[str] = []
+jax.monitoring.register_event_duration_secs_listener(
+    lambda event, _secs, **_: _COMPILES.append(event) if event.endswith("backend_compile_duration")
+    else None)
+
+
+def _no_network(self, *args, **kwargs):
+    raise ConnectionError("Name or service not known")
+
+
+def _file_in_the_way(tmp_path):
+    (tmp_path / "a_file").write_text("")
+    return str(tmp_path / "a_file" / "run")
+
+
+def _foreign_checkpoint(tmp_path):
+    workdir = tmp_path / "run"
+    ckpt = Checkpointer(str(workdir / "checkpoints"), every=1, asynchronous=False)
+    ckpt.save(1, {"step": np.zeros((), np.int32), "params": {"w": np.zeros((3, 3), np.float32)}})
+    ckpt.close()
+    return str(workdir)
+
+
+GAN, VAE = dcgan_mnist, vae_mnist
+# (id, config module, overrides, workdir maker or None, exception, message pattern)
+CONFIG_CASES = [
+    ("unknown loss", GAN, {"loss": "wasserstein"}, None, ValueError,
+     r"Unknown GAN loss 'wasserstein'; valid names: .*hinge"),
+    ("unknown dataset", GAN, {"dataset": "mnist6k"}, None, DatasetUnavailableError,
+     r"Unknown dataset 'mnist6k'.*'mnist5k'"),
+    ("dataset offline", VAE, {"dataset": "cifar10"}, None, DatasetUnavailableError,
+     r"could not be downloaded.*--config.dataset=mnist5k"),
+    ("batch zero", VAE, {"batch_size": 0}, None, ValueError, r"config.batch_size must be positive, got 0"),
+    ("batch negative", GAN, {"batch_size": -8}, None, ValueError, r"config.batch_size must be positive"),
+    ("learning rate negative", GAN, {"g_learning_rate": -2e-4}, None, ValueError,
+     r"config.g_learning_rate must be positive, got -0.0002"),
+    ("learning rate zero", VAE, {"learning_rate": 0.0}, None, ValueError, r"config.learning_rate must be positive"),
+    ("n_critic zero", GAN, {"n_critic": 0}, None, ValueError, r"config.n_critic must be positive, got 0"),
+    ("penalty negative", GAN, {"gp_weight": -10.0}, None, ValueError,
+     r"config.gp_weight must be 0 \(off\) or positive, got -10.0"),
+    ("image the net cannot take", GAN, {"generator": "dcgan", "image_size": 30}, None, ValueError,
+     r"DCGAN/SNGAN sizes are 4\*2\^n or 7\*2\^n, got 30"),
+    ("latent zero", VAE, {"latent_dim": 0}, None, ValueError, r"config.latent_dim must be positive, got 0"),
+    ("unknown driver", VAE, {"parallel": "ddp"}, None, ValueError,
+     r"Unknown parallel driver 'ddp'; valid: none, pmap, mesh"),
+    ("EMA decay 1", GAN, {"ema_decay": 1.0}, None, ValueError, r"config.ema_decay must be in \[0, 1\)"),
+    ("label smoothing 1", GAN, {"label_smoothing": 1.0}, None, ValueError,
+     r"config.label_smoothing must be in \[0, 1\)"),
+    ("unknown task", VAE, {"task": "flow"}, None, ValueError, r"Unknown task 'flow'; valid: vae, gan"),
+    ("unknown generator", GAN, {"generator": "resnet"}, None, ValueError,
+     r"Unknown generator 'resnet'; valid: mlp, conv, dcgan, sngan"),
+    ("unknown optimizer", GAN, {"optimizer": "sgd"}, None, ValueError,
+     r"Unknown optimizer 'sgd'; valid: adam, rmsprop"),
+    ("unknown preprocessing", VAE, {"preprocess": "binarise"}, None, ValueError,
+     r"Unknown preprocess mode 'binarise'"),
+    ("no evaluation samples", VAE, {"eval_samples": 0}, None, ValueError,
+     r"config.eval_samples must be positive"),
+    ("workdir not writable", VAE, {}, _file_in_the_way, PermissionError,
+     r"Cannot write to workdir .*a_file/run .*choose another --workdir"),
+    ("checkpoint of another model", VAE, {}, _foreign_checkpoint, CheckpointMismatchError,
+     r"written by a different model or config. in the checkpoint, not in this model: 1 \(params/w\); "
+     r"missing from the checkpoint: \d+ \(nets/model/opt_state"),
+]
+
+
+@pytest.mark.parametrize("name,module,overrides,make_workdir,error,pattern", CONFIG_CASES,
+                         ids=[c[0] for c in CONFIG_CASES])
+def test_bad_config_fails_before_compiling(name, module, overrides, make_workdir, error, pattern,
+                                          data_dir, tmp_path, monkeypatch):
+    if overrides.get("dataset") == "cifar10":  # as without internet
+        monkeypatch.setattr(tfds.core.DatasetBuilder, "download_and_prepare", _no_network)
+    config = module.get_config("test")
+    config.data_dir = data_dir
+    config.update(overrides)
+    workdir = make_workdir(tmp_path) if make_workdir else str(tmp_path / "run")
+    jax.random.key(config.seed)  # the loop's one eager op, compiled once per process anyway
+    _COMPILES.clear()
+    with pytest.raises(error, match=pattern):
+        loop.train_and_evaluate(config, workdir)
+    assert not _COMPILES, f"{name}: compiled {len(_COMPILES)} programs before failing"
+
+
+def test_batch_not_divisible_by_devices(monkeypatch):
+    monkeypatch.setattr(jax, "device_count", lambda: 4)
+    with pytest.raises(ValueError, match=r"Global batch size 30 is not divisible by the number of "
+                                         r"devices \(4\) of the 'mesh' driver; choose a multiple of 4"):
+        parallel.check_batch("mesh", 30)
+
+
+def test_misspelt_config_key_on_the_command_line():
+    fv = flags.FlagValues()
+    config_flags.DEFINE_config_file("config", launch.config_path("vae_mnist.py"), flag_values=fv,
+                                    lock_config=True)
+    with pytest.raises(flags.UnrecognizedFlagError, match="config.lerning_rate"):
+        fv(["prog", "--config.lerning_rate=0.1"])
+
+
+def test_missing_and_foreign_inception_weights(tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"Inception weights not found.*domain classifier"):
+        inception.load_variables(str(tmp_path / "missing.npz"))
+    np.savez(tmp_path / "other.npz", **{inception.SOURCE_KEY: np.array("0123abcd")}, w=np.zeros(3))
+    with pytest.raises(ValueError, match=r"not converted from .*'0123abcd'.*'6726825d'"):
+        inception.load_variables(str(tmp_path / "other.npz"))
+
+
+def test_spectral_filter_that_matches_nothing():
+    params = {"Dense_0": {"kernel": np.ones((3, 2), np.float32), "bias": np.zeros(2, np.float32)}}
+    with pytest.raises(ValueError, match="the filter selected no parameters"):
+        spectral.init(params, jax.random.key(0), filter=lambda path, leaf: False)
+
+
+@pytest.mark.parametrize("images,pattern", [
+    (np.zeros((4, 32, 32, 3), np.float32), r"takes \[N, 28, 28, 1\] images, got \(4, 32, 32, 3\)"),
+    (np.full((4, 28, 28, 1), 255.0, np.float32), r"\[0, 1\]"),
+], ids=["wrong shape", "wrong range"])
+def test_evaluator_refuses_foreign_samples(images, pattern):
+    with pytest.raises(ValueError, match=pattern):
+        domain.check_images(images)
