@@ -4,12 +4,14 @@
   XLA_FLAGS=--xla_force_host_platform_device_count=4 python -m benchmarks.train_steps \
       --parallel=none,pmap,mesh --out=benchmarks/results/drivers.json
 
-For each config: build its task at the config's batch size, compile the step (the
-compile time is reported), run warm-up steps, then time ``--windows`` windows of
+For each config: build its task at the config's batch size (or at each of
+``--batch_sizes``), compile the step (the compile time is reported), run warm-up steps, then time ``--windows`` windows of
 ``--seconds`` each on a fixed batch and report the median (examples/s counts real
 images consumed: batch * n_critic for GANs) under each data-parallel driver of
 ``--parallel`` (`genjax.parallel`; the state buffers are donated). The data pipeline is
-excluded (see ``benchmarks.input_pipeline``: it is far faster). Writes ``--out``.
+excluded (see ``benchmarks.input_pipeline``: it is far faster). The device's peak memory
+is reported where the backend tracks it (GPU, not XLA:CPU); JAX cannot reset it, so it is
+the peak of the whole process up to that row. Writes ``--out``.
 """
 
 import json
@@ -25,12 +27,15 @@ _CONFIGS = flags.DEFINE_list("configs", ["vae_mnist", "gan_mlp_mnist", "dcgan_mn
                                          "lsgan_mnist", "wgan_gp_mnist"], "Configs to time.")
 _SECONDS = flags.DEFINE_float("seconds", 20.0, "Length of one timing window.")
 _PARALLEL = flags.DEFINE_list("parallel", ["none"], "Data-parallel drivers to time.")
+_BATCH_SIZES = flags.DEFINE_list("batch_sizes", [], "Global batch sizes to time (empty: each "
+                                 "config's own).")
 _WINDOWS = flags.DEFINE_integer("windows", 3, "Timing windows (the median is reported).")
 _OUT = flags.DEFINE_string("out", os.path.join(os.path.dirname(__file__), "results",
                                                "train_steps.json"), "Result file.")
 
 
-def measure(name: str, driver: str, seconds: float, windows: int) -> dict:
+def measure(name: str, driver: str, seconds: float, windows: int,
+            batch_size: int | None = None) -> dict:
     import importlib
 
     import jax
@@ -41,6 +46,8 @@ def measure(name: str, driver: str, seconds: float, windows: int) -> dict:
 
     config = importlib.import_module(f"experiments.configs.{name}").get_config()
     config.parallel = driver
+    if batch_size:
+        config.batch_size = batch_size
     parallel.check_batch(driver, config.batch_size)
     shape = (28, 28, 1)
     task = TASKS[config.task](config, shape)
@@ -67,11 +74,13 @@ def measure(name: str, driver: str, seconds: float, windows: int) -> dict:
         jax.block_until_ready(state)
         rates.append(n * task.examples_per_step / (time.perf_counter() - start))
     rate = float(np.median(rates))
+    memory = (jax.devices()[0].memory_stats() or {}).get("peak_bytes_in_use")
     return {"config": name, "parallel": driver, "devices": d.num_devices,
             "batch_size": config.batch_size, "n_critic": config.get("n_critic", 1),
             "examples_per_sec": round(rate, 1),
             "ms_per_step": round(1000 * task.examples_per_step / rate, 1),
-            "first_call_s": round(compile_s, 1), "windows": [round(r, 1) for r in rates]}
+            "first_call_s": round(compile_s, 1), "windows": [round(r, 1) for r in rates],
+            "process_peak_memory_mb": None if memory is None else round(memory / 2**20, 1)}
 
 
 def main(_):
@@ -80,9 +89,10 @@ def main(_):
     results = []
     for name in _CONFIGS.value:
         for driver in _PARALLEL.value:
-            r = measure(name, driver, _SECONDS.value, _WINDOWS.value)
-            print(json.dumps(r), flush=True)
-            results.append(r)
+            for batch_size in [int(b) for b in _BATCH_SIZES.value] or [None]:
+                r = measure(name, driver, _SECONDS.value, _WINDOWS.value, batch_size)
+                print(json.dumps(r), flush=True)
+                results.append(r)
     with open(_OUT.value, "w") as f:
         json.dump({"machine": platform.processor() or platform.machine(),
                    "cpu_count": os.cpu_count(), "jax": jax.__version__,

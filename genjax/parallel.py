@@ -32,6 +32,8 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 AXIS = "data"
 DRIVERS = ("none", "pmap", "mesh")
+# A host batch: ``image`` [B, H, W, C], ``label`` [B] (and ``mask`` [B] in evaluation).
+Batch = dict[str, np.ndarray]
 
 
 def check_driver(name: str) -> None:

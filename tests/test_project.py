@@ -36,3 +36,14 @@ def test_readme_python_snippets_run_as_written():
     assert len(snippets) >= 2
     for code in snippets:
         exec(compile(code, "README.md", "exec"), {})
+
+
+def test_compute_modules_do_not_import_tensorflow():
+    code = ("import sys, genjax.tasks, genjax.parallel, genjax.metrics, genjax.spectral, "
+            "benchmarks.train_steps; "
+            "print(sorted({m.split('.')[0] for m in sys.modules} & {'tensorflow', "
+            "'tensorflow_datasets'}))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
+                         text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]", out.stdout

@@ -22,6 +22,7 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 
 from genjax.data import mnist5k  # noqa: F401  (registers the `mnist5k` builder)
+from genjax.parallel import Batch
 
 OFFLINE_ALTERNATIVE = "mnist5k"
 PREPROCESS_MODES = ("unit", "symmetric", "binarize_static", "binarize_dynamic")
@@ -29,9 +30,6 @@ PREPROCESS_MODES = ("unit", "symmetric", "binarize_static", "binarize_dynamic")
 # (the usual 140x140 face crop for CelebA, then resized to 64x64).
 DEFAULT_GEOMETRY = {"celeb_a": (140, 64)}
 _STATIC_BINARIZATION_SEED = 1234  # fixed so every run sees the same binary images
-
-Batch = dict[str, np.ndarray]
-
 
 class DatasetUnavailableError(RuntimeError):
     """A dataset is neither prepared locally nor downloadable."""

@@ -9,8 +9,8 @@ import jax
 import numpy as np
 import optax
 
-from genjax.data import Batch
 from genjax.metrics import domain, evaluation
+from genjax.parallel import Batch
 from genjax.state import TrainState
 from genjax.steps import StepFn
 
