@@ -7,11 +7,15 @@ truncated by hand) is moved aside to ``<workdir>/corrupt_checkpoints/`` and the 
 older step is used, so a damaged latest checkpoint never stops a resume. A readable
 checkpoint of another model or config is not damaged: restoring it raises
 `CheckpointMismatchError` naming the mismatching entries, and it stays where it is.
+A write that fails (a full disk) raises `CheckpointWriteError` with the OS's reason;
+the half-written step stays a temporary folder and the older checkpoints stay usable.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+import re
 import shutil
 import time
 from typing import TypeVar
@@ -26,6 +30,18 @@ T = TypeVar("T")
 
 class CheckpointMismatchError(ValueError):
     """A checkpoint's parameter tree does not match the model being restored."""
+
+
+class CheckpointWriteError(OSError):
+    """Writing a checkpoint failed (a full disk, a quota); older checkpoints are intact."""
+
+
+def _cause(error: Exception) -> str:
+    """A one-line reason for a failed write: the OS error when tensorstore names one."""
+    code = re.search(r"os_error_code='(\d+)'", str(error))
+    if code:
+        return f"{os.strerror(int(code.group(1)))} [errno {code.group(1)}]"
+    return f"{type(error).__name__}: {str(error).splitlines()[0][:200]}"
 
 
 def _shapes(tree) -> dict[str, tuple[int, ...]]:
@@ -61,6 +77,7 @@ class Checkpointer:
             raise ValueError(f"checkpoint every ({every}) and keep ({keep}) must be positive.")
         self.directory = os.path.abspath(directory)
         self.every = every
+        self._pending: int | None = None  # the step of the newest write asked for
         self._manager = ocp.CheckpointManager(
             self.directory,
             options=ocp.CheckpointManagerOptions(
@@ -128,16 +145,42 @@ class Checkpointer:
         self._manager.reload()
 
     def save(self, step: int, state, *, force: bool = False) -> bool:
-        """Save ``state`` at ``step`` if it is a save step (or ``force``); True if saved."""
+        """Save ``state`` at ``step`` if it is a save step (or ``force``); True if saved.
+
+        Raises:
+          CheckpointWriteError: this write, or the previous background one, failed.
+        """
         if not force and step % self.every:
             return False
         if step in self._manager.all_steps():
             return False
-        return self._manager.save(step, args=ocp.args.StandardSave(state), force=True)
+        with self._write_errors():
+            saved = self._manager.save(step, args=ocp.args.StandardSave(state), force=True)
+        self._pending = step
+        return saved
 
     def wait(self) -> None:
-        """Block until background writes are on disk."""
-        self._manager.wait_until_finished()
+        """Block until background writes are on disk.
+
+        Raises:
+          CheckpointWriteError: a background write failed.
+        """
+        with self._write_errors():
+            self._manager.wait_until_finished()
+
+    @contextlib.contextmanager
+    def _write_errors(self):
+        """Turn a failed write (seen here, or surfacing late from the background thread)
+        into one clear `CheckpointWriteError`. Orbax writes into a temporary folder and
+        renames it only when complete, so the failed step never looks like a checkpoint."""
+        try:
+            yield
+        except Exception as e:
+            self._manager.reload()
+            raise CheckpointWriteError(
+                f"Could not write the checkpoint of step {self._pending} to {self.directory}: "
+                f"{_cause(e)}. The previous checkpoint (step {self._manager.latest_step()}) is "
+                f"intact; free space and run the same command again to resume from it.") from e
 
     def close(self) -> None:
         self._manager.wait_until_finished()

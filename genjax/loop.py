@@ -3,7 +3,9 @@
 Set-up (data, task, state), auto-resume from ``<workdir>/checkpoints``, the step
 compiled under the data-parallel driver ``config.parallel`` (`genjax.parallel`),
 metrics kept on device between log steps, a finiteness check before every
-checkpoint (so a saved state is always a good one), periodic sample grids and
+checkpoint (so a saved state is always a good one; a non-finite run stops with
+`NonFiniteError`, or with ``config.skip_nonfinite_steps`` drops the bad updates and
+counts them in ``train/nonfinite_skipped``), periodic sample grids and
 evaluations, and a final evaluation, sample grid and loss-curve plot.
 
 Outputs in ``workdir``: ``config.json``, ``metrics.jsonl``, ``tensorboard/``,
@@ -23,7 +25,7 @@ import ml_collections
 import numpy as np
 
 from genjax import data as gdata
-from genjax import parallel
+from genjax import parallel, steps
 from genjax.checkpoint import Checkpointer
 from genjax.metrics import domain
 from genjax.metrics.evaluation import Extractor
@@ -46,25 +48,25 @@ def data_specs(config: ml_collections.ConfigDict) -> tuple[gdata.DataSpec, gdata
             gdata.DataSpec(preprocess=config.get("eval_preprocess") or config.preprocess, **common))
 
 
-@jax.jit
-def _all_finite(tree) -> jax.Array:
-    leaves = [jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)
-              if jnp.issubdtype(x.dtype, jnp.inexact)]
-    return jnp.all(jnp.stack(leaves)) if leaves else jnp.array(True)
+_all_finite = jax.jit(steps.all_finite)
 
 
-def _check_finite(step: int, metrics: dict[str, float], state, ckpt: Checkpointer) -> None:
-    """Raise `NonFiniteError` naming the metric or network that went non-finite."""
+def _check_finite(steps_seen: tuple[int, int], metrics: dict[str, float], state,
+                  ckpt: Checkpointer) -> None:
+    """Raise `NonFiniteError` naming the metric or network that went non-finite within the
+    steps ``steps_seen`` (first, last) since the previous check."""
     bad = [k for k, v in metrics.items() if not np.isfinite(v)]
     if not bad:
         bad = [f"parameters of network {name!r}" for name, net in state.nets.items()
                if not bool(_all_finite(net.params))]
     if bad:
         ckpt.wait()
+        first, last = steps_seen
         raise NonFiniteError(
-            f"Non-finite values at or before step {step}: {', '.join(bad)} "
+            f"Non-finite values in steps {first}-{last}, seen at step {last}: {', '.join(bad)} "
             f"({', '.join(f'{k}={v}' for k, v in metrics.items())}). Training stopped; the last "
-            f"good checkpoint (step {ckpt.latest_step()}) is kept in {ckpt.directory}.")
+            f"good checkpoint (step {ckpt.latest_step()}) is kept in {ckpt.directory}. "
+            f"config.skip_nonfinite_steps=True skips such updates instead.")
 
 
 def _write_config(config: ml_collections.ConfigDict, workdir: str) -> None:
@@ -142,7 +144,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
     ckpt = Checkpointer(os.path.join(workdir, "checkpoints"), every=config.checkpoint_every,
                         keep=config.keep_checkpoints)
     ckpt.check_compatible(jax.eval_shape(task.init, jax.random.key(config.seed)))
-    driver = parallel.make_driver(config.parallel, task.train_step)
+    skip = config.get("skip_nonfinite_steps", False)
+    driver = parallel.make_driver(config.parallel, steps.skip_nonfinite(task.train_step)
+                                  if skip else task.train_step)
     # Jitted: eager Flax init compiles every initialiser op on its own. Placed (committed)
     # either way, so a resumed run reuses the fresh run's executable.
     state = driver.place(jax.jit(task.init)(jax.random.key(config.seed)))
@@ -166,8 +170,15 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
             saving = step % config.checkpoint_every == 0 or step == config.num_steps
             if step % config.log_every == 0 or saving:
                 acc = jax.device_get(driver.local(acc))
-                means = {f"train/{k}": float(v) / n_acc for k, v in acc.items()}
-                _check_finite(step, means, state, ckpt)
+                n_skipped = int(acc.pop(steps.SKIPPED, 0))
+                means = {f"train/{k}": float(v) / (n_acc - n_skipped) for k, v in acc.items()
+                         if n_acc > n_skipped}
+                _check_finite((step - n_acc + 1, step), means, state, ckpt)
+                if skip:
+                    means["train/nonfinite_skipped"] = n_skipped
+                    if n_skipped:
+                        info(f"Skipped {n_skipped} non-finite update(s) in steps "
+                             f"{step - n_acc + 1}-{step}.")
                 means["train/examples_per_sec"] = progress.update(step, means)
                 writer.scalars(step, means)
                 acc, n_acc = None, 0

@@ -133,3 +133,29 @@ def test_spectral_filter_that_matches_nothing():
 def test_evaluator_refuses_foreign_samples(images, pattern):
     with pytest.raises(ValueError, match=pattern):
         domain.check_images(images)
+
+
+def test_fid_with_fewer_samples_than_feature_dimensions_warns(caplog):
+    # Documented choice: warn, not refuse (the value is finite but biased upwards).
+    from genjax.metrics import fid
+
+    rng = np.random.default_rng(0)
+    value = fid(rng.normal(size=(40, 64)), rng.normal(size=(500, 64)))
+    assert np.isfinite(value)
+    assert "the first set has 40 samples for 64 feature dimensions" in caplog.text
+
+
+def test_no_code_path_unpickles_a_file():
+    import glob
+    import os
+    import re
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    for path in glob.glob(f"{root}/genjax/**/*.py", recursive=True) + glob.glob(
+            f"{root}/experiments/**/*.py", recursive=True):
+        source = open(path).read()
+        assert not re.search(r"^\s*(import pickle|from pickle|import dill)", source, re.M), path
+        for call in re.findall(r"np\.load\([^)]*\)", source):
+            assert "allow_pickle=False" in call, (path, call)
+        for call in re.findall(r"torch\.load\([^)]*\)", source):
+            assert "weights_only=True" in call, (path, call)

@@ -15,7 +15,7 @@ import pytest
 
 from experiments.configs import vae_mnist
 from genjax import loop
-from genjax.checkpoint import Checkpointer
+from genjax.checkpoint import Checkpointer, CheckpointWriteError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -67,15 +67,68 @@ def test_corrupted_latest_checkpoint_falls_back(straight, data_dir, tmp_path):
     assert os.listdir(tmp_path / "corrupt_checkpoints")[0].startswith("15-")  # kept, not deleted
 
 
-def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(data_dir, tmp_path):
+def _nan_images_at(monkeypatch, bad_steps):
+    """Make the train iterator hand NaN images to the given (1-based) steps."""
+    real = loop.gdata.train_iterator
+
+    def poisoned(*args, start_step=0, **kwargs):
+        for step, batch in enumerate(real(*args, start_step=start_step, **kwargs),
+                                     start_step + 1):
+            if step in bad_steps:
+                batch = {**batch, "image": np.full_like(batch["image"], np.nan)}
+            yield batch
+
+    monkeypatch.setattr(loop.gdata, "train_iterator", poisoned)
+
+
+def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(data_dir, tmp_path,
+                                                                  monkeypatch):
     loop.train_and_evaluate(_config(data_dir, num_steps=10), str(tmp_path))
-    with pytest.raises(loop.NonFiniteError, match=r"step 15: .*train/loss.*last good checkpoint \(step 10\)"):
-        # An absurd learning rate (NaN itself is refused up front) blows the weights up.
-        loop.train_and_evaluate(_config(data_dir, learning_rate=1e38), str(tmp_path))
+    _nan_images_at(monkeypatch, {13})
+    with pytest.raises(loop.NonFiniteError, match=r"steps 11-15, seen at step 15: .*train/loss"
+                                                  r".*last good checkpoint \(step 10\)"):
+        loop.train_and_evaluate(_config(data_dir), str(tmp_path))
     ckpt = Checkpointer(str(tmp_path / "checkpoints"), every=10)
     assert ckpt.latest_step() == 10
     good = ckpt.restore(jax.eval_shape(lambda: _init_state(data_dir)))
     assert all(np.all(np.isfinite(x)) for x in jax.tree.leaves(good.nets["model"].params))
+
+
+def test_skip_nonfinite_steps_drops_and_counts_the_bad_updates(data_dir, tmp_path, monkeypatch):
+    _nan_images_at(monkeypatch, {12, 13, 18})
+    state = loop.train_and_evaluate(_config(data_dir, skip_nonfinite_steps=True), str(tmp_path))
+    assert int(state.step) == 20
+    assert all(np.all(np.isfinite(x)) for x in jax.tree.leaves(state.nets))
+    logged = {r["step"]: r["train/nonfinite_skipped"]
+              for r in map(json.loads, open(tmp_path / "metrics.jsonl"))
+              if "train/nonfinite_skipped" in r}
+    assert logged == {5: 0, 10: 0, 15: 2, 20: 1}
+
+
+@pytest.fixture
+def file_size_limit():
+    """``limit(n)``: files this process writes fail past n bytes, as on a full disk
+    (RLIMIT_FSIZE; SIGXFSZ ignored so the write returns EFBIG instead of killing us)."""
+    import resource
+
+    old_limit = resource.getrlimit(resource.RLIMIT_FSIZE)
+    old_handler = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    yield lambda n: resource.setrlimit(resource.RLIMIT_FSIZE, (n, old_limit[1]))
+    resource.setrlimit(resource.RLIMIT_FSIZE, old_limit)
+    signal.signal(signal.SIGXFSZ, old_handler)
+
+
+def test_failed_checkpoint_write_is_clear_and_the_previous_one_resumes(
+        straight, data_dir, tmp_path, file_size_limit):
+    loop.train_and_evaluate(_config(data_dir, num_steps=10), str(tmp_path))
+    file_size_limit(200_000)  # the VAE's checkpoint files are larger: its next write fails
+    with pytest.raises(CheckpointWriteError, match=r"checkpoint of step 20 .*File too large "
+                                                   r"\[errno 27\]\. The previous checkpoint "
+                                                   r"\(step 10\) is intact"):
+        loop.train_and_evaluate(_config(data_dir), str(tmp_path))
+    file_size_limit(-1)  # RLIM_INFINITY: the disk has room again
+    resumed = loop.train_and_evaluate(_config(data_dir), str(tmp_path))
+    chex.assert_trees_all_equal(jax.device_get(resumed), jax.device_get(straight[1]))
 
 
 def _init_state(data_dir):

@@ -9,7 +9,7 @@ import pytest
 
 from genjax import nn as gnn
 from genjax import state as gstate
-from genjax.steps import make_train_step
+from genjax.steps import SKIPPED, make_train_step, skip_nonfinite
 from genjax.steps import vae as vsteps
 
 SHAPE = (28, 28, 1)
@@ -107,6 +107,26 @@ def test_step_is_a_pure_function_of_state_and_batch():
     c, _ = step(a, x)
     assert not np.allclose(c.nets["model"].params["encoder"]["Dense_0"]["kernel"],
                            a.nets["model"].params["encoder"]["Dense_0"]["kernel"])
+
+
+def test_skip_nonfinite_equals_the_step_or_keeps_the_state():
+    model = _models()["mlp_vae"]
+    tx = optax.adam(1e-3)
+    x = _batch(8)
+    params = model.init(jax.random.key(1), x["image"], jax.random.key(0))["params"]
+    state = gstate.create(jax.random.key(2), {"model": gstate.create_net(params, tx)})
+    plain = jax.jit(make_train_step(vsteps.vae_loss(model), tx))
+    guarded = jax.jit(skip_nonfinite(make_train_step(vsteps.vae_loss(model), tx)))
+    (a, ma), (b, mb) = plain(state, x), guarded(state, x)
+    chex.assert_trees_all_equal(a, b)  # a finite step is untouched
+    assert float(mb.pop(SKIPPED)) == 0 and ma.keys() == mb.keys()
+    chex.assert_trees_all_equal(ma, mb)
+    bad = {**x, "image": x["image"].at[3, 5, 5, 0].set(jnp.nan)}
+    assert not np.isfinite(float(plain(state, bad)[1]["loss"]))
+    c, mc = guarded(state, bad)
+    assert int(c.step) == 1 and float(mc.pop(SKIPPED)) == 1
+    chex.assert_trees_all_equal(c.nets, state.nets)  # parameters and Adam moments kept
+    assert all(float(v) == 0 for v in mc.values())
 
 
 def test_iwae_k1_is_elbo_in_expectation_and_tightens_with_k():

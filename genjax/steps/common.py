@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any, Callable
 
 import jax
+import jax.numpy as jnp
 import optax
 
 from genjax.state import TrainState, step_key
@@ -45,3 +46,35 @@ def make_train_step(loss_fn: LossFn, tx: optax.GradientTransformation, *, net: s
         return state.replace(step=state.step + 1, nets={**state.nets, net: ns}), metrics
 
     return step
+
+
+SKIPPED = "nonfinite_skipped"  # metric: 1 for a step whose update was thrown away
+
+
+def all_finite(tree: Any) -> jax.Array:
+    """True when every floating-point leaf of ``tree`` is free of NaN and Inf."""
+    leaves = [jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)
+              if jnp.issubdtype(x.dtype, jnp.inexact)]
+    return jnp.all(jnp.stack(leaves)) if leaves else jnp.array(True)
+
+
+def skip_nonfinite(step: StepFn) -> StepFn:
+    """``step``, except that an update producing a NaN/Inf (in a metric or anywhere in the
+    new state) is thrown away: the state stays as it was but for ``step``, which advances
+    so the next step draws new noise and data. Metrics of a skipped step are zeros, and
+    ``metrics[SKIPPED]`` is 1 (0 otherwise), so sums over steps count the skips.
+
+    Under a data-parallel driver every replica holds the same state and averaged metrics,
+    so every replica makes the same choice.
+    """
+
+    def wrapped(state: TrainState, batch: dict) -> tuple[TrainState, Metrics]:
+        new, metrics = step(state, batch)
+        ok = all_finite((metrics, new.nets, new.extra))
+        nets, extra = jax.tree.map(lambda a, b: jnp.where(ok, a, b),
+                                   (new.nets, new.extra), (state.nets, state.extra))
+        new = new.replace(nets=nets, extra=extra)
+        metrics = jax.tree.map(lambda m: jnp.where(ok, m, jnp.zeros_like(m)), metrics)
+        return new, {**metrics, SKIPPED: 1.0 - ok.astype(jnp.float32)}
+
+    return wrapped
