@@ -1,10 +1,10 @@
 """Subprocess side of tests/test_parallel.py: device counts must be fixed before jax loads.
 
-  python tests/parallel_worker.py drivers OUT.json
-      3 steps of the VAE, the DCGAN (BatchNorm) and WGAN-GP (n_critic 5, spectral norm)
-      under every driver on 4 simulated devices; writes the relative difference of each
-      state component from the one-device state, the trace counts and whether pmap
-      replicas agree bitwise.
+  python tests/parallel_worker.py drivers OUT.json CONFIG
+      3 steps of CONFIG (the VAE, the DCGAN with BatchNorm, or WGAN-GP with n_critic 5 and
+      spectral norm) under every driver on 4 simulated devices; writes the relative
+      difference of each state component from the one-device state, the trace counts and
+      whether pmap replicas agree bitwise.
   python tests/parallel_worker.py vae OUT.npz DRIVER [PROCESS_ID NUM_PROCESSES PORT]
       3 VAE steps on 2 simulated devices per process (mesh driver across processes, or
       one device), saving this process's copy of the final state.
@@ -99,17 +99,15 @@ def relative_differences(a, b) -> dict[str, float]:
     return out
 
 
-def drivers(out: str) -> None:
-    results = {}
-    for name in ("vae_mnist", "dcgan_mnist", "wgan_gp_mnist"):
-        reference, traces, _ = run(name, "none")
-        results[name] = {"none": {"traces": traces}}
-        for driver in ("pmap", "mesh"):
-            state, traces, same = run(name, driver)
-            results[name][driver] = {"traces": traces, "replicas_identical": same,
-                                     "relative_difference": relative_differences(state, reference)}
+def drivers(out: str, name: str) -> None:
+    reference, traces, _ = run(name, "none")
+    result = {"none": {"traces": traces}}
+    for driver in ("pmap", "mesh"):
+        state, traces, same = run(name, driver)
+        result[driver] = {"traces": traces, "replicas_identical": same,
+                          "relative_difference": relative_differences(state, reference)}
     with open(out, "w") as f:
-        json.dump(results, f, indent=1)
+        json.dump(result, f, indent=1)
 
 
 def vae(out: str, driver: str, process_id: int = 0, num_processes: int = 1, port: int = 0) -> None:
@@ -125,6 +123,6 @@ def vae(out: str, driver: str, process_id: int = 0, num_processes: int = 1, port
 
 if __name__ == "__main__":
     if sys.argv[1] == "drivers":
-        drivers(sys.argv[2])
+        drivers(sys.argv[2], sys.argv[3])
     else:
         vae(sys.argv[2], sys.argv[3], *map(int, sys.argv[4:]))
