@@ -1,6 +1,7 @@
 """GAN networks, the fast transposed convolution, the GAN step and one run per objective."""
 
 import importlib
+import json
 
 import chex
 import flax.linen as nn
@@ -129,17 +130,16 @@ CONFIGS = ["gan_mlp_mnist", "dcgan_mnist", "lsgan_mnist", "wgan_mnist", "wgan_gp
 
 
 @pytest.mark.parametrize("name", CONFIGS)
-def test_each_objective_trains_and_resumes_exactly(name, data_dir, tmp_path):
+def test_each_objective_trains_end_to_end(name, data_dir, tmp_path):
+    """Every GAN config trains, evaluates and draws through the real loop. (Exact resume of
+    the GAN state, BatchNorm, spectral norm and EMA included, is the chaos test's, in
+    tests/test_loop.py.)"""
     from genjax import loop
 
-    def config(steps):
-        c = importlib.import_module(f"experiments.configs.{name}").get_config("test")
-        c.data_dir, c.num_steps = data_dir, steps
-        c.dataset = "mnist5k"  # the CIFAR configs' networks, offline at 28x28
-        return c
-
-    straight = loop.train_and_evaluate(config(4), str(tmp_path / "straight"))
-    assert (tmp_path / "straight" / "samples.png").exists()
-    loop.train_and_evaluate(config(2), str(tmp_path / "resumed"))
-    resumed = loop.train_and_evaluate(config(4), str(tmp_path / "resumed"))
-    chex.assert_trees_all_equal(jax.device_get(resumed), jax.device_get(straight))
+    c = importlib.import_module(f"experiments.configs.{name}").get_config("test")
+    c.data_dir, c.num_steps = data_dir, 4
+    c.dataset = "mnist5k"  # the CIFAR configs' networks, offline at 28x28
+    state = loop.train_and_evaluate(c, str(tmp_path))
+    assert int(state.step) == 4 and (tmp_path / "samples.png").exists()
+    metrics = [json.loads(line) for line in open(tmp_path / "metrics.jsonl")]
+    assert np.isfinite(metrics[-1]["test/domain_fid"]), metrics[-1]

@@ -111,21 +111,24 @@ def test_step_is_a_pure_function_of_state_and_batch():
 
 def test_skip_nonfinite_equals_the_step_or_keeps_the_state():
     model = _models()["mlp_vae"]
-    tx = optax.adam(1e-3)
+    tx = optax.sgd(1e-2)  # not Adam: its first step turns roundoff in a zero gradient into ±lr
     x = _batch(8)
     params = model.init(jax.random.key(1), x["image"], jax.random.key(0))["params"]
     state = gstate.create(jax.random.key(2), {"model": gstate.create_net(params, tx)})
     plain = jax.jit(make_train_step(vsteps.vae_loss(model), tx))
     guarded = jax.jit(skip_nonfinite(make_train_step(vsteps.vae_loss(model), tx)))
     (a, ma), (b, mb) = plain(state, x), guarded(state, x)
-    chex.assert_trees_all_equal(a, b)  # a finite step is untouched
+    # A finite step is untouched (bitwise on CPU; two programs may round differently on GPU).
+    chex.assert_trees_all_close(a.nets, b.nets, rtol=1e-5, atol=1e-7)
+    assert int(a.step) == int(b.step) == 1
+    chex.assert_trees_all_equal(jax.random.key_data(a.rng), jax.random.key_data(b.rng))
     assert float(mb.pop(SKIPPED)) == 0 and ma.keys() == mb.keys()
-    chex.assert_trees_all_equal(ma, mb)
+    chex.assert_trees_all_close(ma, mb, rtol=1e-5)
     bad = {**x, "image": x["image"].at[3, 5, 5, 0].set(jnp.nan)}
     assert not np.isfinite(float(plain(state, bad)[1]["loss"]))
     c, mc = guarded(state, bad)
     assert int(c.step) == 1 and float(mc.pop(SKIPPED)) == 1
-    chex.assert_trees_all_equal(c.nets, state.nets)  # parameters and Adam moments kept
+    chex.assert_trees_all_equal(c.nets, state.nets)  # parameters and optimizer state kept
     assert all(float(v) == 0 for v in mc.values())
 
 
