@@ -1,7 +1,9 @@
 """GAN networks, the fast transposed convolution, the GAN step and one run per objective."""
 
+import functools
 import importlib
 import json
+import shutil
 
 import chex
 import flax.linen as nn
@@ -24,13 +26,14 @@ def test_fast_conv_transpose_equals_flax(k, s, padding, size):
     x = jax.random.normal(jax.random.key(0), (3, size, size + 1, 5))
     stock = nn.ConvTranspose(6, (k, k), strides=(s, s), padding=padding)
     fast = layers.ConvTranspose(6, (k, k), strides=(s, s), padding=padding)
-    params = stock.init(jax.random.key(1), x)
-    fast_params = fast.init(jax.random.key(1), x)
+    params = jax.jit(stock.init)(jax.random.key(1), x)  # jitted: eager Flax compiles op by op
+    fast_params = jax.jit(fast.init)(jax.random.key(1), x)
     chex.assert_trees_all_equal(params, fast_params)  # same tree, shapes and initial values
-    np.testing.assert_allclose(fast.apply(params, x), stock.apply(params, x), atol=1e-5, rtol=1e-5)
+    np.testing.assert_allclose(jax.jit(fast.apply)(params, x), jax.jit(stock.apply)(params, x),
+                               atol=1e-5, rtol=1e-5)
     loss = lambda m: lambda p, x: jnp.sum(jnp.sin(m.apply(p, x)))
-    g_fast = jax.grad(loss(fast), argnums=(0, 1))(params, x)
-    g_stock = jax.grad(loss(stock), argnums=(0, 1))(params, x)
+    g_fast = jax.jit(jax.grad(loss(fast), argnums=(0, 1)))(params, x)
+    g_stock = jax.jit(jax.grad(loss(stock), argnums=(0, 1)))(params, x)
     for a, b in zip(jax.tree.leaves(g_fast), jax.tree.leaves(g_stock)):
         np.testing.assert_allclose(a, b, atol=1e-4, rtol=1e-5)
 
@@ -44,10 +47,11 @@ def test_conv_initialises_exactly_like_flax():
 def test_generators_with_fast_and_stock_layers_share_checkpoints():
     z = jax.random.normal(jax.random.key(0), (4, 100))
     fast, stock = gnn.ConvGenerator(), gnn.ConvGenerator(fast=False)
-    variables = stock.init(jax.random.key(1), z, train=False)
-    chex.assert_trees_all_equal_shapes(variables, fast.init(jax.random.key(1), z, train=False))
-    np.testing.assert_allclose(fast.apply(variables, z, train=False),
-                               stock.apply(variables, z, train=False), atol=1e-5)
+    init = lambda m: jax.jit(functools.partial(m.init, train=False))
+    apply = lambda m: jax.jit(functools.partial(m.apply, train=False))
+    variables = init(stock)(jax.random.key(1), z)
+    chex.assert_trees_all_equal_shapes(variables, init(fast)(jax.random.key(1), z))
+    np.testing.assert_allclose(apply(fast)(variables, z), apply(stock)(variables, z), atol=1e-5)
 
 
 @pytest.mark.parametrize("gen,disc,shape", [
@@ -59,11 +63,11 @@ def test_generators_with_fast_and_stock_layers_share_checkpoints():
 ])
 def test_network_shapes(gen, disc, shape):
     z = jnp.ones((2, 100))
-    g_vars = gen.init(jax.random.key(0), z, train=False)
-    images = gen.apply(g_vars, z, train=False)
+    g_vars = jax.jit(functools.partial(gen.init, train=False))(jax.random.key(0), z)
+    images = jax.jit(functools.partial(gen.apply, train=False))(g_vars, z)
     assert images.shape == (2, *shape) and float(jnp.max(jnp.abs(images))) <= 1.0
-    d_vars = disc.init(jax.random.key(1), images, train=False)
-    assert disc.apply(d_vars, images, train=False).shape == (2,)
+    d_vars = jax.jit(functools.partial(disc.init, train=False))(jax.random.key(1), images)
+    assert jax.jit(functools.partial(disc.apply, train=False))(d_vars, images).shape == (2,)
 
 
 def test_dcgan_sizes_are_checked():
@@ -75,8 +79,9 @@ def _mlp_state(*, n_critic=1, clip=None, sn=False, ema=None, bn_gen=False, loss=
     gen = gnn.ConvGenerator((28, 28, 1)) if bn_gen else gnn.MLPGenerator((28, 28, 1), (32,))
     disc = gnn.MLPDiscriminator((32,))
     g_tx, d_tx = optax.adam(1e-3), optax.adam(1e-3)
-    g_vars = gen.init(jax.random.key(0), jnp.ones((2, 8)), train=False)
-    d_vars = disc.init(jax.random.key(1), jnp.ones((2, 28, 28, 1)), train=False)
+    g_vars = jax.jit(functools.partial(gen.init, train=False))(jax.random.key(0), jnp.ones((2, 8)))
+    d_vars = jax.jit(functools.partial(disc.init, train=False))(jax.random.key(1),
+                                                                jnp.ones((2, 28, 28, 1)))
     extra = {"spectral": spectral.init(d_vars["params"], jax.random.key(2)) if sn else {}}
     if ema:
         extra["ema"] = g_vars["params"]
@@ -130,16 +135,21 @@ CONFIGS = ["gan_mlp_mnist", "dcgan_mnist", "lsgan_mnist", "wgan_mnist", "wgan_gp
 
 
 @pytest.mark.parametrize("name", CONFIGS)
-def test_each_objective_trains_end_to_end(name, data_dir, tmp_path):
-    """Every GAN config trains, evaluates and draws through the real loop. (Exact resume of
-    the GAN state, BatchNorm, spectral norm and EMA included, is the chaos test's, in
-    tests/test_loop.py.)"""
+def test_each_objective_trains_and_resumes_exactly(name, data_dir, tmp_path, capsys):
+    """Every GAN config trains 4 steps through the real loop (evaluation and grids
+    included); with its step-4 checkpoint removed, the same run resumes from step 2 and
+    ends bitwise equal. (Kills at any moment: the chaos test in tests/test_loop.py.)"""
     from genjax import loop
 
     c = importlib.import_module(f"experiments.configs.{name}").get_config("test")
-    c.data_dir, c.num_steps = data_dir, 4
+    c.data_dir, c.num_steps, c.checkpoint_every = data_dir, 4, 2
     c.dataset = "mnist5k"  # the CIFAR configs' networks, offline at 28x28
-    state = loop.train_and_evaluate(c, str(tmp_path))
-    assert int(state.step) == 4 and (tmp_path / "samples.png").exists()
+    straight = loop.train_and_evaluate(c, str(tmp_path))
+    assert (tmp_path / "samples.png").exists()
     metrics = [json.loads(line) for line in open(tmp_path / "metrics.jsonl")]
     assert np.isfinite(metrics[-1]["test/domain_fid"]), metrics[-1]
+    shutil.rmtree(tmp_path / "checkpoints" / "4")
+    capsys.readouterr()
+    resumed = loop.train_and_evaluate(c, str(tmp_path))
+    assert "at step 2." in capsys.readouterr().out
+    chex.assert_trees_all_equal(jax.device_get(resumed), jax.device_get(straight))
