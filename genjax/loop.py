@@ -113,6 +113,23 @@ def evaluate(task: Task, state: TrainState, config: ml_collections.ConfigDict,
     return results
 
 
+def _steps_in_call(step: int, steps_per_call: int, config: ml_collections.ConfigDict) -> int:
+    """Steps the next compiled call runs after ``step``: ``steps_per_call``, cut short at
+    the next log, sample, evaluation or checkpoint step so those happen where configured
+    (a shorter call compiles once more; cadences divisible by it avoid that)."""
+    cadences = [config.log_every, config.sample_every, config.checkpoint_every,
+                config.eval_every, config.num_steps]
+    return min(steps_per_call, *(c - step % c for c in cadences if c))
+
+
+def _next_batches(it: Iterator[dict], n: int, stacked: bool) -> dict:
+    """The next batch, or the next ``n`` stacked on a leading axis for a multi-step call."""
+    if not stacked:
+        return next(it)
+    batches = [next(it) for _ in range(n)]
+    return {k: np.stack([b[k] for b in batches]) for k in batches[0]}
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> TrainState:
     """Train ``config.task`` for ``config.num_steps`` steps in ``workdir``, resuming if possible.
 
@@ -146,7 +163,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
     ckpt.check_compatible(jax.eval_shape(task.init, jax.random.key(config.seed)))
     skip = config.get("skip_nonfinite_steps", False)
     driver = parallel.make_driver(config.parallel, steps.skip_nonfinite(task.train_step)
-                                  if skip else task.train_step)
+                                  if skip else task.train_step,
+                                  steps_per_call=config.get("steps_per_call", 1))
     # Jitted: eager Flax init compiles every initialiser op on its own. Placed (committed)
     # either way, so a resumed run reuses the fresh run's executable.
     state = driver.place(jax.jit(task.init)(jax.random.key(config.seed)))
@@ -161,12 +179,15 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
     train_it = gdata.train_iterator(train_spec, "train", global_batch_size=task.examples_per_step,
                                     start_step=start)
     progress = Progress(start, config.num_steps, task.examples_per_step)
-    acc, n_acc = None, 0
+    acc, n_acc, step = None, 0, start
     try:
-        for step in range(start + 1, config.num_steps + 1):
-            state, metrics = driver.step(state, driver.put_batch(next(train_it)))
+        while step < config.num_steps:
+            n = _steps_in_call(step, driver.steps_per_call, config)
+            state, metrics = driver.step(state, driver.put_batch(
+                _next_batches(train_it, n, stacked=driver.steps_per_call > 1)))
             acc = metrics if acc is None else jax.tree.map(jnp.add, acc, metrics)
-            n_acc += 1
+            n_acc += n
+            step += n
             saving = step % config.checkpoint_every == 0 or step == config.num_steps
             if step % config.log_every == 0 or saving:
                 acc = jax.device_get(driver.local(acc))

@@ -23,12 +23,15 @@ any contiguous split over devices and hosts gives each replica its share of each
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 from typing import Any, Callable
 
 import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+
+from genjax.steps.common import multi_step
 
 AXIS = "data"
 DRIVERS = ("none", "pmap", "mesh")
@@ -100,9 +103,11 @@ class Driver:
     Attributes:
       name: the driver name.
       num_devices: devices the global batch is split over.
-      step: compiled ``(placed state, placed batch) -> (placed state, placed metrics)``.
+      step: compiled ``(placed state, placed batch) -> (placed state, placed metrics)``;
+        with ``steps_per_call`` k > 1 the batch is k stacked step batches and the metrics
+        are summed over the k steps (`genjax.steps.multi_step`).
       place: a state (anywhere) -> the driver's placement (replicated, committed).
-      put_batch: this host's numpy batch -> the driver's placement.
+      put_batch: this host's numpy batch ([k, B, ...] when k > 1) -> the driver's placement.
       local: the driver's placement of a state or metrics -> one copy on this host's first
         device (for evaluation, sampling and logging).
       saveable: placed state -> what checkpoints hold: the replicated global arrays for
@@ -116,15 +121,24 @@ class Driver:
     put_batch: Callable[[dict], Any]
     local: Callable[[Any], Any]
     saveable: Callable[[Any], Any]
+    steps_per_call: int = 1
 
 
-def make_driver(name: str, step_fn: Callable, *, donate: bool = False) -> Driver:
+def make_driver(name: str, step_fn: Callable, *, donate: bool = False,
+                steps_per_call: int = 1) -> Driver:
     """Compile ``step_fn`` (built with ``axis_name=step_axis(name)``) under driver ``name``.
 
     ``donate`` donates the state's buffers to the step (the loop leaves it off: an
     asynchronous checkpoint write may still be reading the previous state's buffers).
+    ``steps_per_call`` > 1 compiles `genjax.steps.multi_step` of ``step_fn`` instead:
+    one call runs that many steps on stacked batches.
     """
-    driver = _make_driver(name, step_fn, donate)
+    if steps_per_call < 1:
+        raise ValueError(f"steps_per_call must be positive, got {steps_per_call}.")
+    if steps_per_call > 1:
+        step_fn = multi_step(step_fn)
+    driver = dataclasses.replace(_make_driver(name, step_fn, donate, stacked=steps_per_call > 1),
+                                 steps_per_call=steps_per_call)
     if name != "none" and jax.local_devices()[0].platform == "cpu" and jax.local_device_count() > 1:
         driver = dataclasses.replace(driver, step=_one_at_a_time(driver.step))
     return driver
@@ -151,7 +165,9 @@ def _one_at_a_time(step: Callable) -> Callable:
     return call
 
 
-def _make_driver(name: str, step_fn: Callable, donate: bool) -> Driver:
+def _make_driver(name: str, step_fn: Callable, donate: bool, stacked: bool) -> Driver:
+    """The driver's compiled step and placements; ``stacked``: batches carry a leading
+    axis of steps, which every device keeps whole (only the batch axis is split)."""
     check_driver(name)
     donate_argnums = (0,) if donate else ()
     first = jax.local_devices()[0]
@@ -168,10 +184,11 @@ def _make_driver(name: str, step_fn: Callable, donate: bool) -> Driver:
         return Driver(name, num_devices(name),
                       jax.pmap(step_fn, axis_name=AXIS, donate_argnums=donate_argnums),
                       lambda tree: replicate(np.arange(n), tree),
-                      lambda b: jax.tree.map(lambda x: x.reshape(n, -1, *x.shape[1:]), b),
+                      lambda b: jax.tree.map(functools.partial(_split_for_pmap, n, stacked), b),
                       first_copy, first_copy)
     mesh = make_mesh()
-    replicated, data = NamedSharding(mesh, P()), NamedSharding(mesh, P(AXIS))
+    replicated = NamedSharding(mesh, P())
+    data = NamedSharding(mesh, P(None, AXIS) if stacked else P(AXIS))
     step = jax.jit(step_fn, in_shardings=(replicated, data), out_shardings=(replicated, replicated),
                    donate_argnums=donate_argnums)
     put = lambda b: jax.tree.map(lambda x: jax.make_array_from_process_local_data(data, x), b)
@@ -179,6 +196,13 @@ def _make_driver(name: str, step_fn: Callable, donate: bool) -> Driver:
     return Driver(name, num_devices(name), step,
                   lambda tree: jax.tree.map(lambda x: _replicate_global(x, replicated), tree),
                   put, local, lambda s: s)
+
+
+def _split_for_pmap(n: int, stacked: bool, x: np.ndarray) -> np.ndarray:
+    """[B, ...] -> [n, B / n, ...]; stacked [k, B, ...] -> [n, k, B / n, ...]."""
+    if not stacked:
+        return x.reshape(n, -1, *x.shape[1:])
+    return x.reshape(x.shape[0], n, -1, *x.shape[2:]).swapaxes(0, 1)
 
 
 def _replicate_global(x: jax.Array, replicated: NamedSharding) -> jax.Array:

@@ -47,8 +47,9 @@ def batches(task, preprocess: str, n_rows: int) -> list[dict]:
              "label": rng.integers(0, 10, n_rows).astype(np.int32)} for _ in range(STEPS)]
 
 
-def run(name: str, driver: str, rows: slice | None = None):
-    """(final state as a local copy, traces of the step, replicas-identical flag)."""
+def run(name: str, driver: str, rows: slice | None = None, steps_per_call: int = 1):
+    """(final state as a local copy, traces of the step, replicas-identical flag); with
+    ``steps_per_call`` = `STEPS` the steps run as one multi-step call on stacked batches."""
     from genjax.tasks import TASKS
 
     c = config(name, driver)
@@ -59,11 +60,14 @@ def run(name: str, driver: str, rows: slice | None = None):
         traces.append(1)
         return task.train_step(state, batch)
 
-    d = parallel.make_driver(driver, counted)
+    d = parallel.make_driver(driver, counted, steps_per_call=steps_per_call)
     state = d.place(jax.jit(task.init)(jax.random.key(0)))
-    for batch in batches(task, c.preprocess, task.examples_per_step):
-        if rows is not None:
-            batch = {k: v[rows] for k, v in batch.items()}
+    host = batches(task, c.preprocess, task.examples_per_step)
+    if rows is not None:
+        host = [{k: v[rows] for k, v in batch.items()} for batch in host]
+    if steps_per_call > 1:
+        host = [{k: np.stack([b[k] for b in host]) for k in host[0]}]
+    for batch in host:
         state, _ = d.step(state, d.put_batch(batch))
     same = True
     if driver == "pmap":
@@ -102,10 +106,14 @@ def relative_differences(a, b) -> dict[str, float]:
 def drivers(out: str, name: str) -> None:
     reference, traces, _ = run(name, "none")
     result = {"none": {"traces": traces}}
-    for driver in ("pmap", "mesh"):
-        state, traces, same = run(name, driver)
-        result[driver] = {"traces": traces, "replicas_identical": same,
-                          "relative_difference": relative_differences(state, reference)}
+    runs = [("pmap", 1), ("mesh", 1)]
+    if name == "vae_mnist":  # multi-step calls: each driver's stacked-batch placement
+        runs += [("none", STEPS), ("pmap", STEPS), ("mesh", STEPS)]
+    for driver, k in runs:
+        state, traces, same = run(name, driver, steps_per_call=k)
+        result[driver if k == 1 else f"{driver}/{k} steps per call"] = {
+            "traces": traces, "replicas_identical": same,
+            "relative_difference": relative_differences(state, reference)}
     with open(out, "w") as f:
         json.dump(result, f, indent=1)
 

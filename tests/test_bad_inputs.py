@@ -58,6 +58,8 @@ CONFIG_CASES = [
     ("image the net cannot take", GAN, {"generator": "dcgan", "image_size": 30}, None, ValueError,
      r"DCGAN/SNGAN sizes are 4\*2\^n or 7\*2\^n, got 30"),
     ("latent zero", VAE, {"latent_dim": 0}, None, ValueError, r"config.latent_dim must be positive, got 0"),
+    ("steps per call zero", VAE, {"steps_per_call": 0}, None, ValueError,
+     r"config.steps_per_call must be positive, got 0"),
     ("unknown driver", VAE, {"parallel": "ddp"}, None, ValueError,
      r"Unknown parallel driver 'ddp'; valid: none, pmap, mesh"),
     ("EMA decay 1", GAN, {"ema_decay": 1.0}, None, ValueError, r"config.ema_decay must be in \[0, 1\)"),

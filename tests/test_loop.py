@@ -152,3 +152,17 @@ def test_checkpoint_of_another_model_is_a_clear_error_and_stays(tmp_path):
                              r"in the checkpoint, not in this model: 1 \(params/b\)\."):
         ckpt.restore({"params": {"a": jnp.zeros(4)}, "rng": jax.random.key(1)})
     assert (tmp_path / "1").is_dir()  # not mistaken for a corrupt checkpoint and moved aside
+
+
+def test_several_steps_per_call_equal_one_per_call(straight, data_dir, tmp_path):
+    """``steps_per_call=3`` (one ``lax.scan`` per call, cut short at every log and
+    checkpoint step: calls of 3 and 2) ends bitwise equal and logs the same losses (up to
+    the float32 order of the sums over a log window)."""
+    state = loop.train_and_evaluate(_config(data_dir, steps_per_call=3), str(tmp_path))
+    chex.assert_trees_all_equal(jax.device_get(state), jax.device_get(straight[1]))
+    logged = lambda path: [(r["step"], r["train/loss"]) for r in map(json.loads, open(path))
+                           if "train/loss" in r]
+    mine = logged(tmp_path / "metrics.jsonl")
+    reference = logged(os.path.join(straight[0], "metrics.jsonl"))
+    assert [s for s, _ in mine] == [s for s, _ in reference] == [5, 10, 15, 20]
+    np.testing.assert_allclose([v for _, v in mine], [v for _, v in reference], rtol=1e-6)

@@ -50,9 +50,11 @@ def test_drivers_equal_one_device_and_trace_once(tmp_path):
                   "wgan_gp_mnist": {"gen/batch_stats", "extra/spectral", "disc/opt_state"}}
     for name, by_driver in results.items():
         assert by_driver["none"]["traces"] == 1, name
-        for driver in ("pmap", "mesh"):
-            r = by_driver[driver]
-            assert r["traces"] == 1, (name, driver)
+        for driver, r in by_driver.items():
+            if driver == "none":
+                continue
+            if "per call" not in driver:  # a multi-step call also traces the step's shapes
+                assert r["traces"] == 1, (name, driver)
             assert r["replicas_identical"], (name, driver)
             assert components[name] <= set(r["relative_difference"]), (name, driver)
             worst = max(r["relative_difference"].items(), key=lambda kv: kv[1])
