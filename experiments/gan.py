@@ -1,9 +1,12 @@
-"""Train a GAN (BCE, LSGAN, WGAN, WGAN-GP, hinge/SNGAN; MLP, conv, DCGAN, SNGAN nets).
+"""Train a GAN (BCE, LSGAN, WGAN, WGAN-GP, hinge/SNGAN; MLP, conv, DCGAN, SNGAN nets;
+minibatch features, unrolling, class conditioning, progressive growing).
 
   python -m experiments.gan --workdir=runs/gan_mlp      # default config: gan_mlp_mnist
   python -m experiments.gan --config=experiments/configs/dcgan_mnist.py --workdir=runs/dcgan
   python -m experiments.gan --config=experiments/configs/wgan_gp_mnist.py --config.n_critic=3 ...
   python -m experiments.gan --config=experiments/configs/dcgan_cifar10.py --config.dataset=mnist5k ...
+  python -m experiments.gan --config=experiments/configs/dcgan_mnist.py --config.unroll_steps=5 ...
+  python -m experiments.gan --config=experiments/configs/progan_mnist.py --workdir=runs/progan
 
 Any config field can be overridden with ``--config.<field>=value``. Re-running the
 same command resumes from the last checkpoint in ``--workdir``.

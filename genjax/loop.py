@@ -27,12 +27,12 @@ import numpy as np
 from genjax import data as gdata
 from genjax import parallel, steps
 from genjax.checkpoint import Checkpointer
-from genjax.metrics import domain
 from genjax.metrics.evaluation import Extractor
 from genjax.state import TrainState
 from genjax.report import MetricWriter, Progress, info, plot_curves, save_grid
 from genjax.tasks import TASKS, Task
-from genjax.tasks.common import check_config, collect_images, domain_extractor, sample_metrics
+from genjax.tasks.common import (check_config, collect_images, domain_extractor,
+                                 domain_extractor_for, sample_metrics)
 
 
 class NonFiniteError(FloatingPointError):
@@ -107,9 +107,10 @@ def evaluate(task: Task, state: TrainState, config: ml_collections.ConfigDict,
     `score_samples` of ``config.eval_samples`` samples (the same noise every time)."""
     results = task.evaluate(state, gdata.eval_iterator(
         eval_spec, "test", global_batch_size=config.eval_batch_size))
-    if task.sample is not None and tuple(image_shape) == domain.INPUT_SHAPE:
+    extractor = domain_extractor_for(config, image_shape)
+    if task.sample is not None and extractor is not None:
         fake = task.sample(state, jax.random.key(config.seed + 2), config.eval_samples)
-        results.update(score_samples(fake, config.eval_samples, config, eval_spec))
+        results.update(score_samples(fake, config.eval_samples, config, eval_spec, extractor))
     return results
 
 
@@ -122,7 +123,7 @@ def _steps_in_call(step: int, steps_per_call: int, config: ml_collections.Config
     return min(steps_per_call, *(c - step % c for c in cadences if c))
 
 
-def _next_batches(it: Iterator[dict], n: int, stacked: bool) -> dict:
+def next_batches(it: Iterator[dict], n: int, stacked: bool) -> dict:
     """The next batch, or the next ``n`` stacked on a leading axis for a multi-step call."""
     if not stacked:
         return next(it)
@@ -184,7 +185,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
         while step < config.num_steps:
             n = _steps_in_call(step, driver.steps_per_call, config)
             state, metrics = driver.step(state, driver.put_batch(
-                _next_batches(train_it, n, stacked=driver.steps_per_call > 1)))
+                next_batches(train_it, n, stacked=driver.steps_per_call > 1)))
             acc = metrics if acc is None else jax.tree.map(jnp.add, acc, metrics)
             n_acc += n
             step += n

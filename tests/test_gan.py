@@ -131,7 +131,7 @@ def test_unknown_loss_fails_before_tracing():
 
 
 CONFIGS = ["gan_mlp_mnist", "dcgan_mnist", "lsgan_mnist", "wgan_mnist", "wgan_gp_mnist",
-           "sngan_mnist", "dcgan_cifar10", "sngan_cifar10"]
+           "sngan_mnist", "dcgan_cifar10", "sngan_cifar10", "cdcgan_mnist", "progan_mnist"]
 
 
 @pytest.mark.parametrize("name", CONFIGS)
@@ -144,6 +144,7 @@ def test_each_objective_trains_and_resumes_exactly(name, data_dir, tmp_path, cap
     c = importlib.import_module(f"experiments.configs.{name}").get_config("test")
     c.data_dir, c.num_steps, c.checkpoint_every = data_dir, 4, 2
     c.dataset = "mnist5k"  # the CIFAR configs' networks, offline at 28x28
+    c.eval_samples = c.eval_batch_size = 100
     straight = loop.train_and_evaluate(c, str(tmp_path))
     assert (tmp_path / "samples.png").exists()
     metrics = [json.loads(line) for line in open(tmp_path / "metrics.jsonl")]

@@ -21,11 +21,12 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from genjax.data import mnist5k  # noqa: F401  (registers the `mnist5k` builder)
+from genjax.data import mixtures, mnist5k  # noqa: F401  (register their tfds builders)
 from genjax.parallel import Batch
 
 OFFLINE_ALTERNATIVE = "mnist5k"
-PREPROCESS_MODES = ("unit", "symmetric", "binarize_static", "binarize_dynamic")
+OFFLINE = ("mnist5k", "gaussian_mixtures")  # generated or embedded: prepared without internet
+PREPROCESS_MODES = ("unit", "symmetric", "binarize_static", "binarize_dynamic", "raw")
 # Datasets whose images are not square get a centre crop before resizing
 # (the usual 140x140 face crop for CelebA, then resized to 64x64).
 DEFAULT_GEOMETRY = {"celeb_a": (140, 64)}
@@ -44,8 +45,9 @@ class DataSpec:
         ``cifar10``, ``celeb_a``, ...).
       data_dir: tfds data directory (None: tfds's default, ``~/tensorflow_datasets``).
       preprocess: ``unit`` ([0, 1]), ``symmetric`` ([-1, 1]), ``binarize_static``
-        (one fixed Bernoulli sample per image) or ``binarize_dynamic`` (a fresh
-        Bernoulli sample every time an image is served).
+        (one fixed Bernoulli sample per image), ``binarize_dynamic`` (a fresh
+        Bernoulli sample every time an image is served) or ``raw`` (float features as
+        stored, e.g. the 2-D points of ``gaussian_mixtures``).
       crop: centre-crop to ``crop x crop`` before resizing (None: dataset default).
       image_size: resize to ``image_size x image_size`` (None: dataset default/native).
       download: let tfds download and prepare a missing dataset.
@@ -79,8 +81,8 @@ def get_builder(spec: DataSpec) -> tfds.core.DatasetBuilder:
         raise DatasetUnavailableError(
             f"Unknown dataset {spec.name!r}. The embedded offline dataset is "
             f"{OFFLINE_ALTERNATIVE!r}.") from e
-    if builder.is_prepared() or spec.name == OFFLINE_ALTERNATIVE:
-        builder.download_and_prepare()  # no-op when prepared; offline for mnist5k
+    if builder.is_prepared() or spec.name.split("/")[0] in OFFLINE:
+        builder.download_and_prepare()  # no-op when prepared; offline for these
         return builder
     if not spec.download:
         raise DatasetUnavailableError(
@@ -170,6 +172,8 @@ def _decoded(builder: tfds.core.DatasetBuilder, split: str, spec: DataSpec, *,
 
 def _to_model_inputs(batch: dict, spec: DataSpec, batch_index) -> dict:
     """uint8 batch -> float32 model inputs according to ``spec.preprocess``."""
+    if spec.preprocess == "raw":
+        return {"image": tf.cast(batch["image"], tf.float32), "label": batch["label"]}
     x = tf.cast(batch["image"], tf.float32) / 255.0
     if spec.preprocess == "symmetric":
         x = x * 2.0 - 1.0
@@ -182,6 +186,17 @@ def _to_model_inputs(batch: dict, spec: DataSpec, batch_index) -> dict:
 def num_examples(spec: DataSpec, split: str) -> int:
     """Number of examples in a split (all hosts together)."""
     return get_builder(spec).info.splits[split].num_examples
+
+
+def _count(builder: tfds.core.DatasetBuilder, split: str, examples: tf.data.Dataset) -> int:
+    """This host's number of examples: from the dataset's metadata on one host, counted
+    (one pass) when several hosts share the split or the metadata has none (mocks)."""
+    if jax.process_count() == 1:
+        try:
+            return builder.info.splits[split].num_examples
+        except KeyError:
+            pass
+    return int(examples.reduce(0, lambda c, _: c + 1))
 
 
 def train_iterator(spec: DataSpec, split: str, *, global_batch_size: int, start_step: int = 0,
@@ -198,7 +213,7 @@ def train_iterator(spec: DataSpec, split: str, *, global_batch_size: int, start_
     batch = host_batch_size(global_batch_size, num_devices=1)
     builder = get_builder(spec)
     examples = _decoded(builder, split, spec, per_process=True)
-    n = int(examples.reduce(0, lambda c, _: c + 1))  # this host's share, counted once
+    n = _count(builder, split, examples)
     if n < batch:
         raise ValueError(f"Split {split!r} of {spec.name!r} has {n} examples per host, "
                          f"fewer than the batch size {batch}.")

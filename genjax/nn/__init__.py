@@ -2,9 +2,14 @@
 
 from genjax.nn.autoencoders import (AutoEncoder, ConvDecoder, ConvEncoder, MLPDecoder,
                                     MLPEncoder, VAE)
-from genjax.nn.gan import (ConvDiscriminator, ConvGenerator, DCGANDiscriminator, DCGANGenerator,
-                           MLPDiscriminator, MLPGenerator, SNGANDiscriminator, SNGANGenerator)
+from genjax.nn.gan import (Conditional, ConvDiscriminator, ConvGenerator, DCGANDiscriminator,
+                           DCGANGenerator, Head, MLPDiscriminator, MLPGenerator,
+                           SNGANDiscriminator, SNGANGenerator)
+from genjax.nn.minibatch import MinibatchDiscrimination, minibatch_stddev
+from genjax.nn.progressive import ProDiscriminator, ProGenerator, growth_schedule
 
 __all__ = ["AutoEncoder", "ConvDecoder", "ConvEncoder", "MLPDecoder", "MLPEncoder", "VAE",
            "ConvDiscriminator", "ConvGenerator", "DCGANDiscriminator", "DCGANGenerator",
-           "MLPDiscriminator", "MLPGenerator", "SNGANDiscriminator", "SNGANGenerator"]
+           "MLPDiscriminator", "MLPGenerator", "SNGANDiscriminator", "SNGANGenerator",
+           "Conditional", "Head", "MinibatchDiscrimination", "minibatch_stddev",
+           "ProDiscriminator", "ProGenerator", "growth_schedule"]

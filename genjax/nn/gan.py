@@ -9,6 +9,10 @@ no bias: BatchNorm subtracts it again, so its gradient is zero up to roundoff, w
 Adam would blow up into steps of size lr in random directions. ``fast=True`` (default) computes
 transposed convolutions with the exact sub-pixel `genjax.nn.layers.ConvTranspose`;
 ``fast=False`` uses Flax's own layer (same parameters, for comparison).
+
+Every discriminator ends in a `Head`: optional minibatch features (`genjax.nn.minibatch`)
+and, for a class-conditional discriminator, the labels (projection, or one-hot
+channels concatenated to the input). `Conditional` makes any generator class-conditional.
 """
 
 from __future__ import annotations
@@ -21,6 +25,10 @@ import jax
 import jax.numpy as jnp
 
 from genjax.nn import layers
+from genjax.nn.minibatch import MINIBATCH_FEATURES, MinibatchDiscrimination, minibatch_stddev
+
+CONDITIONING = ("projection", "concat")
+ACTIVATIONS = {"leaky_relu": lambda x: nn.leaky_relu(x, 0.2), "relu": nn.relu}
 
 
 def _bn(train: bool, axis_name: str | None) -> nn.BatchNorm:
@@ -29,30 +37,113 @@ def _bn(train: bool, axis_name: str | None) -> nn.BatchNorm:
                         axis_name=axis_name)
 
 
+class Head(nn.Module):
+    """What a discriminator does with labels and with its last features (its submodule
+    ``head``, holding the final score layer).
+
+    Attributes:
+      minibatch: ``none``, ``stddev`` (`genjax.nn.minibatch.minibatch_stddev` on the
+        last features) or ``discrimination`` (`MinibatchDiscrimination` on them).
+      num_classes: 0 for an unconditional discriminator; else labels are required.
+      conditioning: ``projection`` (Miyato & Koyama 2018: score + <embed(y), features>)
+        or ``concat`` (one-hot labels as extra input channels / features).
+      axis_name: data-parallel axis for minibatch discrimination across replicas.
+      kernels: (number, dimension) of minibatch discrimination's kernels; its cost
+        grows with number * dimension * batch^2.
+    """
+
+    minibatch: str = "none"
+    num_classes: int = 0
+    conditioning: str = "projection"
+    axis_name: str | None = None
+    kernels: tuple[int, int] = (100, 5)
+
+    def __post_init__(self):
+        if self.minibatch not in MINIBATCH_FEATURES:
+            raise ValueError(f"Unknown minibatch feature {self.minibatch!r}; "
+                             f"valid: {', '.join(MINIBATCH_FEATURES)}.")
+        if self.conditioning not in CONDITIONING:
+            raise ValueError(f"Unknown conditioning {self.conditioning!r}; "
+                             f"valid: {', '.join(CONDITIONING)}.")
+        super().__post_init__()
+
+    def _labels(self, labels: jax.Array | None) -> jax.Array | None:
+        if self.num_classes and labels is None:
+            raise ValueError("This discriminator is class-conditional: pass labels.")
+        return labels if self.num_classes else None
+
+    def condition(self, x: jax.Array, labels: jax.Array | None) -> jax.Array:
+        """The input with one-hot labels appended on the last axis (``concat`` only)."""
+        labels = self._labels(labels)
+        if labels is None or self.conditioning != "concat":
+            return x
+        onehot = jax.nn.one_hot(labels, self.num_classes, dtype=x.dtype)
+        onehot = onehot.reshape(x.shape[0], *(1,) * (x.ndim - 2), self.num_classes)
+        return jnp.concatenate([x, jnp.broadcast_to(onehot, (*x.shape[:-1], self.num_classes))], -1)
+
+    @nn.compact
+    def __call__(self, h: jax.Array, labels: jax.Array | None) -> jax.Array:
+        """Scores [B] from features ``h`` [B, ...]."""
+        labels = self._labels(labels)
+        if self.minibatch == "stddev":
+            h = minibatch_stddev(h)
+        h = h.reshape(h.shape[0], -1)
+        if self.minibatch == "discrimination":
+            h = MinibatchDiscrimination(*self.kernels, axis_name=self.axis_name)(h)
+        out = nn.Dense(1)(h)[:, 0]
+        if labels is not None and self.conditioning == "projection":
+            out = out + jnp.sum(nn.Embed(self.num_classes, h.shape[-1])(labels) * h, axis=-1)
+        return out
+
+
+class Conditional(nn.Module):
+    """``generator`` conditioned on class labels: its latent is the noise concatenated with
+    a learned embedding of the label (Mirza & Osindero 2014, with an embedding)."""
+
+    generator: nn.Module
+    num_classes: int
+    embed_dim: int = 50
+
+    @nn.compact
+    def __call__(self, z: jax.Array, labels: jax.Array, *args, train: bool = True) -> jax.Array:
+        e = nn.Embed(self.num_classes, self.embed_dim)(labels)
+        return self.generator(jnp.concatenate([z, e.astype(z.dtype)], -1), *args, train=train)
+
+
 class MLPGenerator(nn.Module):
-    """Textbook MLP generator: latent-256-512-1024-prod(out_shape), LeakyReLU 0.2, tanh."""
+    """Textbook MLP generator: latent-256-512-1024-prod(out_shape), LeakyReLU 0.2, tanh.
+    ``activation="relu", tanh_output=False`` with ``hidden=(128, 128)`` is the 2-D
+    point generator of the unrolled-GAN paper (Metz et al. 2017)."""
 
     out_shape: Sequence[int] = (28, 28, 1)
     hidden: Sequence[int] = (256, 512, 1024)
+    activation: str = "leaky_relu"
+    tanh_output: bool = True
 
     @nn.compact
     def __call__(self, z: jax.Array, train: bool = True) -> jax.Array:
         for width in self.hidden:
-            z = nn.leaky_relu(nn.Dense(width)(z), 0.2)
-        return jnp.tanh(nn.Dense(math.prod(self.out_shape))(z)).reshape(z.shape[0], *self.out_shape)
+            z = ACTIVATIONS[self.activation](nn.Dense(width)(z))
+        x = nn.Dense(math.prod(self.out_shape))(z)
+        return (jnp.tanh(x) if self.tanh_output else x).reshape(z.shape[0], *self.out_shape)
 
 
 class MLPDiscriminator(nn.Module):
-    """Textbook MLP discriminator: prod(in_shape)-512-256-1, LeakyReLU 0.2."""
+    """Textbook MLP discriminator: prod(in_shape)-512-256-1, LeakyReLU 0.2. The inputs
+    are multiplied by ``input_scale`` first (Metz et al. scale 2-D points by 1/4)."""
 
     hidden: Sequence[int] = (512, 256)
+    activation: str = "leaky_relu"
+    input_scale: float = 1.0
+    head: Head = Head()
 
     @nn.compact
-    def __call__(self, x: jax.Array, train: bool = True) -> jax.Array:
-        x = x.reshape(x.shape[0], -1)
+    def __call__(self, x: jax.Array, labels: jax.Array | None = None, train: bool = True
+                 ) -> jax.Array:
+        x = self.head.condition(x.reshape(x.shape[0], -1) * self.input_scale, labels)
         for width in self.hidden:
-            x = nn.leaky_relu(nn.Dense(width)(x), 0.2)
-        return nn.Dense(1)(x)[:, 0]
+            x = ACTIVATIONS[self.activation](nn.Dense(width)(x))
+        return self.head(x, labels)
 
 
 class ConvGenerator(nn.Module):
@@ -77,11 +168,15 @@ class ConvGenerator(nn.Module):
 class ConvDiscriminator(nn.Module):
     """Textbook conv critic: conv 64 s2 -> LReLU -> conv 128 s2 -> LReLU -> dense 1 (4x4 kernels)."""
 
+    head: Head = Head()
+
     @nn.compact
-    def __call__(self, x: jax.Array, train: bool = True) -> jax.Array:
+    def __call__(self, x: jax.Array, labels: jax.Array | None = None, train: bool = True
+                 ) -> jax.Array:
+        x = self.head.condition(x, labels)
         for f in (64, 128):
             x = nn.leaky_relu(layers.Conv(f, (4, 4), strides=(2, 2), padding="SAME")(x), 0.2)
-        return nn.Dense(1)(x.reshape(x.shape[0], -1))[:, 0]
+        return self.head(x, labels)
 
 
 def _num_upsamplings(size: int) -> tuple[int, int]:
@@ -125,9 +220,12 @@ class DCGANDiscriminator(nn.Module):
     num_layers: int = 3
     batchnorm: bool = True
     bn_axis_name: str | None = None
+    head: Head = Head()
 
     @nn.compact
-    def __call__(self, x: jax.Array, train: bool = True) -> jax.Array:
+    def __call__(self, x: jax.Array, labels: jax.Array | None = None, train: bool = True
+                 ) -> jax.Array:
+        x = self.head.condition(x, labels)
         for i in range(self.num_layers):
             bn = bool(i) and self.batchnorm
             x = layers.Conv(self.base * 2**i, (4, 4), strides=(2, 2), padding="SAME",
@@ -135,7 +233,7 @@ class DCGANDiscriminator(nn.Module):
             if bn:
                 x = _bn(train, self.bn_axis_name)(x)
             x = nn.leaky_relu(x, 0.2)
-        return nn.Dense(1)(x.reshape(x.shape[0], -1))[:, 0]
+        return self.head(x, labels)
 
 
 class SNGANGenerator(nn.Module):
@@ -169,11 +267,14 @@ class SNGANDiscriminator(nn.Module):
     normalisation is applied to its parameters by `genjax.spectral`, not by layers."""
 
     widths: Sequence[int] = (64, 128, 256)
+    head: Head = Head()
 
     @nn.compact
-    def __call__(self, x: jax.Array, train: bool = True) -> jax.Array:
+    def __call__(self, x: jax.Array, labels: jax.Array | None = None, train: bool = True
+                 ) -> jax.Array:
+        x = self.head.condition(x, labels)
         for f in self.widths:
             x = nn.leaky_relu(layers.Conv(f, (3, 3), padding="SAME")(x), 0.1)
             x = nn.leaky_relu(layers.Conv(f, (4, 4), strides=(2, 2), padding="SAME")(x), 0.1)
         x = nn.leaky_relu(layers.Conv(self.widths[-1] * 2, (3, 3), padding="SAME")(x), 0.1)
-        return nn.Dense(1)(x.reshape(x.shape[0], -1))[:, 0]
+        return self.head(x, labels)

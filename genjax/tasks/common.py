@@ -47,9 +47,9 @@ _RULES = {
                               "d_learning_rate", "latent_dim", "n_critic", "eval_batch_size",
                               "eval_samples", "log_every", "sample_every", "checkpoint_every",
                               "keep_checkpoints", "iwae_samples", "base_width",
-                              "steps_per_call")},
+                              "steps_per_call", "fade_steps", "stable_steps")},
     **{f: _OFF_OR_POSITIVE for f in ("gp_weight", "r1_weight", "clip_value", "beta",
-                                     "eval_every")},
+                                     "eval_every", "unroll_steps", "num_classes")},
     "label_smoothing": (lambda v: 0 <= v < 1, "in [0, 1)"),
     "ema_decay": (lambda v: 0 <= v < 1, "in [0, 1) (0: off)"),
     "b1": (lambda v: 0 <= v < 1, "in [0, 1)"),
@@ -111,6 +111,19 @@ def collect_images(batches: Iterable[Batch], limit: int, preprocess: str) -> np.
 def domain_extractor() -> evaluation.Extractor:
     """The shipped mnist5k classifier, loaded once per process."""
     return domain.make_extractor()
+
+
+def domain_extractor_for(config, image_shape: tuple[int, ...]) -> evaluation.Extractor | None:
+    """The mnist5k classifier for this run's images, or None where it does not apply:
+    28x28x1 images as they are; MNIST padded to a larger square by ``config.crop``
+    (progressive growing pads to 32) cropped back to the centre 28x28."""
+    if tuple(image_shape) == domain.INPUT_SHAPE:
+        return domain_extractor()
+    h, w, c = (tuple(image_shape) + (0, 0, 0))[:3]
+    if not (c == 1 and h == w == config.get("crop") and h > 28 and not config.get("image_size")):
+        return None
+    o, base = (h - 28) // 2, domain_extractor()
+    return evaluation.Extractor(base.name, lambda x: base(x[:, o:o + 28, o:o + 28]))
 
 
 def sample_metrics(fake: Iterable[np.ndarray], real: Callable[[], np.ndarray], key: str,
