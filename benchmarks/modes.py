@@ -1,0 +1,190 @@
+"""The mode-collapse benchmark: GAN variants on 2-D mixtures of Gaussians.
+
+  python -m benchmarks.modes                      # the README table: about 11 min on 2 CPU cores
+  python -m benchmarks.modes --seeds=1 --steps=1000 --methods=gan,unrolled_5   # a quick look
+
+Datasets (`genjax.data.mixtures`, read through the usual tfds pipeline): ``ring8`` (8
+Gaussians on a circle of radius 2, std 0.02) and ``grid25`` (5x5 grid, spacing 2, std
+0.05). Every method trains the same networks (`genjax.tasks.gan`, ``points``: the
+unrolled-GAN paper's 2x128 ReLU generator with a linear output and 1x128 ReLU
+discriminator on inputs scaled by 1/4, latent 256) with the same optimizer, batch and
+number of generator updates; then 2,500 samples are scored with
+`genjax.metrics.modes.mode_metrics` (modes covered: >= 1% of the samples within 3 std
+of the mode; high quality: share of samples within 3 std of some mode; modes reached:
+>= 1% of the samples nearest to the mode, at any distance). Results are
+averaged over ``--seeds``; numbers go to ``--out`` and scatter plots of the first seed
+next to it (``modes_<dataset>.png``).
+
+Methods: non-saturating GAN; unrolled GAN with 5 and 10 unrolled discriminator steps;
+WGAN-GP (5 critic updates per generator update, lambda 0.1 as in the WGAN-GP authors'
+toy-data code); minibatch discrimination (20 kernels of dimension 5: cost grows with
+kernels x batch^2); LSGAN.
+"""
+
+import json
+import os
+import platform
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from absl import app, flags  # noqa: E402
+
+METHODS = {
+    "gan": {},
+    "unrolled_5": {"unroll_steps": 5},
+    "unrolled_10": {"unroll_steps": 10},
+    "wgan_gp": {"loss": "wgan", "gp_weight": 0.1, "n_critic": 5},
+    "minibatch_disc": {"minibatch": "discrimination", "minibatch_kernels": (20, 5)},
+    "lsgan": {"loss": "lsgan"},
+}
+DATASETS = ("ring8", "grid25")
+RESULTS = os.path.join(os.path.dirname(__file__), "results")
+
+_METHODS = flags.DEFINE_list("methods", list(METHODS), "Methods to compare.")
+_DATASETS = flags.DEFINE_list("datasets", list(DATASETS), "Mixtures: ring8, grid25.")
+_SEEDS = flags.DEFINE_integer("seeds", 3, "Seeds per method and dataset.")
+_STEPS = flags.DEFINE_integer("steps", 5000, "Generator updates per run.")
+_BATCH = flags.DEFINE_integer("batch_size", 128, "Batch size (real points per D update).")
+_LR = flags.DEFINE_float("learning_rate", 1e-3, "Adam learning rate of both networks.")
+_SAMPLES = flags.DEFINE_integer("samples", 2500, "Samples scored per run.")
+_STEPS_PER_CALL = flags.DEFINE_integer("steps_per_call", 50, "Train steps per compiled call.")
+_DATA_DIR = flags.DEFINE_string("data_dir", None, "tfds data directory.")
+_WORKERS = flags.DEFINE_integer("workers", 2, "Runs in parallel processes (the small steps "
+                                "use about one core each).")
+_OUT = flags.DEFINE_string("out", os.path.join(RESULTS, "modes.json"), "Result file.")
+
+
+def config_for(dataset: str, method: str, seed: int):
+    """The shared 2-D GAN config with ``method``'s changes."""
+    from experiments.configs import gan_mlp_mnist
+
+    c = gan_mlp_mnist.get_config()
+    c.dataset, c.data_dir, c.preprocess = f"gaussian_mixtures/{dataset}", _DATA_DIR.value, "raw"
+    c.generator = c.discriminator = "points"
+    c.latent_dim, c.batch_size, c.seed = 256, _BATCH.value, seed
+    c.g_learning_rate = c.d_learning_rate = _LR.value
+    c.eval_batch_size = 500
+    c.update(METHODS[method])
+    return c
+
+
+def run(job: tuple[str, str, int, dict]) -> tuple[dict, "np.ndarray"]:
+    """Train one method on one mixture; (metrics, samples). ``job`` is (dataset, method,
+    seed, flag values), so that it runs in a fresh worker process."""
+    dataset, method, seed, flag_values = job
+    if not flags.FLAGS.is_parsed():
+        flags.FLAGS(["modes"] + [f"--{k}={v}" for k, v in flag_values.items() if v is not None])
+    import jax
+    import numpy as np
+
+    from genjax import data as gdata
+    from genjax import loop, parallel
+    from genjax.data import mixtures
+    from genjax.metrics.modes import mode_metrics
+    from genjax.tasks import gan
+
+    c = config_for(dataset, method, seed)
+    task = gan.build(c, (2,))
+    k = _STEPS_PER_CALL.value
+    if _STEPS.value % k:
+        raise ValueError(f"--steps must be a multiple of --steps_per_call ({k}).")
+    driver = parallel.make_driver("none", task.train_step, donate=True, steps_per_call=k)
+    start = time.perf_counter()
+    state = driver.place(jax.jit(task.init)(jax.random.key(seed)))
+    spec = loop.data_specs(c)[0]
+    batches = gdata.train_iterator(spec, "train", global_batch_size=task.examples_per_step)
+    for _ in range(_STEPS.value // k):
+        state, metrics = driver.step(state, driver.put_batch(loop.next_batches(batches, k, True)))
+    state = driver.local(state)
+    samples = np.concatenate(list(task.sample(state, jax.random.key(seed + 2), _SAMPLES.value)))
+    result = mode_metrics(samples, mixtures.centers(dataset), mixtures.STDS[dataset])
+    result.update(dataset=dataset, method=method, seed=seed,
+                  seconds=round(time.perf_counter() - start, 1),
+                  final_losses={k_: float(v) / k for k_, v in jax.device_get(metrics).items()})
+    return result, samples
+
+
+def plot(dataset: str, samples: dict, path: str) -> None:
+    """One scatter plot per method (first seed), the modes' means marked."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from genjax.data import mixtures
+
+    mu = mixtures.centers(dataset)
+    lim = np.abs(mu).max() + 1.5
+    fig, axes = plt.subplots(1, len(samples), figsize=(3 * len(samples), 3.2))
+    for ax, (method, pts) in zip(np.atleast_1d(axes), samples.items()):
+        ax.scatter(pts[:, 0], pts[:, 1], s=2, alpha=0.3, color="tab:blue")
+        ax.scatter(mu[:, 0], mu[:, 1], s=30, marker="x", color="tab:red")
+        ax.set(xlim=(-lim, lim), ylim=(-lim, lim), title=method, xticks=[], yticks=[])
+        ax.set_aspect("equal")
+    fig.suptitle(f"{dataset}: 2,500 samples per method (seed 0)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+
+
+def _cost(method: str) -> int:
+    """Rough relative cost of a method's step, for scheduling."""
+    return {"minibatch_disc": 5, "unrolled_10": 5, "wgan_gp": 4, "unrolled_5": 3}.get(method, 2)
+
+
+def summarize(results: list[dict]) -> list[dict]:
+    """Mean and std over seeds per (dataset, method)."""
+    rows = []
+    for dataset in dict.fromkeys(r["dataset"] for r in results):
+        for method in dict.fromkeys(r["method"] for r in results):
+            rs = [r for r in results if r["dataset"] == dataset and r["method"] == method]
+            if rs:
+                rows.append({"dataset": dataset, "method": method, "seeds": len(rs), **{
+                    f"{m}_{s}": float(f([r[m] for r in rs]))
+                    for m in ("modes_covered", "high_quality", "modes_reached") for s, f in
+                    (("mean", np.mean), ("std", np.std))}})
+    return rows
+
+
+def main(_):
+    import jax
+
+    unknown = set(_METHODS.value) - set(METHODS) or set(_DATASETS.value) - set(DATASETS)
+    if unknown:
+        raise app.UsageError(f"Unknown methods/datasets {sorted(unknown)}; valid: "
+                             f"{', '.join(METHODS)}; {', '.join(DATASETS)}.")
+    import multiprocessing
+
+    start, results = time.perf_counter(), []
+    values = {f.name: f.value for f in (_STEPS, _BATCH, _LR, _SAMPLES, _STEPS_PER_CALL, _DATA_DIR)}
+    jobs = [(d, m, s, values) for d in _DATASETS.value for m in _METHODS.value
+            for s in range(_SEEDS.value)]
+    # Longest first (unrolling, minibatch discrimination), so the workers finish together.
+    order = sorted(range(len(jobs)), key=lambda i: -_cost(jobs[i][1]))
+    with multiprocessing.get_context("spawn").Pool(_WORKERS.value) as pool:
+        done = dict(zip(order, pool.imap(run, [jobs[i] for i in order])))
+    first = {}
+    for i, (r, samples) in sorted(done.items()):
+        print(json.dumps(r), flush=True)
+        results.append(r)
+        first.setdefault(r["dataset"], {}).setdefault(r["method"], samples)
+    for dataset, samples in first.items():
+        plot(dataset, samples, os.path.join(os.path.dirname(_OUT.value), f"modes_{dataset}.png"))
+    summary = summarize(results)
+    for row in summary:
+        print(json.dumps(row))
+    with open(_OUT.value, "w") as f:
+        json.dump({"machine": platform.processor() or platform.machine(),
+                   "cpu_count": os.cpu_count(), "jax": jax.__version__,
+                   "device": str(jax.devices()[0]), "steps": _STEPS.value,
+                   "batch_size": _BATCH.value, "learning_rate": _LR.value,
+                   "samples": _SAMPLES.value, "total_seconds": round(time.perf_counter() - start),
+                   "summary": summary, "runs": results}, f, indent=2)
+
+
+if __name__ == "__main__":
+    import numpy as np
+
+    app.run(main)
+else:
+    import numpy as np
