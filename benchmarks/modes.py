@@ -2,6 +2,7 @@
 
   python -m benchmarks.modes                      # the README table: about 11 min on 2 CPU cores
   python -m benchmarks.modes --seeds=1 --steps=1000 --methods=gan,unrolled_5   # a quick look
+  python -m benchmarks.modes --step_times --out=benchmarks/results/modes_step_times.json
 
 Datasets (`genjax.data.mixtures`, read through the usual tfds pipeline): ``ring8`` (8
 Gaussians on a circle of radius 2, std 0.02) and ``grid25`` (5x5 grid, spacing 2, std
@@ -52,6 +53,8 @@ _STEPS_PER_CALL = flags.DEFINE_integer("steps_per_call", 50, "Train steps per co
 _DATA_DIR = flags.DEFINE_string("data_dir", None, "tfds data directory.")
 _WORKERS = flags.DEFINE_integer("workers", 2, "Runs in parallel processes (the small steps "
                                 "use about one core each).")
+_STEP_TIMES = flags.DEFINE_bool("step_times", False, "Only time each method's train step "
+                                 "(ms/step, best of 5 calls) and write --out.")
 _OUT = flags.DEFINE_string("out", os.path.join(RESULTS, "modes.json"), "Result file.")
 
 
@@ -105,6 +108,33 @@ def run(job: tuple[str, str, int, dict]) -> tuple[dict, "np.ndarray"]:
     return result, samples
 
 
+def step_times(methods: list[str]) -> dict[str, float]:
+    """Milliseconds per train step of each method on random ``ring8``-shaped batches,
+    ``--steps_per_call`` steps per compiled call, best of 5 calls after compilation."""
+    import jax
+
+    from genjax import parallel
+    from genjax.tasks import gan
+
+    k, times = _STEPS_PER_CALL.value, {}
+    for method in methods:
+        task = gan.build(config_for("ring8", method, 0), (2,))
+        driver = parallel.make_driver("none", task.train_step, donate=True, steps_per_call=k)
+        state = driver.place(jax.jit(task.init)(jax.random.key(0)))
+        n = task.examples_per_step
+        batch = driver.put_batch({"image": np.random.randn(k, n, 2).astype(np.float32),
+                                  "label": np.zeros((k, n), np.int32)})
+        best = float("inf")
+        for _ in range(6):  # the first call compiles
+            start = time.perf_counter()
+            state, metrics = driver.step(state, batch)
+            jax.block_until_ready(metrics)
+            best = min(best, (time.perf_counter() - start) / k)
+        times[method] = round(best * 1e3, 2)
+        print(f"{method}: {times[method]} ms/step", flush=True)
+    return times
+
+
 def plot(dataset: str, samples: dict, path: str) -> None:
     """One scatter plot per method (first seed), the modes' means marked."""
     import matplotlib
@@ -153,6 +183,13 @@ def main(_):
     if unknown:
         raise app.UsageError(f"Unknown methods/datasets {sorted(unknown)}; valid: "
                              f"{', '.join(METHODS)}; {', '.join(DATASETS)}.")
+    if _STEP_TIMES.value:
+        with open(_OUT.value, "w") as f:
+            json.dump({"machine": platform.processor() or platform.machine(),
+                       "cpu_count": os.cpu_count(), "jax": jax.__version__,
+                       "batch_size": _BATCH.value, "steps_per_call": _STEPS_PER_CALL.value,
+                       "ms_per_step": step_times(_METHODS.value)}, f, indent=2)
+        return
     import multiprocessing
 
     start, results = time.perf_counter(), []

@@ -17,7 +17,7 @@ def get_config(variant: str = ""):
     c = gan_mlp_mnist.get_config(variant)
     c.generator = c.discriminator = "progan"
     c.crop = 32            # pad the 28x28 digits to 32x32
-    c.base_width = 32      # channels 128, 128, 64, 32 at 4, 8, 16, 32
+    c.base_width = 16      # channels 64, 64, 32, 16 at 4, 8, 16, 32 (sized for a CPU)
     c.loss = "wgan"
     c.gp_weight = 10.0
     c.minibatch = "stddev"
@@ -29,5 +29,5 @@ def get_config(variant: str = ""):
         c.fade_steps, c.stable_steps = 2, 1
         c.base_width = 4
     else:
-        c.fade_steps = c.stable_steps = 400
-    return common.set_budget(c, variant, num_steps=3200, every=400)
+        c.fade_steps = c.stable_steps = 300
+    return common.set_budget(c, variant, num_steps=2400, every=400)

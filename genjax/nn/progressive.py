@@ -6,9 +6,14 @@ growth state ``{"stage": int32, "alpha": float32}`` as an input. At ``stage`` s 
 working resolution is 4 * 2^s; while a new resolution fades in, ``alpha`` goes from
 0 to 1 and the new layers' output is blended with the upsampled (generator) or
 downsampled (discriminator) output of the previous resolution. The stage is a traced
-value: `flax.linen.switch` selects the stage's path inside one compiled step, so
-growing never recompiles, and the growth state lives in the train state, which is
-what lets a run checkpoint and resume mid-fade.
+value: every resolution's path is computed and the stage's output picked with
+``jnp.where`` (gradients reach only the layers in use), so growing never recompiles,
+and the growth state lives in the train state, which is what lets a run checkpoint and
+resume mid-fade. Not `lax.switch` / `flax.linen.switch`: XLA:CPU compiles convolutions
+inside a conditional without its fast kernels (a conv gradient in a switch took 2.2 s
+against 0.078 s straight-line, measured; jax-ml/jax#12868 is the loop case). The price:
+a step costs what it costs at full resolution from the first stage on (the generator
+runs its whole trunk, the discriminator each block once).
 
 The generator always returns full-size images (the working resolution upsampled,
 nearest neighbour) and the discriminator always takes full-size images (average-pooled
@@ -20,7 +25,6 @@ Simplifications: no equalised learning rate; the discriminator ends in a `Head`
 
 from __future__ import annotations
 
-import functools
 from typing import Callable, Sequence
 
 import flax.linen as nn
@@ -103,17 +107,11 @@ class _DownBlock(nn.Module):
         return downsample(x, 2)
 
 
-def _switch(module: nn.Module, forward: Callable, growth: Growth | None, *args) -> jax.Array:
-    """``forward(module, *args, alpha, stage)`` at the traced ``growth["stage"]``."""
+def _stage_and_alpha(module: nn.Module, growth: Growth | None) -> tuple[jax.Array, jax.Array]:
     if growth is None:
         raise ValueError(f"{type(module).__name__} needs the growth state "
                          "{'stage': ..., 'alpha': ...} as input.")
-    branches = [functools.partial(forward, stage=s) for s in range(len(module.widths))]
-    alpha = jnp.asarray(growth["alpha"], jnp.float32)
-    if module.is_initializing():  # create the layers of every stage
-        for branch in branches:
-            branch(module, *args, alpha)
-    return nn.switch(growth["stage"], branches, module, *args, alpha)
+    return jnp.asarray(growth["stage"]), jnp.asarray(growth["alpha"], jnp.float32)
 
 
 class ProGenerator(nn.Module):
@@ -135,19 +133,20 @@ class ProGenerator(nn.Module):
         self.blocks = [_UpBlock(w) for w in self.widths[1:]]
         self.to_rgb = [layers.Conv(self.out_shape[-1], (1, 1)) for _ in self.widths]
 
-    def _forward(self, z: jax.Array, alpha: jax.Array, stage: int) -> jax.Array:
-        x = _pixel_norm(_act(self.start(_pixel_norm(z)))).reshape(z.shape[0], 4, 4, -1)
-        x = prev = _pixel_norm(_act(self.start_conv(x)))
-        for block in self.blocks[:stage]:
-            prev, x = x, block(x)
-        rgb = self.to_rgb[stage](x)
-        if stage:
-            rgb = alpha * rgb + (1.0 - alpha) * upsample(self.to_rgb[stage - 1](prev), 2)
-        return jnp.tanh(upsample(rgb, 2 ** (len(self.widths) - 1 - stage)))
-
     def __call__(self, z: jax.Array, growth: Growth | None = None, train: bool = True
                  ) -> jax.Array:
-        return _switch(self, ProGenerator._forward, growth, z)
+        stage, alpha = _stage_and_alpha(self, growth)
+        n = len(self.widths)
+        x = _pixel_norm(_act(self.start(_pixel_norm(z)))).reshape(z.shape[0], 4, 4, -1)
+        feats = [_pixel_norm(_act(self.start_conv(x)))]
+        for block in self.blocks:
+            feats.append(block(feats[-1]))
+        rgb = [to_rgb(f) for to_rgb, f in zip(self.to_rgb, feats)]
+        out = rgb[0]
+        for s in range(1, n):  # stage s: resolution s faded in over the upsampled s - 1
+            out = jnp.where(stage == s, alpha * rgb[s] + (1.0 - alpha) * upsample(rgb[s - 1], 2),
+                            upsample(out, 2))
+        return jnp.tanh(out)
 
 
 class ProDiscriminator(nn.Module):
@@ -168,21 +167,22 @@ class ProDiscriminator(nn.Module):
                        for i in range(1, len(self.widths))]
         self.final = layers.Conv(self.widths[0], (3, 3), padding="SAME")
 
-    def _forward(self, x: jax.Array, labels: jax.Array | None, alpha: jax.Array, stage: int
-                 ) -> jax.Array:
-        _check_size(x.shape[1], len(self.widths))
-        x = downsample(self.head.condition(x, labels), 2 ** (len(self.widths) - 1 - stage))
-        if stage:
-            low = downsample(x, 2)
-            x = alpha * x + (1.0 - alpha) * upsample(low, 2)  # the reals' fade-in blend
-            h = self.blocks[stage - 1](_act(self.from_rgb[stage](x)))
-            h = alpha * h + (1.0 - alpha) * _act(self.from_rgb[stage - 1](low))
-        else:
-            h = _act(self.from_rgb[0](x))
-        for block in reversed(self.blocks[:max(stage - 1, 0)]):
-            h = block(h)
-        return self.head(_act(self.final(h)), labels)
-
     def __call__(self, x: jax.Array, labels: jax.Array | None = None,
                  growth: Growth | None = None, train: bool = True) -> jax.Array:
-        return _switch(self, ProDiscriminator._forward, growth, x, labels)
+        stage, alpha = _stage_and_alpha(self, growth)
+        n = len(self.widths)
+        _check_size(x.shape[1], n)
+        x = self.head.condition(x, labels)
+        h = None  # features at the current resolution, meaningful once stage >= it
+        for s in reversed(range(n)):  # full resolution down to 4x4
+            xs = downsample(x, 2 ** (n - 1 - s))
+            if s:  # the reals' (and fakes') fade-in blend at the stage's own resolution
+                low = downsample(xs, 2)
+                xs = alpha * xs + (1.0 - alpha) * upsample(low, 2)
+            enter = _act(self.from_rgb[s](xs))
+            h = enter if h is None else jnp.where(stage == s, enter, h)
+            if s:
+                out = self.blocks[s - 1](h)
+                faded = alpha * out + (1.0 - alpha) * _act(self.from_rgb[s - 1](low))
+                h = jnp.where(stage == s, faded, out)
+        return self.head(_act(self.final(h)), labels)
