@@ -165,7 +165,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
     skip = config.get("skip_nonfinite_steps", False)
     driver = parallel.make_driver(config.parallel, steps.skip_nonfinite(task.train_step)
                                   if skip else task.train_step,
-                                  steps_per_call=config.get("steps_per_call", 1))
+                                  steps_per_call=config.get("steps_per_call", 1),
+                                  cpu_dots=config.get("cpu_dots", "auto"))
     # Jitted: eager Flax init compiles every initialiser op on its own. Placed (committed)
     # either way, so a resumed run reuses the fresh run's executable.
     state = driver.place(jax.jit(task.init)(jax.random.key(config.seed)))

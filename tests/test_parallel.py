@@ -106,6 +106,38 @@ def test_clear_errors_before_compilation():
         parallel.initialize(num_processes=2, process_id=0)
 
 
+def _conv_loss_grad(kernel, x):
+    conv = lambda k: jax.lax.conv_general_dilated(x, k, (2, 2), "SAME",
+                                                  dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    return jax.grad(lambda k: jax.numpy.sum(jax.numpy.tanh(conv(k)) ** 2))(kernel)
+
+
+def test_cpu_dot_library_follows_the_step(monkeypatch):
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(8, 12, 12, 3)).astype(np.float32)
+    kernel = rng.normal(size=(4, 4, 3, 5)).astype(np.float32)
+    dense = lambda w, v: jax.numpy.tanh(v.reshape(8, -1) @ w)
+    w = rng.normal(size=(432, 4)).astype(np.float32)
+    # found inside a gradient, and inside a scan (as in several steps per call)
+    assert parallel.has_convolution(_conv_loss_grad, kernel, x)
+    scanned = lambda k, xs: jax.lax.scan(lambda c, xi: (c + _conv_loss_grad(k, xi), None),
+                                         jax.numpy.zeros_like(k), xs)[0]
+    assert parallel.has_convolution(scanned, kernel, x[None])
+    assert not parallel.has_convolution(jax.grad(lambda w, v: dense(w, v).sum()), w, x)
+    eigen = {"xla_cpu_experimental_ynn_fusion_type": ""}
+    assert parallel.cpu_compiler_options("auto", _conv_loss_grad, kernel, x) == eigen
+    assert parallel.cpu_compiler_options("auto", dense, w, x) is None
+    assert parallel.cpu_compiler_options("ynnpack", _conv_loss_grad, kernel, x) is None
+    assert parallel.cpu_compiler_options("eigen", dense, w, x) == eigen
+    # either library computes the same gradient, up to float32 roundoff
+    np.testing.assert_allclose(jax.jit(_conv_loss_grad, compiler_options=eigen)(kernel, x),
+                               jax.jit(_conv_loss_grad)(kernel, x), rtol=1e-5, atol=1e-5)
+    monkeypatch.setenv("XLA_FLAGS", "--xla_cpu_experimental_ynn_fusion_type=individual_dot")
+    assert parallel.cpu_compiler_options("eigen", dense, w, x) is None  # the user's flag wins
+    with pytest.raises(ValueError, match="Unknown cpu_dots 'mkl'.*auto, ynnpack, eigen"):
+        parallel.make_driver("none", _conv_loss_grad, cpu_dots="mkl")
+
+
 def test_batch_not_divisible_by_devices_is_refused(monkeypatch):
     monkeypatch.setattr(jax, "device_count", lambda: 4)
     with pytest.raises(ValueError, match="Global batch size 30 is not divisible by the number "

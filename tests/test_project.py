@@ -40,7 +40,7 @@ def test_readme_python_snippets_run_as_written():
 
 def test_compute_modules_do_not_import_tensorflow():
     code = ("import sys, genjax.tasks, genjax.parallel, genjax.metrics, genjax.spectral, "
-            "benchmarks.train_steps; "
+            "benchmarks.throughput; "
             "print(sorted({m.split('.')[0] for m in sys.modules} & {'tensorflow', "
             "'tensorflow_datasets'}))")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,

@@ -7,8 +7,9 @@ when training, running averages otherwise. ``bn_axis_name`` makes BatchNorm comp
 cross-replica statistics under a data-parallel driver. A layer followed by BatchNorm has
 no bias: BatchNorm subtracts it again, so its gradient is zero up to roundoff, which
 Adam would blow up into steps of size lr in random directions. ``fast=True`` (default) computes
-transposed convolutions with the exact sub-pixel `genjax.nn.layers.ConvTranspose`;
-``fast=False`` uses Flax's own layer (same parameters, for comparison).
+transposed convolutions with the exact sub-pixel `genjax.nn.layers.ConvTranspose` and
+differentiates strided convolutions through sub-pixel input gradients (`genjax.nn.layers.Conv`);
+``fast=False`` uses Flax's own layers (same parameters, for comparison).
 
 Every discriminator ends in a `Head`: optional minibatch features (`genjax.nn.minibatch`)
 and, for a class-conditional discriminator, the labels (projection, or one-hot
@@ -169,13 +170,15 @@ class ConvDiscriminator(nn.Module):
     """Textbook conv critic: conv 64 s2 -> LReLU -> conv 128 s2 -> LReLU -> dense 1 (4x4 kernels)."""
 
     head: Head = Head()
+    fast: bool = True
 
     @nn.compact
     def __call__(self, x: jax.Array, labels: jax.Array | None = None, train: bool = True
                  ) -> jax.Array:
         x = self.head.condition(x, labels)
         for f in (64, 128):
-            x = nn.leaky_relu(layers.Conv(f, (4, 4), strides=(2, 2), padding="SAME")(x), 0.2)
+            x = nn.leaky_relu(layers.conv_layer(self.fast)(f, (4, 4), strides=(2, 2),
+                                                           padding="SAME")(x), 0.2)
         return self.head(x, labels)
 
 
@@ -221,6 +224,7 @@ class DCGANDiscriminator(nn.Module):
     batchnorm: bool = True
     bn_axis_name: str | None = None
     head: Head = Head()
+    fast: bool = True
 
     @nn.compact
     def __call__(self, x: jax.Array, labels: jax.Array | None = None, train: bool = True
@@ -228,8 +232,8 @@ class DCGANDiscriminator(nn.Module):
         x = self.head.condition(x, labels)
         for i in range(self.num_layers):
             bn = bool(i) and self.batchnorm
-            x = layers.Conv(self.base * 2**i, (4, 4), strides=(2, 2), padding="SAME",
-                            use_bias=not bn)(x)
+            x = layers.conv_layer(self.fast)(self.base * 2**i, (4, 4), strides=(2, 2),
+                                             padding="SAME", use_bias=not bn)(x)
             if bn:
                 x = _bn(train, self.bn_axis_name)(x)
             x = nn.leaky_relu(x, 0.2)
@@ -268,13 +272,15 @@ class SNGANDiscriminator(nn.Module):
 
     widths: Sequence[int] = (64, 128, 256)
     head: Head = Head()
+    fast: bool = True
 
     @nn.compact
     def __call__(self, x: jax.Array, labels: jax.Array | None = None, train: bool = True
                  ) -> jax.Array:
         x = self.head.condition(x, labels)
+        conv = layers.conv_layer(self.fast)
         for f in self.widths:
-            x = nn.leaky_relu(layers.Conv(f, (3, 3), padding="SAME")(x), 0.1)
-            x = nn.leaky_relu(layers.Conv(f, (4, 4), strides=(2, 2), padding="SAME")(x), 0.1)
+            x = nn.leaky_relu(conv(f, (3, 3), padding="SAME")(x), 0.1)
+            x = nn.leaky_relu(conv(f, (4, 4), strides=(2, 2), padding="SAME")(x), 0.1)
         x = nn.leaky_relu(layers.Conv(self.widths[-1] * 2, (3, 3), padding="SAME")(x), 0.1)
         return self.head(x, labels)

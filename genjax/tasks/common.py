@@ -10,7 +10,7 @@ import numpy as np
 import optax
 
 from genjax.metrics import domain, evaluation
-from genjax.parallel import Batch
+from genjax.parallel import CPU_DOTS, Batch
 from genjax.state import TrainState
 from genjax.steps import StepFn
 
@@ -51,6 +51,7 @@ _RULES = {
     **{f: _OFF_OR_POSITIVE for f in ("gp_weight", "r1_weight", "clip_value", "beta",
                                      "eval_every", "unroll_steps", "num_classes")},
     "label_smoothing": (lambda v: 0 <= v < 1, "in [0, 1)"),
+    "cpu_dots": (lambda v: v in CPU_DOTS, f"one of {', '.join(CPU_DOTS)}"),
     "ema_decay": (lambda v: 0 <= v < 1, "in [0, 1) (0: off)"),
     "b1": (lambda v: 0 <= v < 1, "in [0, 1)"),
     "b2": (lambda v: 0 <= v < 1, "in [0, 1)"),

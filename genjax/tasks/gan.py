@@ -47,10 +47,11 @@ def build_networks(config: ml_collections.ConfigDict, image_shape: tuple[int, ..
             "points": lambda: gnn.MLPGenerator(image_shape, (128, 128), "relu", False)}
     layers = max(2, int(np.log2(h)) - 2)  # 28/32 -> 3 stride-2 convs, 64 -> 4
     discs = {"mlp": lambda: gnn.MLPDiscriminator(head=head),
-             "conv": lambda: gnn.ConvDiscriminator(head),
-             "dcgan": lambda: gnn.DCGANDiscriminator(base, layers, True, axis, head),
-             "dcgan_nobn": lambda: gnn.DCGANDiscriminator(base, layers, False, head=head),
-             "sngan": lambda: gnn.SNGANDiscriminator(tuple(base * 2**i for i in range(3)), head),
+             "conv": lambda: gnn.ConvDiscriminator(head, fast),
+             "dcgan": lambda: gnn.DCGANDiscriminator(base, layers, True, axis, head, fast),
+             "dcgan_nobn": lambda: gnn.DCGANDiscriminator(base, layers, False, head=head, fast=fast),
+             "sngan": lambda: gnn.SNGANDiscriminator(tuple(base * 2**i for i in range(3)), head,
+                                                     fast),
              "progan": lambda: gnn.ProDiscriminator(progressive_widths(h, base), head),
              # Metz et al. 2017: one ReLU layer of 128 on points scaled by 1/4.
              "points": lambda: gnn.MLPDiscriminator((128,), "relu", 0.25, head)}

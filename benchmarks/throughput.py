@@ -1,0 +1,317 @@
+"""Train-step throughput of every experiment config, with PyTorch side by side.
+
+  python benchmarks/throughput.py                      # the README table, this machine
+  python -m benchmarks.throughput --configs=dcgan_mnist --batch_sizes=64 --seconds=5
+  XLA_FLAGS=--xla_force_host_platform_device_count=4 python -m benchmarks.throughput \\
+      --parallel=none,pmap,mesh --torch=false --stock= --pipeline= --out=...
+
+For each config and global batch size: build the task, compile its step under each
+data-parallel driver of ``--parallel`` (state donated) with ``--steps_per_call`` steps per
+call, warm up, then time ``--windows`` windows of ``--seconds`` on a fixed batch already
+on the device and report the median examples/s (real images consumed: batch * n_critic
+for WGAN-GP) with the min and max, ms per step, the first call (trace + compile) in
+seconds, the process's peak memory, the step's FLOPs from XLA's cost analysis and the
+achieved GFLOP/s against the machine's measured peak (the fastest large float32 matmul
+any engine here ran: XLA with either CPU dot library, and PyTorch when installed).
+
+Also: ``--stock`` rows (``config@batch``) with Flax's stock transposed convolutions for the
+fast-layer speed-up; ``--pipeline`` rows fed by the real tfds pipeline (mnist5k, the
+config's preprocessing) instead of a batch in memory; and, with PyTorch installed
+(``pip install torch==2.13.0``), the same textbook models and steps in PyTorch eager
+(`benchmarks.torch_reference`) timed the same way in the same run, with the ratio
+genjax / PyTorch. Writes ``--out`` (default ``benchmarks/results/<device>.json``).
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import platform
+import re
+import resource
+import sys
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from absl import app, flags, logging  # noqa: E402
+
+_CONFIGS = flags.DEFINE_list("configs", ["vae_mnist", "gan_mlp_mnist", "dcgan_mnist",
+                                         "lsgan_mnist", "wgan_gp_mnist", "sngan_mnist"],
+                             "Configs to time.")
+_BATCH_SIZES = flags.DEFINE_list("batch_sizes", ["64", "256"], "Global batch sizes (empty: "
+                                 "each config's own).")
+_SECONDS = flags.DEFINE_float("seconds", 5.0, "Length of one timing window.")
+_WINDOWS = flags.DEFINE_integer("windows", 3, "Timing windows (median, min and max reported).")
+_PARALLEL = flags.DEFINE_list("parallel", ["none"], "Data-parallel drivers to time.")
+_STEPS_PER_CALL = flags.DEFINE_list("steps_per_call", ["1"], "Train steps per compiled call.")
+_CPU_DOTS = flags.DEFINE_list("cpu_dots", ["auto"], "XLA:CPU dot libraries to time "
+                              "(auto, ynnpack, eigen; see genjax.parallel.cpu_compiler_options).")
+_STOCK = flags.DEFINE_list("stock", ["dcgan_mnist@64", "wgan_gp_mnist@64"],
+                           "config@batch rows also timed with Flax's stock transposed convs.")
+_PIPELINE = flags.DEFINE_list("pipeline", ["vae_mnist@128", "gan_mlp_mnist@64"],
+                              "config@batch rows also timed fed by the real tfds pipeline.")
+_TORCH = flags.DEFINE_boolean("torch", True, "Time the PyTorch reference too, if installed.")
+_OUT = flags.DEFINE_string("out", None, "Result file (default results/<device>.json).")
+_TABLE = flags.DEFINE_string("table", None, "Only print the README tables of this result file.")
+
+
+def _device_name() -> str:
+    """A file name for this machine: the accelerator's kind, or the CPU model and cores."""
+    import jax
+
+    device = jax.devices()[0]
+    if device.platform != "cpu":
+        name = device.device_kind
+    else:
+        model = platform.processor() or platform.machine()
+        try:
+            with open("/proc/cpuinfo") as f:
+                model = re.search(r"model name\s*:\s*(.*)", f.read()).group(1)
+        except (OSError, AttributeError):
+            pass
+        name = f"cpu {os.cpu_count()}core {model}"
+    return re.sub(r"[^a-z0-9]+", "_", name.lower()).strip("_")
+
+
+def _peak_memory_mb() -> float:
+    """The device's peak memory where the backend tracks it (GPU), else the process's peak
+    resident memory (XLA:CPU keeps no count); either is the whole process's peak so far."""
+    import jax
+
+    stats = jax.devices()[0].memory_stats() or {}
+    if "peak_bytes_in_use" in stats:
+        return round(stats["peak_bytes_in_use"] / 2**20, 1)
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+
+
+def timed_windows(step, state, batches, examples_per_call: int, seconds: float, windows: int):
+    """(first call s, [examples/s per window], state): ``step`` on ``batches()`` after warm-up."""
+    import jax
+
+    start = time.perf_counter()
+    state, _ = step(state, batches())
+    jax.block_until_ready(state)
+    first = time.perf_counter() - start
+    for _ in range(2):
+        state, _ = step(state, batches())
+    jax.block_until_ready(state)
+    rates = []
+    for _ in range(windows):
+        n, start, queued = 0, time.perf_counter(), []
+        while time.perf_counter() - start < seconds:
+            state, metrics = step(state, batches())
+            queued.append(metrics)
+            if len(queued) > 2:  # at most two calls in flight: unbounded, a slow step's
+                jax.block_until_ready(queued.pop(0))  # window ran on long after its end
+            n += 1
+        jax.block_until_ready(state)
+        rates.append(n * examples_per_call / (time.perf_counter() - start))
+    return first, rates, state
+
+
+def matmul_peak_gflops(size: int = 4096) -> dict[str, float]:
+    """GFLOP/s of the fastest of 5 float32 [size, size] matmuls, per engine available."""
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+
+    from genjax import parallel
+
+    a = jnp.asarray(np.random.default_rng(0).normal(size=(size, size)), jnp.float32)
+    out = {}
+    dots = parallel.CPU_DOTS[1:] if jax.default_backend() == "cpu" else ("default",)
+    for dots_name in dots:
+        opts = None if dots_name == "default" else parallel.cpu_compiler_options(
+            dots_name, jnp.matmul, a, a)
+        f = jax.jit(jnp.matmul, compiler_options=opts)
+        jax.block_until_ready(f(a, a))
+        best = min(_time(lambda: jax.block_until_ready(f(a, a))) for _ in range(5))
+        out[f"xla_{dots_name}"] = round(2 * size**3 / best / 1e9, 1)
+    torch_ref = _torch()
+    if torch_ref is not None:
+        out["torch"] = torch_ref.matmul_gflops(size)
+    return out
+
+
+def _time(fn) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def _torch():
+    """`benchmarks.torch_reference`, or None when PyTorch is not installed or not wanted."""
+    if not _TORCH.value:
+        return None
+    try:
+        from benchmarks import torch_reference
+    except ImportError:
+        return None
+    return torch_reference
+
+
+def _config(name: str, batch_size: int | None, **overrides):
+    config = importlib.import_module(f"experiments.configs.{name}").get_config()
+    if batch_size:
+        config.batch_size = batch_size
+    config.update(overrides)
+    return config
+
+
+def measure(name: str, batch_size: int | None, *, driver: str = "none", steps_per_call: int = 1,
+            cpu_dots: str = "auto", fast_layers: bool = True, pipeline: bool = False) -> dict:
+    """One genjax row (see the module docstring)."""
+    import jax
+    import numpy as np
+
+    from genjax import data as gdata
+    from genjax import loop, parallel
+    from genjax.tasks import TASKS
+
+    config = _config(name, batch_size, parallel=driver, fast_layers=fast_layers)
+    parallel.check_batch(driver, config.batch_size)
+    shape = (28, 28, 1)
+    task = TASKS[config.task](config, shape)
+    d = parallel.make_driver(driver, task.train_step, donate=True, steps_per_call=steps_per_call,
+                             cpu_dots=cpu_dots)
+    state = d.place(jax.jit(task.init)(jax.random.key(0)))
+    n = task.examples_per_step
+    one = {"image": np.random.default_rng(0).uniform(
+        -1 if config.preprocess == "symmetric" else 0, 1, (n, *shape)).astype(np.float32),
+        "label": np.zeros(n, np.int32)}
+    flops = jax.jit(task.train_step).lower(state if driver == "none" else d.local(state),
+                                           one).cost_analysis().get("flops")
+    if pipeline:
+        it = gdata.train_iterator(loop.data_specs(config)[0], "train", global_batch_size=n)
+        batches = lambda: d.put_batch(loop.next_batches(it, steps_per_call, steps_per_call > 1))
+    else:
+        fixed = d.put_batch(one if steps_per_call == 1 else
+                            {k: np.stack([v] * steps_per_call) for k, v in one.items()})
+        batches = lambda: fixed
+    first, rates, _ = timed_windows(d.step, state, batches, n * steps_per_call, _SECONDS.value,
+                                    _WINDOWS.value)
+    rate = float(np.median(rates))
+    opts = parallel.cpu_compiler_options(cpu_dots, task.train_step, d.local(state), one) \
+        if driver != "pmap" else None
+    return {"framework": "genjax", "config": name, "batch_size": config.batch_size,
+            "n_critic": config.get("n_critic", 1), "parallel": driver, "devices": d.num_devices,
+            "steps_per_call": steps_per_call, "layers": "fast" if fast_layers else "stock",
+            "cpu_dots": cpu_dots if jax.default_backend() == "cpu" else None,
+            "cpu_dots_used": None if jax.default_backend() != "cpu" else
+            ("eigen" if opts else "ynnpack" if driver != "pmap" else "xla default"),
+            "input": "tfds pipeline" if pipeline else "in memory",
+            "examples_per_sec": round(rate, 1), "min": round(min(rates), 1),
+            "max": round(max(rates), 1), "ms_per_step": round(1000 * n / rate, 2),
+            "first_call_s": round(first, 2),
+            "gflop_per_step": None if flops is None else round(flops / 1e9, 3),
+            "gflops": None if flops is None else round(flops / 1e9 * rate / n, 1),
+            "peak_memory_mb": _peak_memory_mb()}
+
+
+def markdown_tables(results: list[dict]) -> str:
+    """The README tables: one row per config and batch (default rows: fast layers, no
+    parallelism, batch in memory) with PyTorch beside it, then the stock-layer and
+    pipeline rows against their default row."""
+    def default(r):
+        return (r["framework"] == "genjax" and r["layers"] == "fast" and r["parallel"] == "none"
+                and r["input"] == "in memory")
+
+    def same(r, config, batch):
+        return r["config"] == config and r["batch_size"] == batch
+
+    def rate(r):
+        return f"{r['examples_per_sec']:,.0f} ({r['min']:,.0f}–{r['max']:,.0f})"
+
+    lines = ["| config | batch | genjax examples/s (min–max) | ms/step | first call s | GFLOP/s "
+             "(% of peak) | peak MB | PyTorch examples/s (min–max) | PyTorch GFLOP/s | "
+             "genjax / PyTorch |", "|---" * 10 + "|"]
+    for r in filter(default, results):
+        t = next((x for x in results if x["framework"].startswith("torch")
+                  and same(x, r["config"], r["batch_size"])), None)
+        batch = f"{r['batch_size']}" + (f" × {r['n_critic']}" if r["n_critic"] > 1 else "")
+        lines.append(
+            f"| `{r['config']}` | {batch} | {rate(r)} | {r['ms_per_step']:,.1f} | "
+            f"{r['first_call_s']:.1f} | {r['gflops']:.0f} ({r['pct_of_peak']:.0f} %) | "
+            f"{r['peak_memory_mb']:,.0f} | " + ("— | — | — |" if t is None else
+            f"{rate(t)} | {t.get('gflops') or 0:.0f} | {t['genjax_over_torch']:.2f} |"))
+    lines += ["", "| config | batch | variant | examples/s (min–max) | default row | ratio |",
+              "|---" * 6 + "|"]
+    for r in results:
+        if r["framework"] != "genjax" or default(r):
+            continue
+        base = next((x for x in results if default(x) and same(x, r["config"], r["batch_size"])),
+                    None)
+        variant = "stock Flax layers" if r["layers"] == "stock" else r["input"]
+        if r["parallel"] != "none":
+            variant = f"{r['parallel']} ({r['devices']} devices)"
+        lines.append(f"| `{r['config']}` | {r['batch_size']} | {variant} | {rate(r)} | " + (
+            "— | — |" if base is None else
+            f"{base['examples_per_sec']:,.0f} | {r['examples_per_sec'] / base['examples_per_sec']:.2f} |"))
+    return "\n".join(lines)
+
+
+def _rows(spec: list[str]) -> list[tuple[str, int]]:
+    return [(s.split("@")[0], int(s.split("@")[1])) for s in spec if s]
+
+
+def main(_):
+    import jax
+
+    if _TABLE.value:
+        with open(_TABLE.value) as f:
+            print(markdown_tables(json.load(f)["results"]))
+        return
+    logging.set_verbosity(logging.WARNING)
+    torch_ref = _torch()
+    peak = matmul_peak_gflops()
+    print("matmul peak GFLOP/s:", peak, flush=True)
+    results = []
+
+    def record(row: dict) -> None:
+        row["pct_of_peak"] = None if row.get("gflops") is None else round(
+            100 * row["gflops"] / max(peak.values()), 1)
+        print(json.dumps(row), flush=True)
+        results.append(row)
+
+    sizes = [int(b) for b in _BATCH_SIZES.value] or [None]
+    for name in _CONFIGS.value:
+        for batch_size in sizes:
+            for driver in _PARALLEL.value:
+                for k in map(int, _STEPS_PER_CALL.value):
+                    for dots in _CPU_DOTS.value:
+                        record(measure(name, batch_size, driver=driver, steps_per_call=k,
+                                       cpu_dots=dots))
+            if torch_ref is not None and torch_ref.supports(name):
+                row = torch_ref.measure(name, _config(name, batch_size), _SECONDS.value,
+                                        _WINDOWS.value)
+                ours = [r for r in results if r["config"] == name and r["framework"] == "genjax"
+                        and r["batch_size"] == row["batch_size"] and r["layers"] == "fast"]
+                best = max(ours, key=lambda r: r["examples_per_sec"])
+                row["genjax_over_torch"] = round(best["examples_per_sec"] / row["examples_per_sec"], 2)
+                if best["gflop_per_step"] is not None:  # same models: the same FLOPs per step
+                    row["gflops"] = round(best["gflop_per_step"] * row["examples_per_sec"]
+                                          / (row["batch_size"] * row["n_critic"]), 1)
+                record(row)
+    for name, batch_size in _rows(_STOCK.value):
+        record(measure(name, batch_size, fast_layers=False))
+    for name, batch_size in _rows(_PIPELINE.value):
+        if not any(r["config"] == name and r["batch_size"] == batch_size and
+                   r["framework"] == "genjax" and r["layers"] == "fast" for r in results):
+            record(measure(name, batch_size))  # the in-memory figure to compare with
+        record(measure(name, batch_size, pipeline=True))
+    out = _OUT.value or os.path.join(os.path.dirname(os.path.abspath(__file__)), "results",
+                                     f"{_device_name()}.json")
+    with open(out, "w") as f:
+        json.dump({"device": _device_name(), "cpu_count": os.cpu_count(), "jax": jax.__version__,
+                   "torch": None if torch_ref is None else torch_ref.version(),
+                   "matmul_peak_gflops": peak, "command": " ".join(sys.argv),
+                   "results": results}, f, indent=2)
+    print(markdown_tables(results))
+    print("wrote", out)
+
+
+if __name__ == "__main__":
+    app.run(main)

@@ -1,0 +1,179 @@
+"""PyTorch (eager) implementations of the textbook models and train steps, for side-by-side
+throughput in `benchmarks.throughput` (only where ``torch`` is installed:
+``pip install torch==2.13.0``; genjax itself never imports it).
+
+Same architectures, objectives, optimizers and step structure as the genjax configs
+(`experiments/configs`): each discriminator update scores fresh generator samples,
+the generator update draws its own, WGAN-GP takes ``n_critic`` critic updates on fresh
+real batches with the penalty's double backward, BatchNorm in training mode. The
+discriminator's parameters are frozen (``requires_grad_(False)``) during the generator
+update, as a careful PyTorch user would write it.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+torch.set_num_threads(os.cpu_count() or 1)
+
+_SUPPORTED = ("vae_mnist", "gan_mlp_mnist", "dcgan_mnist", "lsgan_mnist", "wgan_gp_mnist")
+
+
+def version() -> str:
+    return torch.__version__
+
+
+def supports(config_name: str) -> bool:
+    """Whether this module has the config's models (SNGAN's is not ported)."""
+    return config_name in _SUPPORTED
+
+
+def matmul_gflops(size: int) -> float:
+    """GFLOP/s of the fastest of 5 float32 [size, size] matmuls."""
+    a = torch.randn(size, size)
+    a @ a
+    best = min(_time(lambda: a @ a) for _ in range(5))
+    return round(2 * size**3 / best / 1e9, 1)
+
+
+def _time(fn) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+class VAE(nn.Module):
+    """784-400-(2 x 20) encoder, 20-400-784 Bernoulli decoder (genjax vae_mnist)."""
+
+    def __init__(self, hidden: int = 400, latent: int = 20):
+        super().__init__()
+        self.enc = nn.Sequential(nn.Linear(784, hidden), nn.ReLU(), nn.Linear(hidden, 2 * latent))
+        self.dec = nn.Sequential(nn.Linear(latent, hidden), nn.ReLU(), nn.Linear(hidden, 784))
+
+    def loss(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.flatten(1)
+        mean, logvar = self.enc(x).chunk(2, dim=1)
+        z = mean + torch.exp(0.5 * logvar) * torch.randn_like(mean)
+        rec = F.binary_cross_entropy_with_logits(self.dec(z), x, reduction="none").sum(1)
+        kl = 0.5 * (mean**2 + logvar.exp() - 1 - logvar).sum(1)
+        return (rec + kl).mean()
+
+
+def mlp_generator(latent: int) -> nn.Module:
+    layers, width = [], latent
+    for w in (256, 512, 1024):
+        layers += [nn.Linear(width, w), nn.LeakyReLU(0.2)]
+        width = w
+    return nn.Sequential(*layers, nn.Linear(width, 784), nn.Tanh(), nn.Unflatten(1, (1, 28, 28)))
+
+
+def mlp_discriminator() -> nn.Module:
+    return nn.Sequential(nn.Flatten(), nn.Linear(784, 512), nn.LeakyReLU(0.2), nn.Linear(512, 256),
+                         nn.LeakyReLU(0.2), nn.Linear(256, 1))
+
+
+def conv_generator(latent: int) -> nn.Module:
+    """Dense -> 7x7x128 -> ConvT 128 s2 -> BN -> LReLU -> ConvT 64 s2 -> BN -> LReLU -> 4x4
+    stride-1 'same' -> tanh (a stride-1 transposed conv is a conv: same FLOPs)."""
+    bn = lambda c: nn.BatchNorm2d(c, eps=1e-5, momentum=0.1)
+    return nn.Sequential(
+        nn.Linear(latent, 7 * 7 * 128), nn.Unflatten(1, (128, 7, 7)),
+        nn.ConvTranspose2d(128, 128, 4, 2, 1, bias=False), bn(128), nn.LeakyReLU(0.2),
+        nn.ConvTranspose2d(128, 64, 4, 2, 1, bias=False), bn(64), nn.LeakyReLU(0.2),
+        nn.Conv2d(64, 1, 4, padding="same"), nn.Tanh())
+
+
+def conv_discriminator() -> nn.Module:
+    return nn.Sequential(nn.Conv2d(1, 64, 4, 2, 1), nn.LeakyReLU(0.2), nn.Conv2d(64, 128, 4, 2, 1),
+                         nn.LeakyReLU(0.2), nn.Flatten(), nn.Linear(7 * 7 * 128, 1))
+
+
+def _gan_losses(loss: str):
+    """(d_loss(real_scores, fake_scores), g_loss(fake_scores)) as in genjax.losses.gan."""
+    bce = F.binary_cross_entropy_with_logits
+    if loss == "ns":
+        return (lambda r, f: bce(r, torch.ones_like(r)) + bce(f, torch.zeros_like(f)),
+                lambda f: bce(f, torch.ones_like(f)))
+    if loss == "lsgan":
+        return (lambda r, f: 0.5 * ((r - 1) ** 2).mean() + 0.5 * (f**2).mean(),
+                lambda f: ((f - 1) ** 2).mean())
+    if loss == "wgan":
+        return lambda r, f: f.mean() - r.mean(), lambda f: -f.mean()
+    raise ValueError(f"No PyTorch reference for loss {loss!r}.")
+
+
+def make_step(config):
+    """(step() -> None, real examples per step) for ``config`` on a fixed random batch."""
+    torch.manual_seed(0)
+    b = config.batch_size
+    if config.task == "vae":
+        model = VAE(config.hidden[0], config.latent_dim)
+        opt = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
+        x = (torch.rand(b, 1, 28, 28) < 0.5).float()
+
+        def vae_step():
+            opt.zero_grad(set_to_none=True)
+            model.loss(x).backward()
+            opt.step()
+
+        return vae_step, b
+    conv = config.generator == "conv"
+    gen = conv_generator(config.latent_dim) if conv else mlp_generator(config.latent_dim)
+    disc = conv_discriminator() if conv else mlp_discriminator()
+    betas = (config.b1, config.b2)
+    g_opt = torch.optim.Adam(gen.parameters(), lr=config.g_learning_rate, betas=betas)
+    d_opt = torch.optim.Adam(disc.parameters(), lr=config.d_learning_rate, betas=betas)
+    d_loss_fn, g_loss_fn = _gan_losses(config.loss)
+    n_critic, gp = config.n_critic, config.gp_weight
+    reals = torch.rand(n_critic, b, 1, 28, 28) * 2 - 1
+
+    def gan_step():
+        disc.requires_grad_(True)
+        for i in range(n_critic):
+            with torch.no_grad():
+                fake = gen(torch.randn(b, config.latent_dim))
+            d_opt.zero_grad(set_to_none=True)
+            loss = d_loss_fn(disc(reals[i]).squeeze(1), disc(fake).squeeze(1))
+            if gp:
+                eps = torch.rand(b, 1, 1, 1)
+                mid = (eps * reals[i] + (1 - eps) * fake).requires_grad_(True)
+                (grad,) = torch.autograd.grad(disc(mid).sum(), mid, create_graph=True)
+                loss = loss + gp * ((grad.flatten(1).norm(dim=1) - 1) ** 2).mean()
+            loss.backward()
+            d_opt.step()
+        disc.requires_grad_(False)
+        g_opt.zero_grad(set_to_none=True)
+        g_loss_fn(disc(gen(torch.randn(b, config.latent_dim))).squeeze(1)).backward()
+        g_opt.step()
+
+    return gan_step, b * n_critic
+
+
+def measure(name: str, config, seconds: float, windows: int) -> dict:
+    """The PyTorch row of `benchmarks.throughput` for config ``name`` (same windows and fields)."""
+    step, n = make_step(config)
+    start = time.perf_counter()
+    step()
+    first = time.perf_counter() - start
+    for _ in range(2):
+        step()
+    rates = []
+    for _ in range(windows):
+        k, start = 0, time.perf_counter()
+        while time.perf_counter() - start < seconds:
+            step()
+            k += 1
+        rates.append(k * n / (time.perf_counter() - start))
+    rate = float(np.median(rates))
+    return {"framework": f"torch {torch.__version__} eager", "config": name,
+            "batch_size": config.batch_size, "n_critic": config.get("n_critic", 1),
+            "input": "in memory", "examples_per_sec": round(rate, 1), "min": round(min(rates), 1),
+            "max": round(max(rates), 1), "ms_per_step": round(1000 * n / rate, 2),
+            "first_call_s": round(first, 2)}
+
