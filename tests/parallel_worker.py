@@ -13,8 +13,12 @@
 import os
 import sys
 
-os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=" + (
-    "4" if sys.argv[1] == "drivers" else "2")
+# One XLA:CPU dot library for every driver, XLA's default (jax.pmap takes no per-step
+# compiler options, and the flag overrides the drivers' choice): the drivers must compute
+# the same thing, and another library's summation order is amplified like any other
+# reduction-order change (see STEPS_OF).
+os.environ["XLA_FLAGS"] = "--xla_cpu_experimental_ynn_fusion_type=individual_dot " \
+    "--xla_force_host_platform_device_count=" + ("4" if sys.argv[1] == "drivers" else "2")
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -26,13 +30,15 @@ import numpy as np  # noqa: E402
 from genjax import parallel  # noqa: E402
 
 STEPS = 3
-# The DCGAN is compared after one step. From its second step on, the generator's
-# gradient comes through BatchNorm's backward, which subtracts the batch mean of nearly
-# identical per-example gradients (the young critic is close to linear): the mesh
-# driver's different reduction order is then amplified (measured: G's Adam moments
-# 2.5e-7 apart after 1 step, 3.2e-4 after 2, 1.9e-3 after 3; pmap stays under 1e-6),
-# while a smooth 1-ulp change of the input moves one-device results by only 3e-7.
-STEPS_OF = {"dcgan_mnist": 1}
+# The DCGAN and WGAN-GP (the same BatchNorm generator) are compared after one step. From
+# the second step on, the generator's gradient comes through BatchNorm's backward, which
+# subtracts the batch mean of nearly identical per-example gradients (the young critic is
+# close to linear): any change of reduction order between drivers is then amplified
+# (measured, DCGAN: G's Adam moments 2.5e-7 apart after 1 step, 3.2e-4 after 2, 1.9e-3
+# after 3; WGAN-GP with the sub-pixel conv gradients: every component within 1e-6 after
+# 1 step, 1.7e-3 in the critic's Adam moments after 3), while a smooth 1-ulp change of
+# the input moves one-device results by only 3e-7.
+STEPS_OF = {"dcgan_mnist": 1, "wgan_gp_mnist": 1}
 
 
 def config(name: str, driver: str):
