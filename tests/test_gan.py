@@ -38,9 +38,8 @@ def test_fast_conv_transpose_equals_flax(k, s, padding, size):
         np.testing.assert_allclose(a, b, atol=1e-4, rtol=1e-5)
 
 
-@pytest.mark.parametrize("k,s,padding,size", [(4, 2, "SAME", 28), (4, 2, "SAME", 7), (3, 2, "VALID", 9),
-                                              (5, 3, "SAME", 10), (4, 2, ((2, 0), (1, 3)), 7),
-                                              (3, 1, "SAME", 6)])
+@pytest.mark.parametrize("k,s,padding,size", [(4, 2, "SAME", 28), (3, 2, "VALID", 9),
+                                              (5, 3, "SAME", 10), (4, 2, ((2, 0), (1, 3)), 7)])
 def test_fast_strided_conv_equals_flax_to_second_order(k, s, padding, size):
     """Values, gradients and the gradient of an input-gradient penalty (WGAN-GP's double
     backward, which goes through the custom sub-pixel input gradient) match Flax's Conv."""
