@@ -182,8 +182,9 @@ def measure(name: str, batch_size: int | None, *, driver: str = "none", steps_pe
     one = {"image": np.random.default_rng(0).uniform(
         -1 if config.preprocess == "symmetric" else 0, 1, (n, *shape)).astype(np.float32),
         "label": np.zeros(n, np.int32)}
-    flops = jax.jit(task.train_step).lower(state if driver == "none" else d.local(state),
-                                           one).cost_analysis().get("flops")
+    # The one-device step's FLOPs (a pmap step is built with a named axis that only pmap binds).
+    flops = None if driver == "pmap" else jax.jit(task.train_step).lower(
+        d.local(state), one).cost_analysis().get("flops")
     if pipeline:
         it = gdata.train_iterator(loop.data_specs(config)[0], "train", global_batch_size=n)
         batches = lambda: d.put_batch(loop.next_batches(it, steps_per_call, steps_per_call > 1))
