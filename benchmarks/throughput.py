@@ -9,13 +9,14 @@ For each config and global batch size: build the task, compile its step under ea
 data-parallel driver of ``--parallel`` (state donated) with ``--steps_per_call`` steps per
 call, warm up, then time ``--windows`` windows of ``--seconds`` on a fixed batch already
 on the device and report the median examples/s (real images consumed: batch * n_critic
-for WGAN-GP) with the min and max, ms per step, the first call (trace + compile) in
-seconds, the process's peak memory, the step's FLOPs from XLA's cost analysis and the
+for WGAN-GP) with the min and max, ms per step, the step's compile time (tracing,
+lowering and XLA compilation, from `jax.monitoring`'s compile events) and its whole first
+call in seconds, the process's peak memory, the step's FLOPs from XLA's cost analysis and the
 achieved GFLOP/s against the machine's measured peak (the fastest large float32 matmul
 any engine here ran: XLA with either CPU dot library, and PyTorch when installed).
 
 Also: ``--stock`` rows (``config@batch``) with Flax's stock transposed convolutions for the
-fast-layer speed-up; ``--pipeline`` rows fed by the real tfds pipeline (mnist5k, the
+fast-layer speed-up; ``--bf16`` rows computing in bfloat16 (`genjax.precision`); ``--pipeline`` rows fed by the real tfds pipeline (mnist5k, the
 config's preprocessing) instead of a batch in memory; and, with PyTorch installed
 (``pip install torch==2.13.0``), the same textbook models and steps in PyTorch eager
 (`benchmarks.torch_reference`) timed the same way in the same run, with the ratio
@@ -51,6 +52,8 @@ _CPU_DOTS = flags.DEFINE_list("cpu_dots", ["auto"], "XLA:CPU dot libraries to ti
                               "(auto, ynnpack, eigen; see genjax.parallel.cpu_compiler_options).")
 _STOCK = flags.DEFINE_list("stock", ["dcgan_mnist@64", "wgan_gp_mnist@64"],
                            "config@batch rows also timed with Flax's stock transposed convs.")
+_BF16 = flags.DEFINE_list("bf16", ["vae_mnist@256", "dcgan_mnist@64", "wgan_gp_mnist@64"],
+                          "config@batch rows also timed with bfloat16 compute.")
 _PIPELINE = flags.DEFINE_list("pipeline", ["vae_mnist@128", "gan_mlp_mnist@64"],
                               "config@batch rows also timed fed by the real tfds pipeline.")
 _TORCH = flags.DEFINE_boolean("torch", True, "Time the PyTorch reference too, if installed.")
@@ -85,6 +88,17 @@ def _peak_memory_mb() -> float:
     if "peak_bytes_in_use" in stats:
         return round(stats["peak_bytes_in_use"] / 2**20, 1)
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+
+
+_COMPILE_EVENTS = ("/jax/core/compile/jaxpr_trace_duration",
+                   "/jax/core/compile/jaxpr_to_mlir_module_duration",
+                   "/jax/core/compile/backend_compile_duration")
+_compile_seconds = [0.0]  # running total of the compile events of this process
+
+
+def _count_compile(event: str, duration: float, **kwargs) -> None:
+    if event in _COMPILE_EVENTS:
+        _compile_seconds[0] += duration
 
 
 def timed_windows(step, state, batches, examples_per_call: int, seconds: float, windows: int):
@@ -162,7 +176,8 @@ def _config(name: str, batch_size: int | None, **overrides):
 
 
 def measure(name: str, batch_size: int | None, *, driver: str = "none", steps_per_call: int = 1,
-            cpu_dots: str = "auto", fast_layers: bool = True, pipeline: bool = False) -> dict:
+            cpu_dots: str = "auto", fast_layers: bool = True, pipeline: bool = False,
+            compute_dtype: str = "float32") -> dict:
     """One genjax row (see the module docstring)."""
     import jax
     import numpy as np
@@ -171,7 +186,8 @@ def measure(name: str, batch_size: int | None, *, driver: str = "none", steps_pe
     from genjax import loop, parallel
     from genjax.tasks import TASKS
 
-    config = _config(name, batch_size, parallel=driver, fast_layers=fast_layers)
+    config = _config(name, batch_size, parallel=driver, fast_layers=fast_layers,
+                     compute_dtype=compute_dtype)
     parallel.check_batch(driver, config.batch_size)
     shape = (28, 28, 1)
     task = TASKS[config.task](config, shape)
@@ -192,6 +208,7 @@ def measure(name: str, batch_size: int | None, *, driver: str = "none", steps_pe
         fixed = d.put_batch(one if steps_per_call == 1 else
                             {k: np.stack([v] * steps_per_call) for k, v in one.items()})
         batches = lambda: fixed
+    compiled_before = _compile_seconds[0]
     first, rates, _ = timed_windows(d.step, state, batches, n * steps_per_call, _SECONDS.value,
                                     _WINDOWS.value)
     rate = float(np.median(rates))
@@ -206,6 +223,8 @@ def measure(name: str, batch_size: int | None, *, driver: str = "none", steps_pe
             "input": "tfds pipeline" if pipeline else "in memory",
             "examples_per_sec": round(rate, 1), "min": round(min(rates), 1),
             "max": round(max(rates), 1), "ms_per_step": round(1000 * n / rate, 2),
+            "compute_dtype": compute_dtype,
+            "compile_s": round(_compile_seconds[0] - compiled_before, 2),
             "first_call_s": round(first, 2),
             "gflop_per_step": None if flops is None else round(flops / 1e9, 3),
             "gflops": None if flops is None else round(flops / 1e9 * rate / n, 1),
@@ -218,7 +237,7 @@ def markdown_tables(results: list[dict]) -> str:
     pipeline rows against their default row."""
     def default(r):
         return (r["framework"] == "genjax" and r["layers"] == "fast" and r["parallel"] == "none"
-                and r["input"] == "in memory")
+                and r["input"] == "in memory" and r.get("compute_dtype", "float32") == "float32")
 
     def same(r, config, batch):
         return r["config"] == config and r["batch_size"] == batch
@@ -226,7 +245,7 @@ def markdown_tables(results: list[dict]) -> str:
     def rate(r):
         return f"{r['examples_per_sec']:,.0f} ({r['min']:,.0f}–{r['max']:,.0f})"
 
-    lines = ["| config | batch | genjax examples/s (min–max) | ms/step | first call s | GFLOP/s "
+    lines = ["| config | batch | genjax examples/s (min–max) | ms/step | compile s | GFLOP/s "
              "(% of peak) | peak MB | PyTorch examples/s (min–max) | PyTorch GFLOP/s | "
              "genjax / PyTorch |", "|---" * 10 + "|"]
     for r in filter(default, results):
@@ -235,7 +254,7 @@ def markdown_tables(results: list[dict]) -> str:
         batch = f"{r['batch_size']}" + (f" × {r['n_critic']}" if r["n_critic"] > 1 else "")
         lines.append(
             f"| `{r['config']}` | {batch} | {rate(r)} | {r['ms_per_step']:,.1f} | "
-            f"{r['first_call_s']:.1f} | {r['gflops']:.0f} ({r['pct_of_peak']:.0f} %) | "
+            f"{r.get('compile_s', r['first_call_s']):.1f} | {r['gflops']:.0f} ({r['pct_of_peak']:.0f} %) | "
             f"{r['peak_memory_mb']:,.0f} | " + ("— | — | — |" if t is None else
             f"{rate(t)} | {t.get('gflops') or 0:.0f} | {t['genjax_over_torch']:.2f} |"))
     lines += ["", "| config | batch | variant | examples/s (min–max) | default row | ratio |",
@@ -246,6 +265,8 @@ def markdown_tables(results: list[dict]) -> str:
         base = next((x for x in results if default(x) and same(x, r["config"], r["batch_size"])),
                     None)
         variant = "stock Flax layers" if r["layers"] == "stock" else r["input"]
+        if r.get("compute_dtype", "float32") != "float32":
+            variant = f"{r['compute_dtype']} compute"
         if r["parallel"] != "none":
             variant = f"{r['parallel']} ({r['devices']} devices)"
         lines.append(f"| `{r['config']}` | {r['batch_size']} | {variant} | {rate(r)} | " + (
@@ -266,6 +287,7 @@ def main(_):
             print(markdown_tables(json.load(f)["results"]))
         return
     logging.set_verbosity(logging.WARNING)
+    jax.monitoring.register_event_duration_secs_listener(_count_compile)
     torch_ref = _torch()
     peak = matmul_peak_gflops()
     print("matmul peak GFLOP/s:", peak, flush=True)
@@ -298,6 +320,8 @@ def main(_):
                 record(row)
     for name, batch_size in _rows(_STOCK.value):
         record(measure(name, batch_size, fast_layers=False))
+    for name, batch_size in _rows(_BF16.value):
+        record(measure(name, batch_size, compute_dtype="bfloat16"))
     for name, batch_size in _rows(_PIPELINE.value):
         if not any(r["config"] == name and r["batch_size"] == batch_size and
                    r["framework"] == "genjax" and r["layers"] == "fast" for r in results):

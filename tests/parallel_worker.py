@@ -17,6 +17,9 @@ import sys
 # compiler options, and the flag overrides the drivers' choice): the drivers must compute
 # the same thing, and another library's summation order is amplified like any other
 # reduction-order change (see STEPS_OF).
+# XLA's default LLVM optimisation too, not the suite's -O0 (tests/conftest.py): with the
+# -O0 code WGAN-GP's critic Adam moments differ 1.2e-3 between pmap and one device after
+# its five critic updates (the amplification STEPS_OF describes), 1e-6 with the default.
 os.environ["XLA_FLAGS"] = "--xla_cpu_experimental_ynn_fusion_type=individual_dot " \
     "--xla_force_host_platform_device_count=" + ("4" if sys.argv[1] == "drivers" else "2")
 os.environ.setdefault("JAX_PLATFORMS", "cpu")

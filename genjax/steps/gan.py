@@ -11,6 +11,7 @@ on, ``"ema"`` (the generator's averaged parameters) and, when growing progressiv
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Callable
 
 import flax.linen as nn
@@ -18,24 +19,26 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from genjax import parallel, spectral
+from genjax import parallel, precision, spectral
 from genjax.losses import gan as gan_losses
 from genjax.losses import penalties
 from genjax.state import NetState, TrainState, step_key
 from genjax.steps.common import Metrics, StepFn
 
 
-def apply_net(module: nn.Module, params: Any, batch_stats: Any, *inputs: Any, train: bool
-              ) -> tuple[jax.Array, Any]:
+def apply_net(module: nn.Module, params: Any, batch_stats: Any, *inputs: Any, train: bool,
+              compute_dtype: str = "float32") -> tuple[jax.Array, Any]:
     """Run a generator or discriminator on ``inputs``; returns (outputs, updated batch_stats).
 
-    Batch statistics are updated only when ``train`` and the network has BatchNorm.
+    Batch statistics are updated only when ``train`` and the network has BatchNorm. The
+    network computes in ``compute_dtype`` and returns float32 (`genjax.precision`).
     """
+    apply = precision.in_compute_dtype(module.apply, compute_dtype)
     variables = {"params": params, **({"batch_stats": batch_stats} if batch_stats else {})}
     if train and batch_stats:
-        out, updates = module.apply(variables, *inputs, train=True, mutable=["batch_stats"])
+        out, updates = apply(variables, *inputs, train=True, mutable=["batch_stats"])
         return out, updates["batch_stats"]
-    return module.apply(variables, *inputs, train=train), batch_stats
+    return apply(variables, *inputs, train=train), batch_stats
 
 
 def generator_params(state: TrainState) -> Any:
@@ -65,7 +68,7 @@ def make_gan_step(generator: nn.Module, discriminator: nn.Module, g_tx: optax.Gr
                   spectral_norm: bool = False, ema_decay: float | None = None,
                   num_classes: int = 0, unroll_steps: int = 0,
                   growth: Callable[[jax.Array], dict] | None = None,
-                  axis_name: str | None = None) -> StepFn:
+                  compute_dtype: str = "float32", axis_name: str | None = None) -> StepFn:
     """Build ``step(state, batch) -> (state, metrics)`` for a GAN.
 
     Args:
@@ -96,10 +99,14 @@ def make_gan_step(generator: nn.Module, discriminator: nn.Module, g_tx: optax.Gr
       growth: progressive growing: step -> ``{"stage", "alpha"}``; the state's
         ``extra["growth"]`` is what the networks use, and is advanced to
         ``growth(step + 1)`` after every step.
+      compute_dtype: the networks' arithmetic, ``float32`` or ``bfloat16``
+        (`genjax.precision`: parameters, optimizer states, losses and penalties stay float32).
       axis_name: data-parallel axis to average gradients and metrics over; noise is
         drawn as on one device and sliced per replica (`genjax.parallel.shard_draw`).
     """
     d_loss_fn, g_loss_fn = gan_losses.get(loss, label_smoothing=label_smoothing)
+    precision.compute_dtype(compute_dtype)  # validate before tracing
+    run = functools.partial(apply_net, compute_dtype=compute_dtype)
     if n_critic < 1:
         raise ValueError(f"n_critic must be >= 1, got {n_critic}.")
     if unroll_steps < 0:
@@ -122,7 +129,7 @@ def make_gan_step(generator: nn.Module, discriminator: nn.Module, g_tx: optax.Gr
     def fake_batch(params, gen: NetState, key, n, grow):
         z, labels = draw(key, n)
         inputs = (z, *(() if labels is None else (labels,)), *(() if grow is None else (grow,)))
-        fake, stats = apply_net(generator, params, gen.batch_stats, *inputs, train=True)
+        fake, stats = run(generator, params, gen.batch_stats, *inputs, train=True)
         return fake, labels, stats
 
     def disc_inputs(x, labels, grow):
@@ -131,12 +138,12 @@ def make_gan_step(generator: nn.Module, discriminator: nn.Module, g_tx: optax.Gr
     def d_objective(params, sn, stats, real, real_y, fake, fake_y, grow, gp_key):
         """The discriminator's loss (with penalties), its BatchNorm stats and metrics."""
         p = critic(params, sn)
-        real_s, stats = apply_net(discriminator, p, stats, *disc_inputs(real, real_y, grow), train=True)
-        fake_s, stats = apply_net(discriminator, p, stats, *disc_inputs(fake, fake_y, grow), train=True)
+        real_s, stats = run(discriminator, p, stats, *disc_inputs(real, real_y, grow), train=True)
+        fake_s, stats = run(discriminator, p, stats, *disc_inputs(fake, fake_y, grow), train=True)
         total = d_loss_fn(real_s, fake_s)
         m = {"disc/loss": total, "disc/real_score": jnp.mean(real_s),
              "disc/fake_score": jnp.mean(fake_s)}
-        score = lambda x: apply_net(discriminator, p, stats, *disc_inputs(x, real_y, grow),
+        score = lambda x: run(discriminator, p, stats, *disc_inputs(x, real_y, grow),
                                     train=True)[0]
         if gp_weight:
             m["disc/gradient_penalty"] = penalties.gradient_penalty(
@@ -188,7 +195,7 @@ def make_gan_step(generator: nn.Module, discriminator: nn.Module, g_tx: optax.Gr
             d_params = disc.params
             if unroll_steps:
                 d_params = unrolled(disc, sn, reals, real_ys, fake, fake_y, unroll_key, grow)
-            scores, _ = apply_net(discriminator, critic(d_params, sn), disc.batch_stats,
+            scores, _ = run(discriminator, critic(d_params, sn), disc.batch_stats,
                                   *disc_inputs(fake, fake_y, grow), train=True)
             g_loss = g_loss_fn(scores)
             return g_loss, (stats, {"gen/loss": g_loss})

@@ -8,7 +8,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from genjax import parallel
+from genjax import parallel, precision
 from genjax.losses import vae as L
 from genjax.steps.common import LossFn
 
@@ -38,20 +38,23 @@ def decoder_mean(outputs: jax.Array, likelihood: str) -> jax.Array:
 
 
 def vae_loss(model: nn.Module, *, likelihood: str = "bernoulli", beta: float = 1.0,
-             axis_name: str | None = None) -> LossFn:
+             axis_name: str | None = None, compute_dtype: str = "float32") -> LossFn:
     """Negative (beta-)ELBO averaged over the batch, in nats per example.
 
     ``axis_name``: under a data-parallel driver, the posterior noise is this replica's
     slice of the one-device draw (`genjax.parallel.shard_draw`).
+    ``compute_dtype``: the networks' arithmetic (`genjax.precision`); the ELBO's terms
+    are always computed in float32.
     """
     outputs_per_pixel(likelihood)  # validate early, before tracing
+    apply = precision.in_compute_dtype(model.apply, compute_dtype)
 
     def loss_fn(params: Any, batch: dict, key: jax.Array):
         x = batch["image"]
-        mean, log_var = model.apply({"params": params}, x, method=model.encode)
+        mean, log_var = apply({"params": params}, x, method=model.encode)
         eps = parallel.shard_draw(parallel.normal, key, mean.shape, axis_name)
         z = mean + jnp.exp(0.5 * log_var) * eps  # the reparameterisation trick
-        outputs = model.apply({"params": params}, z, method=model.decode)
+        outputs = apply({"params": params}, z, method=model.decode)
         ll = log_likelihood(outputs, x, likelihood)
         kl = L.kl_standard_normal(mean, log_var)
         loss = -jnp.mean(L.elbo(ll, kl, beta))
@@ -60,13 +63,16 @@ def vae_loss(model: nn.Module, *, likelihood: str = "bernoulli", beta: float = 1
     return loss_fn
 
 
-def ae_loss(model: nn.Module, *, likelihood: str = "bernoulli") -> LossFn:
-    """Reconstruction negative log-likelihood of a deterministic autoencoder."""
+def ae_loss(model: nn.Module, *, likelihood: str = "bernoulli", compute_dtype: str = "float32"
+            ) -> LossFn:
+    """Reconstruction negative log-likelihood of a deterministic autoencoder (networks in
+    ``compute_dtype``, the likelihood in float32)."""
     outputs_per_pixel(likelihood)
+    apply = precision.in_compute_dtype(model.apply, compute_dtype)
 
     def loss_fn(params: Any, batch: dict, key: jax.Array):
         del key  # deterministic
-        outputs = model.apply({"params": params}, batch["image"])
+        outputs = apply({"params": params}, batch["image"])
         nll = -jnp.mean(log_likelihood(outputs, batch["image"], likelihood))
         return nll, {}
 

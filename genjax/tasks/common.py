@@ -11,6 +11,7 @@ import optax
 
 from genjax.metrics import domain, evaluation
 from genjax.parallel import CPU_DOTS, Batch
+from genjax.precision import COMPUTE_DTYPES
 from genjax.state import TrainState
 from genjax.steps import StepFn
 
@@ -52,6 +53,7 @@ _RULES = {
                                      "eval_every", "unroll_steps", "num_classes")},
     "label_smoothing": (lambda v: 0 <= v < 1, "in [0, 1)"),
     "cpu_dots": (lambda v: v in CPU_DOTS, f"one of {', '.join(CPU_DOTS)}"),
+    "compute_dtype": (lambda v: v in COMPUTE_DTYPES, f"one of {', '.join(COMPUTE_DTYPES)}"),
     "ema_decay": (lambda v: 0 <= v < 1, "in [0, 1) (0: off)"),
     "b1": (lambda v: 0 <= v < 1, "in [0, 1)"),
     "b2": (lambda v: 0 <= v < 1, "in [0, 1)"),

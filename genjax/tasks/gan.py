@@ -86,7 +86,7 @@ def build(config: ml_collections.ConfigDict, image_shape: tuple[int, ...]) -> Ta
         gp_weight=config.gp_weight, r1_weight=config.r1_weight,
         clip_value=config.clip_value or None, spectral_norm=config.spectral_norm,
         ema_decay=ema_decay, num_classes=k, unroll_steps=config.unroll_steps, growth=growth,
-        axis_name=parallel.step_axis(config.parallel))
+        compute_dtype=config.compute_dtype, axis_name=parallel.step_axis(config.parallel))
     noise_key = jax.random.key(config.seed + 1)  # the fixed noise of every sample grid
     # A conditional GAN's grid has one row per class (k x k); labels of evaluation
     # samples cycle through the classes, so every class is equally represented.

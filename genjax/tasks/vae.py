@@ -46,8 +46,10 @@ def build(config: ml_collections.ConfigDict, image_shape: tuple[int, int, int]) 
     tx = make_optimizer("adam", config.learning_rate)
     axis = parallel.step_axis(config.parallel)
     det = config.deterministic
-    loss = (vsteps.ae_loss(model, likelihood=config.likelihood) if det else
-            vsteps.vae_loss(model, likelihood=config.likelihood, beta=config.beta, axis_name=axis))
+    dtype = config.compute_dtype
+    loss = (vsteps.ae_loss(model, likelihood=config.likelihood, compute_dtype=dtype) if det else
+            vsteps.vae_loss(model, likelihood=config.likelihood, beta=config.beta, axis_name=axis,
+                            compute_dtype=dtype))
     eval_key = jax.random.key(config.seed + 1)  # fixed: every evaluation uses the same noise
     dummy = np.zeros((1, *image_shape), np.float32)  # numpy: nothing compiles before init
 
