@@ -10,15 +10,17 @@ data-parallel driver of ``--parallel`` (state donated) with ``--steps_per_call``
 call, warm up, then time ``--windows`` windows of ``--seconds`` on a fixed batch already
 on the device and report the median examples/s (real images consumed: batch * n_critic
 for WGAN-GP) with the min and max, ms per step, the step's compile time (tracing,
-lowering and XLA compilation, from `jax.monitoring`'s compile events) and its whole first
-call in seconds, the process's peak memory, the step's FLOPs from XLA's cost analysis and the
-achieved GFLOP/s against the machine's measured peak (the fastest large float32 matmul
-any engine here ran: XLA with either CPU dot library, and PyTorch when installed).
+lowering and XLA compilation, from `jax.monitoring`'s compile events) and its whole
+first call in seconds, the process's peak memory, the step's FLOPs from XLA's cost
+analysis and the achieved GFLOP/s against the machine's measured peak (the fastest large
+float32 matmul any engine here ran: XLA with either CPU dot library, and PyTorch when
+installed).
 
 Also: ``--stock`` rows (``config@batch``) with Flax's stock transposed convolutions for the
-fast-layer speed-up; ``--bf16`` rows computing in bfloat16 (`genjax.precision`); ``--pipeline`` rows fed by the real tfds pipeline (mnist5k, the
-config's preprocessing) instead of a batch in memory; and, with PyTorch installed
-(``pip install torch==2.13.0``), the same textbook models and steps in PyTorch eager
+fast-layer speed-up; ``--bf16`` rows computing in bfloat16 (`genjax.precision`);
+``--pipeline`` rows fed by the real tfds pipeline (mnist5k, the config's preprocessing)
+instead of a batch in memory; and, with PyTorch installed (``pip install torch==2.13.0``),
+the same textbook models and steps in PyTorch eager
 (`benchmarks.torch_reference`) timed the same way in the same run, with the ratio
 genjax / PyTorch. Writes ``--out`` (default ``benchmarks/results/<device>.json``).
 """
@@ -254,7 +256,8 @@ def markdown_tables(results: list[dict]) -> str:
         batch = f"{r['batch_size']}" + (f" × {r['n_critic']}" if r["n_critic"] > 1 else "")
         lines.append(
             f"| `{r['config']}` | {batch} | {rate(r)} | {r['ms_per_step']:,.1f} | "
-            f"{r.get('compile_s', r['first_call_s']):.1f} | {r['gflops']:.0f} ({r['pct_of_peak']:.0f} %) | "
+            f"{r.get('compile_s', r['first_call_s']):.1f} | "
+            f"{r['gflops']:.0f} ({r['pct_of_peak']:.0f} %) | "
             f"{r['peak_memory_mb']:,.0f} | " + ("— | — | — |" if t is None else
             f"{rate(t)} | {t.get('gflops') or 0:.0f} | {t['genjax_over_torch']:.2f} |"))
     lines += ["", "| config | batch | variant | examples/s (min–max) | default row | ratio |",

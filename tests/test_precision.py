@@ -22,10 +22,11 @@ def _vae(compute_dtype):
     model = gnn.VAE(gnn.MLPEncoder(8, (32,)), gnn.MLPDecoder(SHAPE, (32,), 1))
     tx = optax.adam(1e-3)
     x = jnp.zeros((1, *SHAPE))
-    params = jax.jit(model.init)(jax.random.key(0), x, jax.random.key(1))["params"]  # jitted: fast
+    params = jax.jit(model.init)(jax.random.key(0), x, jax.random.key(1))["params"]
     state = gstate.create(jax.random.key(2), {"model": gstate.create_net(params, tx)})
     step = make_train_step(vsteps.vae_loss(model, compute_dtype=compute_dtype), tx)
-    batch = {"image": (jax.random.uniform(jax.random.key(3), (16, *SHAPE)) > 0.5).astype(jnp.float32)}
+    pixels = jax.random.uniform(jax.random.key(3), (16, *SHAPE))
+    batch = {"image": (pixels > 0.5).astype(jnp.float32)}
     return step, state, batch
 
 
@@ -34,7 +35,8 @@ class _Generator(nn.Module):
 
     @nn.compact
     def __call__(self, z, train: bool = True):
-        h = nn.BatchNorm(use_running_average=not train, momentum=0.9)(nn.Dense(32, use_bias=False)(z))
+        h = nn.Dense(32, use_bias=False)(z)
+        h = nn.BatchNorm(use_running_average=not train, momentum=0.9)(h)
         return jnp.tanh(nn.Dense(64)(nn.leaky_relu(h, 0.2))).reshape(-1, *SHAPE)
 
 
@@ -90,7 +92,8 @@ def test_bfloat16_computes_in_bfloat16_and_keeps_float32_state(build):
     # The gradients, read from Adam's first moments (1 - b1) * g after one step, point
     # the same way.
     for net in new32.nets:
-        mu32, mu16 = (np.concatenate([np.ravel(x) for x in jax.tree.leaves(s.nets[net].opt_state[0].mu)])
+        mu32, mu16 = (np.concatenate([np.ravel(x) for x in
+                                      jax.tree.leaves(s.nets[net].opt_state[0].mu)])
                       for s in (new32, new16))
         cosine = mu32 @ mu16 / (np.linalg.norm(mu32) * np.linalg.norm(mu16))
         assert cosine > 0.99, (net, cosine)

@@ -144,7 +144,7 @@ def make_gan_step(generator: nn.Module, discriminator: nn.Module, g_tx: optax.Gr
         m = {"disc/loss": total, "disc/real_score": jnp.mean(real_s),
              "disc/fake_score": jnp.mean(fake_s)}
         score = lambda x: run(discriminator, p, stats, *disc_inputs(x, real_y, grow),
-                                    train=True)[0]
+                              train=True)[0]
         if gp_weight:
             m["disc/gradient_penalty"] = penalties.gradient_penalty(
                 score, real, fake, gp_key, axis_name=axis_name)
@@ -196,7 +196,7 @@ def make_gan_step(generator: nn.Module, discriminator: nn.Module, g_tx: optax.Gr
             if unroll_steps:
                 d_params = unrolled(disc, sn, reals, real_ys, fake, fake_y, unroll_key, grow)
             scores, _ = run(discriminator, critic(d_params, sn), disc.batch_stats,
-                                  *disc_inputs(fake, fake_y, grow), train=True)
+                            *disc_inputs(fake, fake_y, grow), train=True)
             g_loss = g_loss_fn(scores)
             return g_loss, (stats, {"gen/loss": g_loss})
 
