@@ -112,6 +112,7 @@ def final_state(config: str, workdir: str, steps: int):
 
     import jax
 
+    from genjax import rng
     from genjax.checkpoint import Checkpointer
     from genjax.tasks import TASKS
 
@@ -119,7 +120,7 @@ def final_state(config: str, workdir: str, steps: int):
     c = importlib.import_module(f"experiments.configs.{name}").get_config(variant)
     if c.task == "gan":
         c.ema_decay = 0.99  # as `command` runs it
-    template = jax.eval_shape(TASKS[c.task](c, (28, 28, 1)).init, jax.random.key(c.seed))
+    template = jax.eval_shape(TASKS[c.task](c, (28, 28, 1)).init, rng.stream(c.seed, "init"))
     state = Checkpointer(os.path.join(workdir, "checkpoints"), every=1).restore(template)
     if state is None or int(state.step) != steps:
         raise RuntimeError(f"{workdir} has no checkpoint of step {steps}.")

@@ -1,6 +1,6 @@
 """The mode-collapse benchmark: GAN variants on 2-D mixtures of Gaussians.
 
-  python -m benchmarks.modes                      # the README table: about 11 min on 2 CPU cores
+  python -m benchmarks.modes                      # the docs/results.md table: about 11 min on 2 CPU cores
   python -m benchmarks.modes --seeds=1 --steps=1000 --methods=gan,unrolled_5   # a quick look
   python -m benchmarks.modes --step_times --out=benchmarks/results/modes_step_times.json
 
@@ -82,7 +82,7 @@ def run(job: tuple[str, str, int, dict]) -> tuple[dict, "np.ndarray"]:
     import numpy as np
 
     from genjax import data as gdata
-    from genjax import loop, parallel
+    from genjax import loop, parallel, rng
     from genjax.data import mixtures
     from genjax.metrics.modes import mode_metrics
     from genjax.tasks import gan
@@ -94,13 +94,13 @@ def run(job: tuple[str, str, int, dict]) -> tuple[dict, "np.ndarray"]:
         raise ValueError(f"--steps must be a multiple of --steps_per_call ({k}).")
     driver = parallel.make_driver("none", task.train_step, donate=True, steps_per_call=k)
     start = time.perf_counter()
-    state = driver.place(jax.jit(task.init)(jax.random.key(seed)))
+    state = driver.place(jax.jit(task.init)(rng.stream(seed, "init")))
     spec = loop.data_specs(c)[0]
     batches = gdata.train_iterator(spec, "train", global_batch_size=task.examples_per_step)
     for _ in range(_STEPS.value // k):
         state, metrics = driver.step(state, driver.put_batch(loop.next_batches(batches, k, True)))
     state = driver.local(state)
-    samples = np.concatenate(list(task.sample(state, jax.random.key(seed + 2), _SAMPLES.value)))
+    samples = np.concatenate(list(task.sample(state, rng.stream(seed, "eval_samples"), _SAMPLES.value)))
     result = mode_metrics(samples, mixtures.centers(dataset), mixtures.STDS[dataset])
     result.update(dataset=dataset, method=method, seed=seed,
                   seconds=round(time.perf_counter() - start, 1),

@@ -1,6 +1,6 @@
 """Train-step throughput of every experiment config, with PyTorch side by side.
 
-  python benchmarks/throughput.py                      # the README table, this machine
+  python benchmarks/throughput.py                      # the docs/benchmarks.md table, this machine
   python -m benchmarks.throughput --configs=dcgan_mnist --batch_sizes=64 --seconds=5
   XLA_FLAGS=--xla_force_host_platform_device_count=4 python -m benchmarks.throughput \\
       --parallel=none,pmap,mesh --torch=false --stock= --pipeline= --out=...
@@ -51,7 +51,7 @@ _WINDOWS = flags.DEFINE_integer("windows", 3, "Timing windows (median, min and m
 _PARALLEL = flags.DEFINE_list("parallel", ["none"], "Data-parallel drivers to time.")
 _STEPS_PER_CALL = flags.DEFINE_list("steps_per_call", ["1"], "Train steps per compiled call.")
 _CPU_DOTS = flags.DEFINE_list("cpu_dots", ["auto"], "XLA:CPU dot libraries to time "
-                              "(auto, ynnpack, eigen; see genjax.parallel.cpu_compiler_options).")
+                              "(auto, ynnpack, eigen; see genjax.xla_cpu.cpu_compiler_options).")
 _STOCK = flags.DEFINE_list("stock", ["dcgan_mnist@64", "wgan_gp_mnist@64"],
                            "config@batch rows also timed with Flax's stock transposed convs.")
 _BF16 = flags.DEFINE_list("bf16", ["vae_mnist@256", "dcgan_mnist@64", "wgan_gp_mnist@64"],
@@ -60,7 +60,7 @@ _PIPELINE = flags.DEFINE_list("pipeline", ["vae_mnist@128", "gan_mlp_mnist@64"],
                               "config@batch rows also timed fed by the real tfds pipeline.")
 _TORCH = flags.DEFINE_boolean("torch", True, "Time the PyTorch reference too, if installed.")
 _OUT = flags.DEFINE_string("out", None, "Result file (default results/<device>.json).")
-_TABLE = flags.DEFINE_string("table", None, "Only print the README tables of this result file.")
+_TABLE = flags.DEFINE_string("table", None, "Only print the docs/benchmarks.md tables of this result file.")
 
 
 def _device_name() -> str:
@@ -134,13 +134,13 @@ def matmul_peak_gflops(size: int = 4096) -> dict[str, float]:
     import jax.numpy as jnp
     import numpy as np
 
-    from genjax import parallel
+    from genjax import xla_cpu
 
     a = jnp.asarray(np.random.default_rng(0).normal(size=(size, size)), jnp.float32)
     out = {}
-    dots = parallel.CPU_DOTS[1:] if jax.default_backend() == "cpu" else ("default",)
+    dots = xla_cpu.CPU_DOTS[1:] if jax.default_backend() == "cpu" else ("default",)
     for dots_name in dots:
-        opts = None if dots_name == "default" else parallel.cpu_compiler_options(
+        opts = None if dots_name == "default" else xla_cpu.cpu_compiler_options(
             dots_name, jnp.matmul, a, a)
         f = jax.jit(jnp.matmul, compiler_options=opts)
         jax.block_until_ready(f(a, a))
@@ -185,14 +185,14 @@ def measure(name: str, batch_size: int | None, *, driver: str = "none", steps_pe
     import numpy as np
 
     from genjax import data as gdata
-    from genjax import loop, parallel
+    from genjax import loop, parallel, xla_cpu
     from genjax.tasks import TASKS
 
     config = _config(name, batch_size, parallel=driver, fast_layers=fast_layers,
                      compute_dtype=compute_dtype)
     parallel.check_batch(driver, config.batch_size)
     shape = (28, 28, 1)
-    task = TASKS[config.task](config, shape)
+    task = TASKS[config.task](config, shape, parallel.step_axis(driver))
     d = parallel.make_driver(driver, task.train_step, donate=True, steps_per_call=steps_per_call,
                              cpu_dots=cpu_dots)
     state = d.place(jax.jit(task.init)(jax.random.key(0)))
@@ -214,7 +214,7 @@ def measure(name: str, batch_size: int | None, *, driver: str = "none", steps_pe
     first, rates, _ = timed_windows(d.step, state, batches, n * steps_per_call, _SECONDS.value,
                                     _WINDOWS.value)
     rate = float(np.median(rates))
-    opts = parallel.cpu_compiler_options(cpu_dots, task.train_step, d.local(state), one) \
+    opts = xla_cpu.cpu_compiler_options(cpu_dots, task.train_step, d.local(state), one) \
         if driver != "pmap" else None
     return {"framework": "genjax", "config": name, "batch_size": config.batch_size,
             "n_critic": config.get("n_critic", 1), "parallel": driver, "devices": d.num_devices,
@@ -234,7 +234,7 @@ def measure(name: str, batch_size: int | None, *, driver: str = "none", steps_pe
 
 
 def markdown_tables(results: list[dict]) -> str:
-    """The README tables: one row per config and batch (default rows: fast layers, no
+    """The docs/benchmarks.md tables: one row per config and batch (default rows: fast layers, no
     parallelism, batch in memory) with PyTorch beside it, then the stock-layer and
     pipeline rows against their default row."""
     def default(r):

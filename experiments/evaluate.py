@@ -37,15 +37,12 @@ def evaluate_run(workdir: str, num_samples: int, save_samples: str | None = None
                  real_baseline: bool = False, extractor: str = "domain",
                  inception_weights: str | None = None) -> dict[str, float]:
     """Metrics of the newest checkpoint in ``workdir`` (see the module docstring)."""
-    import jax
     import ml_collections
-    import numpy as np
 
     from genjax import data as gdata
-    from genjax import loop
+    from genjax import loop, rng
     from genjax.checkpoint import Checkpointer
     from genjax.report import MetricWriter
-    from genjax.tasks import TASKS
     from genjax.tasks.common import collect_images
 
     path = os.path.join(workdir, "config.json")
@@ -61,19 +58,17 @@ def evaluate_run(workdir: str, num_samples: int, save_samples: str | None = None
         scorer = inception.make_extractor(inception_weights)
     elif extractor != "domain":
         raise ValueError(f"Unknown extractor {extractor!r}; valid: domain, inception.")
-    _, eval_spec = loop.data_specs(config)
-    image_shape = next(gdata.eval_iterator(
-        eval_spec, "test", global_batch_size=config.eval_batch_size))["image"].shape[1:]
-    task = TASKS[config.task](config, image_shape)
-    if task.sample is None:
+    run = loop.setup(config)
+    eval_spec, image_shape = run.eval_spec, run.image_shape
+    if run.task.sample is None:
         raise ValueError(f"Task {config.task!r} (deterministic={config.get('deterministic')}) "
                          "does not generate samples; nothing to evaluate.")
     ckpt = Checkpointer(os.path.join(workdir, "checkpoints"), every=1, keep=10**9)
-    state = ckpt.restore(jax.jit(task.init)(jax.random.key(config.seed)))
+    state = ckpt.restore(run.init_state())
     ckpt.close()
     if state is None:
         raise FileNotFoundError(f"No readable checkpoint in {workdir}/checkpoints.")
-    fake = task.sample(state, jax.random.key(config.seed + 2), num_samples)
+    fake = run.task.sample(state, rng.stream(config.seed, "eval_samples"), num_samples)
     if real_baseline:
         fake = [collect_images(gdata.eval_iterator(
             eval_spec, "train", global_batch_size=config.eval_batch_size), num_samples,

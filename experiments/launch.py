@@ -6,7 +6,9 @@ Flags are defined in each launcher module itself, so ``--help`` lists them there
 import os
 from typing import Callable
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TF is only the input pipeline here
+# Before TensorFlow or XLA load (both read it): their INFO banners (oneDNN, CPU features)
+# off, their warnings and errors kept.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
 
 from absl import app, flags, logging  # noqa: E402
 

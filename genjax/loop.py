@@ -14,6 +14,7 @@ Outputs in ``workdir``: ``config.json``, ``metrics.jsonl``, ``tensorboard/``,
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import tempfile
@@ -25,7 +26,7 @@ import ml_collections
 import numpy as np
 
 from genjax import data as gdata
-from genjax import parallel, steps
+from genjax import parallel, rng, steps
 from genjax.checkpoint import Checkpointer
 from genjax.metrics.evaluation import Extractor
 from genjax.state import TrainState
@@ -109,7 +110,7 @@ def evaluate(task: Task, state: TrainState, config: ml_collections.ConfigDict,
         eval_spec, "test", global_batch_size=config.eval_batch_size))
     extractor = domain_extractor_for(config, image_shape)
     if task.sample is not None and extractor is not None:
-        fake = task.sample(state, jax.random.key(config.seed + 2), config.eval_samples)
+        fake = task.sample(state, rng.stream(config.seed, "eval_samples"), config.eval_samples)
         results.update(score_samples(fake, config.eval_samples, config, eval_spec, extractor))
     return results
 
@@ -131,6 +132,145 @@ def next_batches(it: Iterator[dict], n: int, stacked: bool) -> dict:
     return {k: np.stack([b[k] for b in batches]) for k in batches[0]}
 
 
+@dataclasses.dataclass(frozen=True)
+class Setup:
+    """What a run is made of, before any state exists: the task built for the driver's
+    axis, the data specs and the first test batch (the fixed reconstruction inputs)."""
+
+    config: ml_collections.ConfigDict
+    task: Task
+    train_spec: gdata.DataSpec
+    eval_spec: gdata.DataSpec
+    show: dict
+
+    @property
+    def image_shape(self) -> tuple[int, ...]:
+        return tuple(self.show["image"].shape[1:])
+
+    def init_state(self) -> TrainState:
+        """The fresh state of this run (jitted: eager Flax init compiles every initialiser
+        op on its own)."""
+        return jax.jit(self.task.init)(rng.stream(self.config.seed, "init"))
+
+    def evaluate(self, state: TrainState) -> dict[str, float]:
+        """`evaluate` of ``state`` (one local copy)."""
+        return evaluate(self.task, state, self.config, self.eval_spec, self.image_shape)
+
+
+def setup(config: ml_collections.ConfigDict) -> Setup:
+    """Check ``config`` (clear errors before any work), then build its task: the data-parallel
+    axis is decided here, once, from ``config.parallel``, and handed to the task."""
+    if config.task not in TASKS:
+        raise ValueError(f"Unknown task {config.task!r}; valid: {', '.join(TASKS)}.")
+    check_config(config)
+    parallel.check_batch(config.parallel, config.batch_size)
+    train_spec, eval_spec = data_specs(config)
+    show = next(gdata.eval_iterator(eval_spec, "test", global_batch_size=config.eval_batch_size))
+    task = TASKS[config.task](config, show["image"].shape[1:], parallel.step_axis(config.parallel))
+    return Setup(config, task, train_spec, eval_spec, show)
+
+
+def _prepare_workdir(workdir: str) -> str:
+    """``workdir`` made absolute, created, and checked writable (a clear error if not)."""
+    workdir = os.path.abspath(workdir)
+    try:
+        os.makedirs(workdir, exist_ok=True)
+        with tempfile.TemporaryFile(dir=workdir):
+            pass
+    except OSError as e:
+        raise PermissionError(f"Cannot write to workdir {workdir} ({e.strerror}); choose "
+                              f"another --workdir.") from e
+    return workdir
+
+
+def _compile(run: Setup) -> parallel.Driver:
+    """The task's step under the driver ``config.parallel`` (with non-finite updates
+    skipped when ``config.skip_nonfinite_steps``)."""
+    c = run.config
+    step = steps.skip_nonfinite(run.task.train_step) if c.get("skip_nonfinite_steps") \
+        else run.task.train_step
+    return parallel.make_driver(c.parallel, step, steps_per_call=c.get("steps_per_call", 1),
+                                cpu_dots=c.get("cpu_dots", "auto"))
+
+
+def _start(run: Setup, driver: parallel.Driver, ckpt: Checkpointer) -> TrainState:
+    """The placed state to train from: the newest readable checkpoint, else a fresh one.
+    Placed (committed) either way, so a resumed run reuses the fresh run's executable."""
+    state = driver.place(run.init_state())
+    restored = ckpt.restore(driver.saveable(state))
+    if restored is None:
+        return state
+    state = driver.place(restored)
+    info(f"Resumed from {ckpt.directory} at step {int(driver.local(state.step))}.")
+    return state
+
+
+def _log(acc: dict, n_acc: int, step: int, state: TrainState, run: Setup, driver, ckpt,
+         progress: Progress, writer: MetricWriter) -> None:
+    """Means of the ``n_acc`` steps' summed metrics ``acc`` (skipped updates excluded):
+    checked finite, counted, written."""
+    acc = jax.device_get(driver.local(acc))
+    n_skipped = int(acc.pop(steps.SKIPPED, 0))
+    means = {f"train/{k}": float(v) / (n_acc - n_skipped) for k, v in acc.items()
+             if n_acc > n_skipped}
+    _check_finite((step - n_acc + 1, step), means, state, ckpt)
+    if run.config.get("skip_nonfinite_steps"):
+        means["train/nonfinite_skipped"] = n_skipped
+        if n_skipped:
+            info(f"Skipped {n_skipped} non-finite update(s) in steps {step - n_acc + 1}-{step}.")
+    means["train/examples_per_sec"] = progress.update(step, means)
+    writer.scalars(step, means)
+
+
+def _train(run: Setup, driver: parallel.Driver, ckpt: Checkpointer, state: TrainState,
+           writer: MetricWriter, samples_dir: str) -> TrainState:
+    """Steps from ``state.step`` to ``config.num_steps``, with logging, grids, evaluations
+    and checkpoints at their cadences."""
+    c, task = run.config, run.task
+    step = int(driver.local(state.step))
+    train_it = gdata.train_iterator(run.train_spec, "train",
+                                    global_batch_size=task.examples_per_step, start_step=step)
+    progress = Progress(step, c.num_steps, task.examples_per_step)
+    acc, n_acc = None, 0
+    try:
+        while step < c.num_steps:
+            n = _steps_in_call(step, driver.steps_per_call, c)
+            state, metrics = driver.step(state, driver.put_batch(
+                next_batches(train_it, n, stacked=driver.steps_per_call > 1)))
+            acc = metrics if acc is None else jax.tree.map(jnp.add, acc, metrics)
+            n_acc, step = n_acc + n, step + n
+            saving = step % c.checkpoint_every == 0 or step == c.num_steps
+            if step % c.log_every == 0 or saving:
+                _log(acc, n_acc, step, state, run, driver, ckpt, progress, writer)
+                acc, n_acc = None, 0
+            if step % c.sample_every == 0:
+                writer.images(step, task.images(driver.local(state), run.show), samples_dir)
+            if c.eval_every and step % c.eval_every == 0 and step < c.num_steps:
+                writer.scalars(step, run.evaluate(driver.local(state)))
+            if saving:
+                ckpt.save(step, driver.saveable(state), force=step == c.num_steps)
+    finally:
+        progress.close()
+        ckpt.wait()
+    return state
+
+
+def _finish(run: Setup, state: TrainState, workdir: str, writer: MetricWriter,
+            samples_dir: str) -> None:
+    """Final evaluation, sample grids (also as ``<name>.png``) and the loss-curve plot."""
+    results = run.evaluate(state)
+    if results:
+        writer.scalars(run.config.num_steps, results)
+    grids = run.task.images(state, run.show)
+    writer.images(run.config.num_steps, grids, samples_dir)
+    if jax.process_index() == 0:
+        for name, imgs in grids.items():
+            save_grid(os.path.join(workdir, f"{name}.png"), imgs)
+        plot_curves(writer.jsonl_path, os.path.join(workdir, "curves.png"))
+    if results:
+        info("Final metrics: " + ", ".join(f"{k} {v:.4f}" for k, v in results.items()))
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> TrainState:
     """Train ``config.task`` for ``config.num_steps`` steps in ``workdir``, resuming if possible.
 
@@ -142,93 +282,18 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
       NonFiniteError: a loss, metric or parameter became NaN/Inf.
       DatasetUnavailableError: the dataset is missing and cannot be downloaded.
     """
-    if config.task not in TASKS:
-        raise ValueError(f"Unknown task {config.task!r}; valid: {', '.join(TASKS)}.")
-    check_config(config)
-    workdir = os.path.abspath(workdir)
-    try:
-        os.makedirs(workdir, exist_ok=True)
-        with tempfile.TemporaryFile(dir=workdir):
-            pass
-    except OSError as e:
-        raise PermissionError(f"Cannot write to workdir {workdir} ({e.strerror}); choose "
-                              f"another --workdir.") from e
+    run = setup(config)
+    workdir = _prepare_workdir(workdir)
     _write_config(config, workdir)
-    train_spec, eval_spec = data_specs(config)
-    parallel.check_batch(config.parallel, config.batch_size)  # clear errors before any work
-    show = next(gdata.eval_iterator(eval_spec, "test", global_batch_size=config.eval_batch_size))
-    task = TASKS[config.task](config, show["image"].shape[1:])
-
     ckpt = Checkpointer(os.path.join(workdir, "checkpoints"), every=config.checkpoint_every,
                         keep=config.keep_checkpoints)
-    ckpt.check_compatible(jax.eval_shape(task.init, jax.random.key(config.seed)))
-    skip = config.get("skip_nonfinite_steps", False)
-    driver = parallel.make_driver(config.parallel, steps.skip_nonfinite(task.train_step)
-                                  if skip else task.train_step,
-                                  steps_per_call=config.get("steps_per_call", 1),
-                                  cpu_dots=config.get("cpu_dots", "auto"))
-    # Jitted: eager Flax init compiles every initialiser op on its own. Placed (committed)
-    # either way, so a resumed run reuses the fresh run's executable.
-    state = driver.place(jax.jit(task.init)(jax.random.key(config.seed)))
-    restored = ckpt.restore(driver.saveable(state))
-    if restored is not None:
-        state = driver.place(restored)
-        info(f"Resumed from {ckpt.directory} at step {int(driver.local(state.step))}.")
-    start = int(driver.local(state.step))
-
-    writer = MetricWriter(workdir)
-    samples_dir = os.path.join(workdir, "samples")
-    train_it = gdata.train_iterator(train_spec, "train", global_batch_size=task.examples_per_step,
-                                    start_step=start)
-    progress = Progress(start, config.num_steps, task.examples_per_step)
-    acc, n_acc, step = None, 0, start
-    try:
-        while step < config.num_steps:
-            n = _steps_in_call(step, driver.steps_per_call, config)
-            state, metrics = driver.step(state, driver.put_batch(
-                next_batches(train_it, n, stacked=driver.steps_per_call > 1)))
-            acc = metrics if acc is None else jax.tree.map(jnp.add, acc, metrics)
-            n_acc += n
-            step += n
-            saving = step % config.checkpoint_every == 0 or step == config.num_steps
-            if step % config.log_every == 0 or saving:
-                acc = jax.device_get(driver.local(acc))
-                n_skipped = int(acc.pop(steps.SKIPPED, 0))
-                means = {f"train/{k}": float(v) / (n_acc - n_skipped) for k, v in acc.items()
-                         if n_acc > n_skipped}
-                _check_finite((step - n_acc + 1, step), means, state, ckpt)
-                if skip:
-                    means["train/nonfinite_skipped"] = n_skipped
-                    if n_skipped:
-                        info(f"Skipped {n_skipped} non-finite update(s) in steps "
-                             f"{step - n_acc + 1}-{step}.")
-                means["train/examples_per_sec"] = progress.update(step, means)
-                writer.scalars(step, means)
-                acc, n_acc = None, 0
-            if step % config.sample_every == 0:
-                writer.images(step, task.images(driver.local(state), show), samples_dir)
-            if config.eval_every and step % config.eval_every == 0 and step < config.num_steps:
-                writer.scalars(step, evaluate(task, driver.local(state), config, eval_spec,
-                                              show["image"].shape[1:]))
-            if saving:
-                ckpt.save(step, driver.saveable(state), force=step == config.num_steps)
-    finally:
-        progress.close()
-        ckpt.wait()
-
+    ckpt.check_compatible(jax.eval_shape(run.task.init, rng.stream(config.seed, "init")))
+    driver = _compile(run)
+    writer, samples_dir = MetricWriter(workdir), os.path.join(workdir, "samples")
+    state = _train(run, driver, ckpt, _start(run, driver, ckpt), writer, samples_dir)
     state = driver.local(state)
-    results = evaluate(task, state, config, eval_spec, show["image"].shape[1:])
-    if results:
-        writer.scalars(config.num_steps, results)
-    grids = task.images(state, show)
-    writer.images(config.num_steps, grids, samples_dir)
-    if jax.process_index() == 0:
-        for name, imgs in grids.items():
-            save_grid(os.path.join(workdir, f"{name}.png"), imgs)
-        plot_curves(writer.jsonl_path, os.path.join(workdir, "curves.png"))
+    _finish(run, state, workdir, writer, samples_dir)
     writer.close()
     ckpt.close()
-    if results:
-        info("Final metrics: " + ", ".join(f"{k} {v:.4f}" for k, v in results.items()))
     info(f"Outputs in {workdir}")
     return state

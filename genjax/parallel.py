@@ -1,4 +1,4 @@
-"""Data parallelism: one per-device train step under three drivers, and multi-host start-up.
+"""Data-parallel drivers: one per-device train step compiled three ways, and multi-host start-up.
 
 Drivers (``config.parallel``):
   ``"none"``: plain ``jax.jit`` on one device.
@@ -12,7 +12,7 @@ Drivers (``config.parallel``):
     multi-host one.
 
 Every driver computes what one device computes on the global batch, because random
-draws are made at global size and sliced per replica (`shard_draw`), BatchNorm uses
+draws are made at global size and sliced per replica (`genjax.replica.shard_draw`), BatchNorm uses
 global-batch statistics (cross-replica under pmap, automatic under mesh), and losses
 are means over equal shards averaged with ``pmean``. Spectral-norm vectors depend on
 the replicated weights only, so they stay identical on every replica. The GAN step's
@@ -31,14 +31,11 @@ import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
+from genjax.replica import AXIS
 from genjax.steps.common import multi_step
+from genjax.xla_cpu import CPU_DOTS, jit_on_first_call
 
-AXIS = "data"
 DRIVERS = ("none", "pmap", "mesh")
-# XLA:CPU dot libraries a step can be compiled with (`cpu_compiler_options`).
-CPU_DOTS = ("auto", "ynnpack", "eigen")
-# A host batch: ``image`` [B, H, W, C], ``label`` [B] (and ``mask`` [B] in evaluation).
-Batch = dict[str, np.ndarray]
 
 
 def check_driver(name: str) -> None:
@@ -77,81 +74,6 @@ def check_batch(name: str, batch_size: int) -> int:
     return n
 
 
-def shard_draw(sample: Callable[[jax.Array, tuple[int, ...]], jax.Array], key: jax.Array,
-               shape: tuple[int, ...], axis_name: str | None) -> jax.Array:
-    """This replica's rows of ``sample(key, global shape)``.
-
-    ``shape`` is the per-replica shape (rows first). Under a mapped axis every replica
-    draws the global array with the same key and keeps its own slice, so the noise is
-    exactly that of one device on the global batch; outside one it is ``sample(key, shape)``.
-    Latents and per-example scalars are small, so drawing them in full costs little.
-    """
-    if axis_name is None:
-        return sample(key, shape)
-    n = jax.lax.axis_size(axis_name)
-    full = sample(key, (n * shape[0], *shape[1:]))
-    return jax.lax.dynamic_slice_in_dim(full, jax.lax.axis_index(axis_name) * shape[0], shape[0])
-
-
-def normal(key: jax.Array, shape: tuple[int, ...]) -> jax.Array:
-    """Standard normal float32 draws: the ``sample`` for latents and posterior noise."""
-    return jax.random.normal(key, shape)
-
-
-def _contains_convolution(jaxpr) -> bool:
-    for eqn in jaxpr.eqns:
-        if eqn.primitive.name == "conv_general_dilated":
-            return True
-        for value in eqn.params.values():
-            for sub in value if isinstance(value, (tuple, list)) else (value,):
-                sub = getattr(sub, "jaxpr", sub)  # a ClosedJaxpr's Jaxpr
-                if hasattr(sub, "eqns") and _contains_convolution(sub):
-                    return True
-    return False
-
-
-def has_convolution(fn: Callable, *args: Any, **jit_kwargs: Any) -> bool:
-    """Whether ``fn(*args)`` contains a convolution (traced, not run; nested calls, loops
-    and custom derivatives included). Traced as ``jax.jit(fn, **jit_kwargs)``, whose
-    trace JAX then reuses when compiling ``fn`` with those arguments."""
-    return _contains_convolution(jax.jit(fn, **jit_kwargs).trace(*args).jaxpr.jaxpr)
-
-
-def cpu_compiler_options(cpu_dots: str, fn: Callable, *args: Any, **jit_kwargs: Any
-                         ) -> dict[str, Any] | None:
-    """XLA compiler options for ``jax.jit(fn, compiler_options=..., **jit_kwargs)`` on CPU.
-
-    jaxlib 0.10's XLA:CPU hands every dot to YNNPACK, and with it the textbook conv
-    GANs' steps ran at half speed (2 cores, one process: DCGAN 97 against 176 examples/s,
-    the conv generator's gradient 320 against 166 ms), while the MLP GAN's step ran 19 %
-    faster than with Eigen's dots. ``"auto"`` therefore picks Eigen's dots for a step with
-    convolutions and YNNPACK's otherwise; ``"ynnpack"``/``"eigen"`` force one. Off CPU,
-    or when ``XLA_FLAGS`` already sets ``xla_cpu_experimental_ynn_fusion_type``,
-    there is nothing to choose (None).
-    """
-    if cpu_dots not in CPU_DOTS:
-        raise ValueError(f"Unknown cpu_dots {cpu_dots!r}; valid: {', '.join(CPU_DOTS)}.")
-    if jax.default_backend() != "cpu" or "ynn_fusion_type" in os.environ.get("XLA_FLAGS", ""):
-        return None
-    if cpu_dots == "auto":
-        cpu_dots = "eigen" if has_convolution(fn, *args, **jit_kwargs) else "ynnpack"
-    return {"xla_cpu_experimental_ynn_fusion_type": ""} if cpu_dots == "eigen" else None
-
-
-def _jit_on_first_call(fn: Callable, cpu_dots: str, **jit_kwargs: Any) -> Callable:
-    """``jax.jit(fn, **jit_kwargs)`` with the `cpu_compiler_options` of the first call's
-    arguments (which the choice of dot library depends on)."""
-    compiled: list[Callable] = []
-
-    def call(*args):
-        if not compiled:
-            options = cpu_compiler_options(cpu_dots, fn, *args, **jit_kwargs)
-            compiled.append(jax.jit(fn, compiler_options=options, **jit_kwargs))
-        return compiled[0](*args)
-
-    return call
-
-
 @dataclasses.dataclass(frozen=True)
 class Driver:
     """A compiled step and the placement helpers that go with it.
@@ -188,7 +110,7 @@ def make_driver(name: str, step_fn: Callable, *, donate: bool = False,
     asynchronous checkpoint write may still be reading the previous state's buffers).
     ``steps_per_call`` > 1 compiles `genjax.steps.multi_step` of ``step_fn`` instead:
     one call runs that many steps on stacked batches. ``cpu_dots`` picks XLA:CPU's dot
-    library (`cpu_compiler_options`) for the "none" and "mesh" drivers; ``jax.pmap``
+    library (`genjax.xla_cpu.cpu_compiler_options`) for the "none" and "mesh" drivers; ``jax.pmap``
     takes no compiler options, so "pmap" compiles with XLA's defaults.
     """
     if cpu_dots not in CPU_DOTS:
@@ -235,7 +157,7 @@ def _make_driver(name: str, step_fn: Callable, donate: bool, stacked: bool, cpu_
     first = jax.local_devices()[0]
     if name == "none":
         one = lambda tree: jax.device_put(tree, first)
-        step = _jit_on_first_call(step_fn, cpu_dots, donate_argnums=donate_argnums)
+        step = jit_on_first_call(step_fn, cpu_dots, donate_argnums=donate_argnums)
         return Driver(name, 1, step, one, lambda b: b, lambda tree: tree, lambda s: s)
     if name == "pmap":
         n = jax.local_device_count()
@@ -251,7 +173,7 @@ def _make_driver(name: str, step_fn: Callable, donate: bool, stacked: bool, cpu_
     mesh = make_mesh()
     replicated = NamedSharding(mesh, P())
     data = NamedSharding(mesh, P(None, AXIS) if stacked else P(AXIS))
-    step = _jit_on_first_call(step_fn, cpu_dots, in_shardings=(replicated, data),
+    step = jit_on_first_call(step_fn, cpu_dots, in_shardings=(replicated, data),
                               out_shardings=(replicated, replicated), donate_argnums=donate_argnums)
     put = lambda b: jax.tree.map(lambda x: jax.make_array_from_process_local_data(data, x), b)
     local = lambda tree: jax.tree.map(lambda x: jax.device_put(x.addressable_data(0), first), tree)

@@ -2,24 +2,34 @@
 
   python tests/parallel_worker.py drivers OUT.json CONFIG
       3 steps of CONFIG (the VAE, the DCGAN with BatchNorm, or WGAN-GP with n_critic 5 and
-      spectral norm) under every driver on 4 simulated devices; writes the relative
-      difference of each state component from the one-device state, the trace counts and
-      whether pmap replicas agree bitwise.
+      spectral norm) under every driver on 4 simulated devices, in float64 and, for the
+      VAE, also in float32; writes the relative difference of each state component from
+      the one-device state, the trace counts and whether pmap replicas agree bitwise.
   python tests/parallel_worker.py vae OUT.npz DRIVER [PROCESS_ID NUM_PROCESSES PORT]
       3 VAE steps on 2 simulated devices per process (mesh driver across processes, or
       one device), saving this process's copy of the final state.
+
+Why float64: a driver changes the order of float32 reductions (per-replica sums, then
+an all-reduce), and some steps amplify that roundoff far beyond float32's 6e-8. Measured
+in float32: WGAN-GP's critic Adam moments 1.2e-3 apart between pmap and one device after
+one step (the penalty's gradient, through a generator whose BatchNorm statistics are
+all-reduced, moves ~1e-3 per 1e-6 change of the fakes, and Adam's first updates,
+lr * g / |g|, flip sign wherever |g| is below the roundoff), the DCGAN's generator
+moments 2e-3 apart after three steps (BatchNorm's backward subtracts batch means of
+nearly equal per-example gradients). Which CPU kernels XLA picks (AVX2 or AVX-512) moves
+those figures by orders of magnitude, so no float32 tolerance both passes everywhere and
+catches a wrong driver. In float64 the same amplification of 1.1e-16 roundoff stays
+below 1e-11, while a driver that computes something else (a replica without the
+all-reduce, noise not sliced from the one-device draw, per-replica BatchNorm) moves the
+state by 1e-3 or more (measured: pmap without its axis name, 0.27 after three steps).
 """
 
 import os
 import sys
 
 # One XLA:CPU dot library for every driver, XLA's default (jax.pmap takes no per-step
-# compiler options, and the flag overrides the drivers' choice): the drivers must compute
-# the same thing, and another library's summation order is amplified like any other
-# reduction-order change (see STEPS_OF).
-# XLA's default LLVM optimisation too, not the suite's -O0 (tests/conftest.py): with the
-# -O0 code WGAN-GP's critic Adam moments differ 1.2e-3 between pmap and one device after
-# its five critic updates (the amplification STEPS_OF describes), 1e-6 with the default.
+# compiler options, and the flag overrides the drivers' choice), and XLA's default LLVM
+# optimisation rather than the suite's -O0 (tests/conftest.py): what users run.
 os.environ["XLA_FLAGS"] = "--xla_cpu_experimental_ynn_fusion_type=individual_dot " \
     "--xla_force_host_platform_device_count=" + ("4" if sys.argv[1] == "drivers" else "2")
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
@@ -33,15 +43,6 @@ import numpy as np  # noqa: E402
 from genjax import parallel  # noqa: E402
 
 STEPS = 3
-# The DCGAN and WGAN-GP (the same BatchNorm generator) are compared after one step. From
-# the second step on, the generator's gradient comes through BatchNorm's backward, which
-# subtracts the batch mean of nearly identical per-example gradients (the young critic is
-# close to linear): any change of reduction order between drivers is then amplified
-# (measured, DCGAN: G's Adam moments 2.5e-7 apart after 1 step, 3.2e-4 after 2, 1.9e-3
-# after 3; WGAN-GP with the sub-pixel conv gradients: every component within 1e-6 after
-# 1 step, 1.7e-3 in the critic's Adam moments after 3), while a smooth 1-ulp change of
-# the input moves one-device results by only 3e-7.
-STEPS_OF = {"dcgan_mnist": 1, "wgan_gp_mnist": 1}
 
 
 def config(name: str, driver: str):
@@ -64,32 +65,41 @@ def batches(preprocess: str, n_rows: int, n_steps: int) -> list[dict]:
             for _ in range(n_steps)]
 
 
-def run(name: str, driver: str, rows: slice | None = None, steps_per_call: int = 1):
+def in_float64(tree):
+    """``tree`` with every float32 leaf as float64 (under ``jax.enable_x64``)."""
+    return jax.tree.map(lambda x: x.astype(np.float64) if x.dtype == np.float32 else x, tree)
+
+
+def run(name: str, driver: str, rows: slice | None = None, steps_per_call: int = 1,
+        float64: bool = False):
     """(final state as a local copy, traces of the step, replicas-identical flag); with
-    ``steps_per_call`` = `STEPS` the steps run as one multi-step call on stacked batches."""
+    ``steps_per_call`` = `STEPS` the steps run as one multi-step call on stacked batches;
+    ``float64``: the initial state and the batches in float64, with x64 enabled."""
     from genjax.tasks import TASKS
 
     c = config(name, driver)
-    task = TASKS[c.task](c, (28, 28, 1))
+    task = TASKS[c.task](c, (28, 28, 1), parallel.step_axis(driver))
     traces = []
 
     def counted(state, batch):
         traces.append(1)
         return task.train_step(state, batch)
 
-    d = parallel.make_driver(driver, counted, steps_per_call=steps_per_call)
-    state = d.place(jax.jit(task.init)(jax.random.key(0)))
-    host = batches(c.preprocess, task.examples_per_step, STEPS_OF.get(name, STEPS))
-    if rows is not None:
-        host = [{k: v[rows] for k, v in batch.items()} for batch in host]
-    if steps_per_call > 1:
-        host = [{k: np.stack([b[k] for b in host]) for k in host[0]}]
-    for batch in host:
-        state, _ = d.step(state, d.put_batch(batch))
-    same = True
-    if driver == "pmap":
-        same = all(bool(np.all(x == x[:1])) for x in flat(state))
-    return d.local(state), len(traces), same
+    cast = in_float64 if float64 else lambda tree: tree
+    with jax.enable_x64(float64):
+        d = parallel.make_driver(driver, counted, steps_per_call=steps_per_call)
+        state = d.place(cast(jax.jit(task.init)(jax.random.key(0))))
+        host = batches(c.preprocess, task.examples_per_step, STEPS)
+        if rows is not None:
+            host = [{k: v[rows] for k, v in batch.items()} for batch in host]
+        if steps_per_call > 1:
+            host = [{k: np.stack([b[k] for b in host]) for k in host[0]}]
+        for batch in host:
+            state, _ = d.step(state, d.put_batch(cast(batch)))
+        same = True
+        if driver == "pmap":
+            same = all(bool(np.all(x == x[:1])) for x in flat(state))
+        return d.local(state), len(traces), same
 
 
 def flat(state) -> list[np.ndarray]:
@@ -121,16 +131,21 @@ def relative_differences(a, b) -> dict[str, float]:
 
 
 def drivers(out: str, name: str) -> None:
-    reference, traces, _ = run(name, "none")
-    result = {"none": {"traces": traces}}
-    runs = [("pmap", 1), ("mesh", 1)]
-    if name == "vae_mnist":  # multi-step calls: each driver's stacked-batch placement
-        runs += [("none", STEPS), ("pmap", STEPS), ("mesh", STEPS)]
-    for driver, k in runs:
-        state, traces, same = run(name, driver, steps_per_call=k)
-        result[driver if k == 1 else f"{driver}/{k} steps per call"] = {
-            "traces": traces, "replicas_identical": same,
-            "relative_difference": relative_differences(state, reference)}
+    """Every driver against one device, in float64 (every config) and float32 (the VAE,
+    whose step is well conditioned: the precision users train in)."""
+    result = {}
+    for float64 in (True, False) if name == "vae_mnist" else (True,):
+        reference, traces, _ = run(name, "none", float64=float64)
+        by_driver = {"none": {"traces": traces}}
+        runs = [("pmap", 1), ("mesh", 1)]
+        if name == "vae_mnist":  # multi-step calls: each driver's stacked-batch placement
+            runs += [("none", STEPS), ("pmap", STEPS), ("mesh", STEPS)]
+        for driver, k in runs:
+            state, traces, same = run(name, driver, steps_per_call=k, float64=float64)
+            by_driver[driver if k == 1 else f"{driver}/{k} steps per call"] = {
+                "traces": traces, "replicas_identical": same,
+                "relative_difference": relative_differences(state, reference)}
+        result["float64" if float64 else "float32"] = by_driver
     with open(out, "w") as f:
         json.dump(result, f, indent=1)
 

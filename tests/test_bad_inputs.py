@@ -10,7 +10,7 @@ from ml_collections import config_flags
 
 from experiments import launch
 from experiments.configs import dcgan_mnist, vae_mnist
-from genjax import loop, parallel, spectral
+from genjax import loop, parallel, rng, spectral
 from genjax.checkpoint import Checkpointer, CheckpointMismatchError
 from genjax.data import DatasetUnavailableError
 from genjax.metrics import domain, inception
@@ -82,6 +82,9 @@ CONFIG_CASES = [
      r"Unknown optimizer 'sgd'; valid: adam, rmsprop"),
     ("unknown preprocessing", VAE, {"preprocess": "binarise"}, None, ValueError,
      r"Unknown preprocess mode 'binarise'"),
+    ("Gaussian likelihood on binary pixels", VAE,
+     {"likelihood": "gaussian", "preprocess": "binarize_static"}, None, ValueError,
+     r"likelihood='gaussian' on binarised pixels .* unbounded density"),
     ("no evaluation samples", VAE, {"eval_samples": 0}, None, ValueError,
      r"config.eval_samples must be positive"),
     ("workdir not writable", VAE, {}, _file_in_the_way, PermissionError,
@@ -102,7 +105,7 @@ def test_bad_config_fails_before_compiling(name, module, overrides, make_workdir
     config.data_dir = data_dir
     config.update(overrides)
     workdir = make_workdir(tmp_path) if make_workdir else str(tmp_path / "run")
-    jax.random.key(config.seed)  # the loop's one eager op, compiled once per process anyway
+    rng.stream(config.seed, "init")  # the loop's eager ops, compiled once per process anyway
     _COMPILES.clear()
     with pytest.raises(error, match=pattern):
         loop.train_and_evaluate(config, workdir)

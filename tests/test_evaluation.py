@@ -110,3 +110,28 @@ def test_inception_without_weights_says_where_to_get_them(data_dir, tmp_path):
         json.dump(c.to_dict(), f)
     with pytest.raises(FileNotFoundError, match="pt_inception-2015-12-05"):
         evaluate_cli.evaluate_run(str(tmp_path / "run"), 100, extractor="inception")
+
+
+def test_classifier_evaluation_counts_only_real_rows():
+    """The evaluation pipeline pads the last batch with zero rows (mask 0); the
+    classifier's test accuracy and cross-entropy are over the real rows only."""
+    import optax
+
+    from experiments.configs import classifier_mnist5k
+    from genjax.tasks import classifier
+
+    task = classifier.build(classifier_mnist5k.get_config("test"), (28, 28, 1))
+    state = jax.jit(task.init)(jax.random.key(0))
+    rng = np.random.default_rng(0)
+    images = rng.uniform(size=(10, 28, 28, 1)).astype(np.float32)
+    labels = rng.integers(0, 10, 10).astype(np.int32)
+    padded = {"image": np.concatenate([images[6:], np.zeros((2, 28, 28, 1), np.float32)]),
+              "label": np.concatenate([labels[6:], np.zeros(2, np.int32)]),
+              "mask": np.array([1, 1, 1, 1, 0, 0], np.float32)}
+    full = {"image": images[:6], "label": labels[:6], "mask": np.ones(6, np.float32)}
+    got = task.evaluate(state, [full, padded])
+    logits = domain.DomainClassifier().apply({"params": state.nets["model"].params}, images)[0]
+    ce = optax.softmax_cross_entropy_with_integer_labels(logits, labels)
+    np.testing.assert_allclose(got["test/cross_entropy"], float(np.mean(ce)), rtol=1e-5)
+    np.testing.assert_allclose(got["test/accuracy"],
+                               float(np.mean(np.argmax(logits, -1) == labels)), rtol=1e-6)

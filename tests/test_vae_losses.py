@@ -96,3 +96,14 @@ def test_iwae_bound_is_log_mean_exp():
     lw = jnp.array([[0.0, -1000.0], [np.log(3.0), -1001.0]])
     np.testing.assert_allclose(L.iwae_bound(lw), [np.log(2.0), -1000.0 + np.log((1 + np.exp(-1)) / 2)],
                                rtol=1e-6)
+
+
+def test_mismatched_shapes_are_refused_not_broadcast():
+    """A [B, D] mean with a [B, 1] log-variance would broadcast silently into a wrong
+    density; the public pieces assert equal shapes instead."""
+    with pytest.raises(AssertionError, match="equal shape"):
+        L.kl_standard_normal(jnp.zeros((2, 3)), jnp.zeros((2, 1)))
+    with pytest.raises(AssertionError, match="equal shape"):
+        L.gaussian_log_likelihood(jnp.zeros((2, 3)), jnp.zeros((2, 3)), jnp.zeros((2, 1)))
+    with pytest.raises(AssertionError, match="equal shape"):
+        L.bernoulli_log_likelihood(jnp.zeros((2, 3)), jnp.zeros((3,)))

@@ -25,7 +25,7 @@ def add_data_and_loop(c: ml_collections.ConfigDict, *, preprocess: str, batch_si
     c.checkpoint_every = every
     c.keep_checkpoints = 3
     c.parallel = "none"    # data-parallel driver: none (one device), pmap or mesh
-    c.steps_per_call = 1   # train steps per compiled call (lax.scan); see README Benchmarks
+    c.steps_per_call = 1   # train steps per compiled call (lax.scan); see docs/benchmarks.md
     c.compute_dtype = "float32"  # or bfloat16: networks' arithmetic (params stay float32)
     c.cpu_dots = "auto"    # XLA:CPU dot library: auto (eigen with convs), ynnpack, eigen
     c.skip_nonfinite_steps = False  # True: drop NaN/Inf updates (counted) instead of stopping

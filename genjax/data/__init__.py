@@ -1,39 +1,28 @@
-"""Data: the embedded offline `mnist5k` tfds dataset and the shared input pipeline."""
+"""Data: the embedded offline `mnist5k` tfds dataset and the shared input pipeline.
 
-import sys
+`Batch` (the host batch type) is importable without TensorFlow; the pipeline's names
+(`train_iterator`, `eval_iterator`, `DataSpec`, ...) load TensorFlow on first use.
+"""
 
+from __future__ import annotations
 
-def _import_tensorflow_without_keras() -> None:
-    """Import TensorFlow without the eager Keras load at the end of its ``__init__`` (about
-    3.5 s of every experiment start here; genjax uses only tf.data and tfds). TensorFlow
-    catches the ImportError; Keras imports normally afterwards, for whoever wants it."""
-    if "tensorflow" in sys.modules or "keras.src.optimizers" in sys.modules:
-        return
-    sys.modules["keras.src.optimizers"] = None  # type: ignore[assignment]
-    try:
-        import tensorflow  # noqa: F401
-    finally:
-        del sys.modules["keras.src.optimizers"]
+import importlib
+from typing import Any
 
+import numpy as np
 
-_import_tensorflow_without_keras()
-
-from genjax.data.pipeline import (  # noqa: E402
-    OFFLINE_ALTERNATIVE,
-    PREPROCESS_MODES,
-    Batch,
-    DatasetUnavailableError,
-    DataSpec,
-    eval_iterator,
-    get_builder,
-    host_batch_size,
-    num_examples,
-    split_for_devices,
-    train_iterator,
-)
+# A host batch: ``image`` [B, H, W, C], ``label`` [B] (and ``mask`` [B] in evaluation).
+Batch = dict[str, np.ndarray]
 
 __all__ = [
     "OFFLINE_ALTERNATIVE", "PREPROCESS_MODES", "Batch", "DatasetUnavailableError", "DataSpec",
     "eval_iterator", "get_builder", "host_batch_size", "num_examples", "split_for_devices",
     "train_iterator",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """The pipeline's names, imported (with TensorFlow) when first asked for."""
+    if name in __all__:
+        return getattr(importlib.import_module("genjax.data.pipeline"), name)
+    raise AttributeError(f"module 'genjax.data' has no attribute {name!r}")

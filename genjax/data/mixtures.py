@@ -15,6 +15,8 @@ sees the same data, and they flow through the same input pipeline as the images.
 from __future__ import annotations
 
 import numpy as np
+
+from genjax.data import _tensorflow  # noqa: F401  (first: quiet, without Keras)
 import tensorflow_datasets as tfds
 
 SEED = 2017

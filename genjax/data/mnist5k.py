@@ -11,6 +11,8 @@ class and the split never changes between machines.
 from __future__ import annotations
 
 import numpy as np
+
+from genjax.data import _tensorflow  # noqa: F401  (first: quiet, without Keras)
 import tensorflow_datasets as tfds
 
 NUM_TRAIN = 4000

@@ -18,11 +18,13 @@ from typing import Iterator
 
 import jax
 import numpy as np
+
+from genjax.data import _tensorflow  # noqa: F401  (first: quiet, without Keras)
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
+from genjax.data import Batch
 from genjax.data import mixtures, mnist5k  # noqa: F401  (register their tfds builders)
-from genjax.parallel import Batch
 
 OFFLINE_ALTERNATIVE = "mnist5k"
 OFFLINE = ("mnist5k", "gaussian_mixtures")  # generated or embedded: prepared without internet
@@ -140,16 +142,19 @@ def _geometry(spec: DataSpec) -> tuple[int | None, int | None]:
 
 
 def _decoded(builder: tfds.core.DatasetBuilder, split: str, spec: DataSpec, *,
-             per_process: bool) -> tf.data.Dataset:
-    """The split's examples as uint8 {image, label}, cropped/resized, cached in memory;
-    with ``per_process``, only this host's share of them (`tfds.split_for_jax_process`).
+             per_process: bool, cache: bool) -> tf.data.Dataset:
+    """The split's examples as uint8 {image, label}, cropped/resized, and with ``cache``
+    cached in memory (for datasets read over and over); with ``per_process``, only this
+    host's share of them (`tfds.split_for_jax_process`).
 
     Static binarisation happens here, once per example (keyed by its index in the
     split), so it is the same sample in every epoch and every run.
     """
     if per_process and jax.process_count() > 1:
         split = tfds.split_for_jax_process(split)
-    ds = builder.as_dataset(split=split, shuffle_files=False)
+    # tfds would cache small datasets on its own (try_autocache); the cache is ours to place
+    ds = builder.as_dataset(split=split, shuffle_files=False,
+                            read_config=tfds.ReadConfig(try_autocache=False))
     crop, size = _geometry(spec)
     has_label = "label" in builder.info.features
 
@@ -167,7 +172,8 @@ def _decoded(builder: tfds.core.DatasetBuilder, split: str, spec: DataSpec, *,
         label = tf.cast(ex["label"], tf.int32) if has_label else tf.constant(0, tf.int32)
         return {"image": image, "label": label}
 
-    return ds.enumerate().map(decode, num_parallel_calls=tf.data.AUTOTUNE).cache()
+    ds = ds.enumerate().map(decode, num_parallel_calls=tf.data.AUTOTUNE)
+    return ds.cache() if cache else ds
 
 
 def _to_model_inputs(batch: dict, spec: DataSpec, batch_index) -> dict:
@@ -212,7 +218,7 @@ def train_iterator(spec: DataSpec, split: str, *, global_batch_size: int, start_
     """
     batch = host_batch_size(global_batch_size, num_devices=1)
     builder = get_builder(spec)
-    examples = _decoded(builder, split, spec, per_process=True)
+    examples = _decoded(builder, split, spec, per_process=True, cache=True)
     n = _count(builder, split, examples)
     if n < batch:
         raise ValueError(f"Split {split!r} of {spec.name!r} has {n} examples per host, "
@@ -240,7 +246,9 @@ def eval_iterator(spec: DataSpec, split: str, *, global_batch_size: int) -> Iter
     split (each evaluates its own copy of the state; process 0 writes the results).
     """
     batch = host_batch_size(global_batch_size, num_devices=1, process_count=1)
-    ds = _decoded(get_builder(spec), split, spec, per_process=False).batch(batch)
+    # Not cached: one pass, often left after its first batch (the loop's fixed
+    # reconstruction inputs), where TensorFlow warns that a partial cache is discarded.
+    ds = _decoded(get_builder(spec), split, spec, per_process=False, cache=False).batch(batch)
     ds = ds.enumerate().map(lambda i, b: _to_model_inputs(b, spec, i),
                             num_parallel_calls=tf.data.AUTOTUNE)
     for b in tfds.as_numpy(ds.prefetch(tf.data.AUTOTUNE)):

@@ -12,10 +12,11 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
+import chex
 import jax
 import jax.numpy as jnp
 
-from genjax import parallel
+from genjax import replica
 
 CriticFn = Callable[[jax.Array], jax.Array]
 
@@ -37,7 +38,8 @@ def gradient_penalty(critic_fn: CriticFn, real: jax.Array, fake: jax.Array, key:
     lambda (10 in the paper) and add to the critic loss. ``axis_name``: under a
     data-parallel driver, eps is this replica's slice of the one-device draw.
     """
-    eps = parallel.shard_draw(lambda k, s: jax.random.uniform(k, s, real.dtype), key,
+    chex.assert_equal_shape([real, fake])
+    eps = replica.shard_draw(lambda k, s: jax.random.uniform(k, s, real.dtype), key,
                               (real.shape[0],) + (1,) * (real.ndim - 1), axis_name)
     x_hat = eps * real + (1.0 - eps) * fake
     norms = _per_example_norm(_input_gradients(critic_fn, x_hat))

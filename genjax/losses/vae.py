@@ -10,8 +10,11 @@ from __future__ import annotations
 
 import math
 
+import chex
 import jax
 import jax.numpy as jnp
+
+from genjax import replica
 
 _LOG_2PI = math.log(2.0 * math.pi)
 
@@ -33,6 +36,7 @@ def bernoulli_log_likelihood(logits: jax.Array, x: jax.Array) -> jax.Array:
     Returns:
       [B] log-likelihoods in nats.
     """
+    chex.assert_equal_shape([logits, x])
     return _sum_event(x * logits - jax.nn.softplus(logits))
 
 
@@ -42,6 +46,7 @@ def gaussian_log_likelihood(x: jax.Array, mean: jax.Array, log_var: jax.Array) -
     Returns:
       [B] log-densities in nats.
     """
+    chex.assert_equal_shape([x, mean, log_var])
     return _sum_event(-0.5 * (_LOG_2PI + log_var + (x - mean) ** 2 * jnp.exp(-log_var)))
 
 
@@ -55,12 +60,19 @@ def kl_standard_normal(mean: jax.Array, log_var: jax.Array) -> jax.Array:
 
     KL = 0.5 * sum(exp(log_var) + mean^2 - 1 - log_var).
     """
+    chex.assert_equal_shape([mean, log_var])
     return _sum_event(0.5 * (jnp.exp(log_var) + mean**2 - 1.0 - log_var))
 
 
-def reparameterize(key: jax.Array, mean: jax.Array, log_var: jax.Array) -> jax.Array:
-    """Sample z = mean + exp(log_var / 2) * eps, eps ~ N(0, I), differentiably."""
-    return mean + jnp.exp(0.5 * log_var) * jax.random.normal(key, mean.shape, mean.dtype)
+def reparameterize(key: jax.Array, mean: jax.Array, log_var: jax.Array, *,
+                   axis_name: str | None = None) -> jax.Array:
+    """Sample z = mean + exp(log_var / 2) * eps, eps ~ N(0, I), differentiably.
+
+    ``axis_name``: under a data-parallel driver, eps is this replica's rows of the
+    one-device draw (`genjax.replica.shard_draw`).
+    """
+    normal = lambda k, shape: jax.random.normal(k, shape, mean.dtype)
+    return mean + jnp.exp(0.5 * log_var) * replica.shard_draw(normal, key, mean.shape, axis_name)
 
 
 def elbo(log_likelihood: jax.Array, kl: jax.Array, beta: float = 1.0) -> jax.Array:

@@ -19,7 +19,7 @@ channels concatenated to the input). `Conditional` makes any generator class-con
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from typing import Callable, Sequence
 
 import flax.linen as nn
 import jax
@@ -191,6 +191,19 @@ def _num_upsamplings(size: int) -> tuple[int, int]:
     raise ValueError(f"DCGAN/SNGAN sizes are 4*2^n or 7*2^n, got {size}.")
 
 
+def _project_and_upsample(z: jax.Array, start: int, width: int, widths: Sequence[int],
+                          conv_t: Callable, train: bool, bn_axis_name: str | None) -> jax.Array:
+    """The DCGAN-style generator trunk, called inside a compact ``__call__`` (its layers are
+    the caller's): Dense to start x start x ``width``, BN+ReLU, then per entry of ``widths`` a
+    stride-2 4x4 transposed convolution to that width, BN+ReLU."""
+    x = nn.Dense(start * start * width, use_bias=False)(z)
+    x = nn.relu(_bn(train, bn_axis_name)(x.reshape(z.shape[0], start, start, width)))
+    for w in widths:
+        x = conv_t(w, (4, 4), strides=(2, 2), padding="SAME", use_bias=False)(x)
+        x = nn.relu(_bn(train, bn_axis_name)(x))
+    return x
+
+
 class DCGANGenerator(nn.Module):
     """DCGAN generator (Radford et al. 2016): Dense to start x start x base*2^(n-1),
     then n stride-2 4x4 transposed convs halving the width, BN+ReLU, tanh output."""
@@ -206,12 +219,8 @@ class DCGANGenerator(nn.Module):
         h, _, c = self.out_shape
         start, n = _num_upsamplings(h)
         width = self.base * 2 ** (n - 1)
-        x = nn.Dense(start * start * width, use_bias=False)(z)
-        x = nn.relu(_bn(train, self.bn_axis_name)(x.reshape(z.shape[0], start, start, width)))
-        for i in range(n - 1):
-            x = conv_t(width // 2 ** (i + 1), (4, 4), strides=(2, 2), padding="SAME",
-                       use_bias=False)(x)
-            x = nn.relu(_bn(train, self.bn_axis_name)(x))
+        x = _project_and_upsample(z, start, width, [width // 2 ** (i + 1) for i in range(n - 1)],
+                                  conv_t, train, self.bn_axis_name)
         return jnp.tanh(conv_t(c, (4, 4), strides=(2, 2), padding="SAME")(x))
 
 
@@ -256,12 +265,8 @@ class SNGANGenerator(nn.Module):
         h, _, c = self.out_shape
         start, n = _num_upsamplings(h)
         width = 8 * self.base
-        x = nn.Dense(start * start * width, use_bias=False)(z)
-        x = nn.relu(_bn(train, self.bn_axis_name)(x.reshape(z.shape[0], start, start, width)))
-        for i in range(n):
-            x = conv_t(max(1, width // 2**(i + 1)), (4, 4), strides=(2, 2), padding="SAME",
-                       use_bias=False)(x)
-            x = nn.relu(_bn(train, self.bn_axis_name)(x))
+        x = _project_and_upsample(z, start, width, [max(1, width // 2**(i + 1)) for i in range(n)],
+                                  conv_t, train, self.bn_axis_name)
         return jnp.tanh(layers.Conv(c, (3, 3), padding="SAME")(x))
 
 

@@ -27,7 +27,7 @@ def make_train_step(loss_fn: LossFn, tx: optax.GradientTransformation, *, net: s
       axis_name: when the step runs under a data-parallel driver, the mapped axis;
         gradients and metrics are averaged over it (``lax.pmean``), so every replica
         applies the same update. Every replica gets the same step key: a loss that draws
-        noise should draw it with `genjax.parallel.shard_draw` (as the VAE loss does),
+        noise should draw it with `genjax.replica.shard_draw` (as the VAE loss does),
         so that replicas use different slices of the one-device draw.
 
     Returns:

@@ -8,7 +8,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from genjax import parallel, precision
+from genjax import precision
 from genjax.losses import vae as L
 from genjax.steps.common import LossFn
 
@@ -42,7 +42,7 @@ def vae_loss(model: nn.Module, *, likelihood: str = "bernoulli", beta: float = 1
     """Negative (beta-)ELBO averaged over the batch, in nats per example.
 
     ``axis_name``: under a data-parallel driver, the posterior noise is this replica's
-    slice of the one-device draw (`genjax.parallel.shard_draw`).
+    slice of the one-device draw (`genjax.replica.shard_draw`).
     ``compute_dtype``: the networks' arithmetic (`genjax.precision`); the ELBO's terms
     are always computed in float32.
     """
@@ -52,8 +52,7 @@ def vae_loss(model: nn.Module, *, likelihood: str = "bernoulli", beta: float = 1
     def loss_fn(params: Any, batch: dict, key: jax.Array):
         x = batch["image"]
         mean, log_var = apply({"params": params}, x, method=model.encode)
-        eps = parallel.shard_draw(parallel.normal, key, mean.shape, axis_name)
-        z = mean + jnp.exp(0.5 * log_var) * eps  # the reparameterisation trick
+        z = L.reparameterize(key, mean, log_var, axis_name=axis_name)
         outputs = apply({"params": params}, z, method=model.decode)
         ll = log_likelihood(outputs, x, likelihood)
         kl = L.kl_standard_normal(mean, log_var)
@@ -88,8 +87,9 @@ def make_vae_eval(model: nn.Module, *, likelihood: str = "bernoulli", num_sample
       ``iwae_nll``: -IWAE bound with ``num_samples`` importance samples, an estimate
         of -log p(x) that tightens as K grows;
       ``count``: number of real examples.
-    Divide by ``count`` after summing over batches. Samples are processed ``chunk``
-    at a time with a running log-sum-exp, so K = 5000 fits in memory.
+    Divide by ``count`` after summing over batches. Samples are decoded ``chunk`` at a
+    time, so K = 5000 fits in memory; the bound is `genjax.losses.vae.iwae_bound` of all
+    K log-weights.
     """
     if num_samples % chunk:
         raise ValueError(f"num_samples ({num_samples}) must be a multiple of chunk ({chunk}).")
@@ -112,13 +112,11 @@ def make_vae_eval(model: nn.Module, *, likelihood: str = "bernoulli", num_sample
                               method=model.decode)
         elbo = L.elbo(log_likelihood(outputs, x, likelihood), L.kl_standard_normal(mean, log_var))
 
-        def body(acc, k):
-            lw = log_weights(params, x, mean, log_var, k)
-            return jnp.logaddexp(acc, jax.nn.logsumexp(lw, axis=0)), None
-
-        init = jnp.full(x.shape[:1], -jnp.inf)
-        lse, _ = jax.lax.scan(body, init, jax.random.split(iwae_key, num_samples // chunk))
-        iwae = lse - jnp.log(num_samples)
+        # decode `chunk` samples at a time (the activations of all K would not fit);
+        # the K x B log-weights themselves are small
+        lw = jax.lax.map(lambda k: log_weights(params, x, mean, log_var, k),
+                         jax.random.split(iwae_key, num_samples // chunk))
+        iwae = L.iwae_bound(lw.reshape(num_samples, -1))
         return {"neg_elbo": -jnp.sum(elbo * mask), "iwae_nll": -jnp.sum(iwae * mask),
                 "count": jnp.sum(mask)}
 

@@ -1,4 +1,4 @@
-"""Model families for the training loop: ``TASKS[config.task](config, image_shape)``."""
+"""Model families for the training loop: ``TASKS[config.task](config, image_shape, axis_name)``."""
 
 from genjax.tasks import classifier, gan, vae
 from genjax.tasks.common import Task

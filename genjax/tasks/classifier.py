@@ -10,7 +10,6 @@ import ml_collections
 import numpy as np
 import optax
 
-from genjax import parallel
 from genjax import state as gstate
 from genjax.metrics import domain
 from genjax.steps import make_train_step
@@ -23,8 +22,10 @@ def _loss_and_accuracy(model: domain.DomainClassifier, params, batch: dict):
     return ce, (jnp.argmax(logits, -1) == batch["label"]).astype(jnp.float32)
 
 
-def build(config: ml_collections.ConfigDict, image_shape: tuple[int, int, int]) -> Task:
-    """Assemble the classifier task (config: experiments/configs/classifier_mnist5k.py)."""
+def build(config: ml_collections.ConfigDict, image_shape: tuple[int, int, int],
+          axis_name: str | None = None) -> Task:
+    """Assemble the classifier task (config: experiments/configs/classifier_mnist5k.py);
+    ``axis_name``: the data-parallel axis of the step."""
     if tuple(image_shape) != domain.INPUT_SHAPE or config.preprocess != "unit":
         raise ValueError(f"The domain classifier trains on {domain.INPUT_SHAPE} images with "
                          f"preprocess='unit'; got {tuple(image_shape)} and {config.preprocess!r}.")
@@ -43,8 +44,10 @@ def build(config: ml_collections.ConfigDict, image_shape: tuple[int, int, int]) 
 
     @jax.jit
     def sums(params, batch):
+        """Sums over the batch's real rows (``mask``: the last batch is padded)."""
         ce, correct = _loss_and_accuracy(model, params, batch)
-        return jnp.sum(ce), jnp.sum(correct), ce.shape[0]
+        mask = batch["mask"]
+        return jnp.sum(ce * mask), jnp.sum(correct * mask), jnp.sum(mask)
 
     def evaluate(state: gstate.TrainState, batches: Iterable[dict]) -> dict[str, float]:
         totals = np.zeros(3)
@@ -56,6 +59,6 @@ def build(config: ml_collections.ConfigDict, image_shape: tuple[int, int, int]) 
         del state, batch
         return {}
 
-    step = make_train_step(loss_fn, tx, axis_name=parallel.step_axis(config.parallel))
+    step = make_train_step(loss_fn, tx, axis_name=axis_name)
     return Task(init=init, train_step=step, evaluate=evaluate, images=images,
                 examples_per_step=config.batch_size)

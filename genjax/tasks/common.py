@@ -6,14 +6,16 @@ import functools
 from typing import Callable, Iterable, Iterator, NamedTuple
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import optax
 
+from genjax.data import Batch
 from genjax.metrics import domain, evaluation
-from genjax.parallel import CPU_DOTS, Batch
 from genjax.precision import COMPUTE_DTYPES
 from genjax.state import TrainState
 from genjax.steps import StepFn
+from genjax.xla_cpu import CPU_DOTS
 
 
 class Task(NamedTuple):
@@ -62,11 +64,18 @@ _RULES = {
 
 def check_config(config) -> None:
     """Refuse out-of-range numbers (a zero latent, a negative learning rate, an EMA decay
-    of 1, ...) with the field named, before any data is read or anything compiles."""
+    of 1, ...) and combinations without meaning, with the fields named, before any data is
+    read or anything compiles."""
     for field, (ok, must) in _RULES.items():
         value = config.get(field)
         if value is not None and not ok(value):
             raise ValueError(f"config.{field} must be {must}, got {value!r}.")
+    if config.get("likelihood") == "gaussian" and str(config.get("preprocess")).startswith("binarize"):
+        # A density on {0, 1}-valued pixels grows without bound as the variance shrinks:
+        # the "likelihood" is not a likelihood and its NLL goes to minus infinity.
+        raise ValueError(f"config.likelihood='gaussian' on binarised pixels "
+                         f"(config.preprocess={config.preprocess!r}) has an unbounded density; "
+                         f"use likelihood='bernoulli', or preprocess='unit' for grey values.")
 
 
 def make_optimizer(name: str, learning_rate: float, *, b1: float = 0.9, b2: float = 0.999,
@@ -82,8 +91,10 @@ def make_optimizer(name: str, learning_rate: float, *, b1: float = 0.9, b2: floa
 
 
 def to_unit_range(images: jax.Array, preprocess: str) -> jax.Array:
-    """Map model-space images back to [0, 1] for display."""
-    return (images + 1.0) / 2.0 if preprocess == "symmetric" else images
+    """Map model-space images back to [0, 1] for display and scoring, clipped: an
+    unbounded output (a Gaussian decoder's mean) may leave the data range."""
+    images = (images + 1.0) / 2.0 if preprocess == "symmetric" else images
+    return jnp.clip(images, 0.0, 1.0)
 
 
 def sampler(draw: Callable[[TrainState, jax.Array], jax.Array], chunk: int

@@ -10,7 +10,7 @@ import ml_collections
 import numpy as np
 
 from genjax import nn as gnn
-from genjax import parallel, spectral
+from genjax import rng, spectral
 from genjax import state as gstate
 from genjax.steps import gan as gsteps
 from genjax.tasks.common import (Task, domain_extractor_for, make_optimizer, sampler,
@@ -30,13 +30,14 @@ def progressive_widths(size: int, base: int) -> tuple[int, ...]:
     return tuple(min(4 * base, base * 2 ** (n - 1 - i)) for i in range(n))
 
 
-def build_networks(config: ml_collections.ConfigDict, image_shape: tuple[int, ...]):
+def build_networks(config: ml_collections.ConfigDict, image_shape: tuple[int, ...],
+                   axis_name: str | None = None):
     """(generator, discriminator) named by ``config.generator`` / ``config.discriminator``,
-    with cross-replica BatchNorm when ``config.parallel`` maps an axis (pmap), the
+    with cross-replica BatchNorm over ``axis_name`` (the pmap driver's axis), the
     discriminator's minibatch features (``config.minibatch``) and, when
     ``config.num_classes`` > 0, class conditioning (``config.conditioning``)."""
     h = image_shape[0]
-    fast, axis, base = config.fast_layers, parallel.step_axis(config.parallel), config.base_width
+    fast, axis, base = config.fast_layers, axis_name, config.base_width
     head = gnn.Head(config.minibatch, config.num_classes, config.conditioning, axis,
                     tuple(config.minibatch_kernels))
     gens = {"mlp": lambda: gnn.MLPGenerator(image_shape),
@@ -68,81 +69,108 @@ def build_networks(config: ml_collections.ConfigDict, image_shape: tuple[int, ..
     return gen, discs[config.discriminator]()
 
 
-def build(config: ml_collections.ConfigDict, image_shape: tuple[int, ...]) -> Task:
-    """Assemble the GAN task from ``config`` (see experiments/configs/gan_mlp_mnist.py)."""
-    gen, disc = build_networks(config, image_shape)
-    opt = dict(b1=config.b1, b2=config.b2)
-    g_tx = make_optimizer(config.optimizer, config.g_learning_rate, **opt)
-    d_tx = make_optimizer(config.optimizer, config.d_learning_rate, **opt)
-    ema_decay = config.ema_decay or None
-    growth = None
-    if config.generator == "progan":
-        growth = gnn.growth_schedule(len(progressive_widths(image_shape[0], config.base_width)),
-                                     config.fade_steps, config.stable_steps)
-    k = config.num_classes
-    train_step = gsteps.make_gan_step(
+def _growth(config: ml_collections.ConfigDict, image_shape: tuple[int, ...]):
+    """The progressive growth schedule (step -> stage and fade-in), or None."""
+    if config.generator != "progan":
+        return None
+    return gnn.growth_schedule(len(progressive_widths(image_shape[0], config.base_width)),
+                               config.fade_steps, config.stable_steps)
+
+
+def _make_step(config: ml_collections.ConfigDict, gen, disc, g_tx, d_tx, growth,
+               axis_name: str | None):
+    """The GAN train step of ``config`` (`genjax.steps.gan.make_gan_step`)."""
+    return gsteps.make_gan_step(
         gen, disc, g_tx, d_tx, latent_dim=config.latent_dim, loss=config.loss,
         label_smoothing=config.label_smoothing, n_critic=config.n_critic,
         gp_weight=config.gp_weight, r1_weight=config.r1_weight,
         clip_value=config.clip_value or None, spectral_norm=config.spectral_norm,
-        ema_decay=ema_decay, num_classes=k, unroll_steps=config.unroll_steps, growth=growth,
-        compute_dtype=config.compute_dtype, axis_name=parallel.step_axis(config.parallel))
-    noise_key = jax.random.key(config.seed + 1)  # the fixed noise of every sample grid
-    # A conditional GAN's grid has one row per class (k x k); labels of evaluation
-    # samples cycle through the classes, so every class is equally represented.
-    grid_labels = jnp.repeat(jnp.arange(k), k) if k else None
-    eval_labels = jnp.arange(config.eval_batch_size) % k if k else None
+        ema_decay=config.ema_decay or None, num_classes=config.num_classes,
+        unroll_steps=config.unroll_steps, growth=growth, compute_dtype=config.compute_dtype,
+        axis_name=axis_name)
+
+
+def _make_init(config: ml_collections.ConfigDict, image_shape: tuple[int, ...], gen, disc,
+               g_tx, d_tx, growth):
+    """``init(key) -> TrainState``: both networks, their optimizers, spectral-norm vectors,
+    the EMA copy and the growth state, each from its own split of ``key``."""
+    k = config.num_classes
 
     def init(key: jax.Array) -> gstate.TrainState:
         g_key, d_key, sn_key, rng = jax.random.split(key, 4)
         extra = {} if growth is None else {"growth": growth(jnp.zeros((), jnp.int32))}
         labels = jnp.zeros((2,), jnp.int32) if k else None
         grown = (extra["growth"],) if growth else ()
-        g_vars = gen.init(g_key, jnp.zeros((2, config.latent_dim)), *([labels] if k else []),
-                          *grown, train=False)
+        g_vars = gen.init(g_key, *gsteps.generator_inputs(jnp.zeros((2, config.latent_dim)),
+                                                          labels, *grown), train=False)
         d_vars = disc.init(d_key, jnp.zeros((2, *image_shape)), labels, *grown, train=False)
         nets = {"gen": gstate.create_net(g_vars["params"], g_tx, g_vars.get("batch_stats")),
                 "disc": gstate.create_net(d_vars["params"], d_tx, d_vars.get("batch_stats"))}
         extra["spectral"] = spectral.init(d_vars["params"], sn_key) if config.spectral_norm else {}
-        if ema_decay:
+        if config.ema_decay:
             extra["ema"] = g_vars["params"]
         return gstate.create(rng, nets, extra)
+
+    return init
+
+
+def _class_accuracy(config: ml_collections.ConfigDict, image_shape: tuple[int, ...], sample):
+    """``evaluate(state, batches)``: GANs have no likelihood (the loop adds the sample
+    metrics); a conditional GAN on MNIST-like data reports how often the domain classifier
+    recognises the class it was asked for, overall and per class."""
+    k = config.num_classes
+
+    def evaluate(state: gstate.TrainState, batches: Iterable[dict]) -> dict[str, float]:
+        del batches
+        extractor = domain_extractor_for(config, image_shape) if k else None
+        if extractor is None:
+            return {}
+        n = config.eval_samples
+        draws = sample(state, rng.stream(config.seed, "eval_metrics"), n)
+        probs = np.concatenate([extractor(x)[1] for x in draws])
+        asked = np.arange(n) % config.eval_batch_size % k  # the labels of every chunk
+        hit = probs.argmax(-1) == asked
+        per_class = {f"test/domain_class_accuracy_{c}": float(hit[asked == c].mean())
+                     for c in range(k) if np.any(asked == c)}
+        return {"test/domain_class_accuracy": float(hit.mean()), **per_class}
+
+    return evaluate
+
+
+def build(config: ml_collections.ConfigDict, image_shape: tuple[int, ...],
+          axis_name: str | None = None) -> Task:
+    """Assemble the GAN task from ``config`` (see experiments/configs/gan_mlp_mnist.py);
+    ``axis_name``: the data-parallel axis the step runs under (None: one device or mesh)."""
+    gen, disc = build_networks(config, image_shape, axis_name)
+    g_tx, d_tx = (make_optimizer(config.optimizer, lr, b1=config.b1, b2=config.b2)
+                  for lr in (config.g_learning_rate, config.d_learning_rate))
+    growth = _growth(config, image_shape)
+    k = config.num_classes
+    grid_key = rng.stream(config.seed, "sample_grid")  # the fixed noise of every sample grid
+    # A conditional GAN's grid has one row per class (k x k); labels of evaluation
+    # samples cycle through the classes, so every class is equally represented.
+    grid_labels = jnp.repeat(jnp.arange(k), k) if k else None
+    eval_labels = jnp.arange(config.eval_batch_size) % k if k else None
 
     @jax.jit
     def _samples(state: gstate.TrainState) -> jax.Array:
         n = NUM_SAMPLES if grid_labels is None else len(grid_labels)
-        return gsteps.generate(gen, state, jax.random.normal(noise_key, (n, config.latent_dim)),
-                               grid_labels)
+        z = jax.random.normal(grid_key, (n, config.latent_dim))
+        return to_unit_range(gsteps.generate(gen, state, z, grid_labels), config.preprocess)
 
     @jax.jit
     def _draw(state: gstate.TrainState, key: jax.Array) -> jax.Array:
         z = jax.random.normal(key, (config.eval_batch_size, config.latent_dim))
         return to_unit_range(gsteps.generate(gen, state, z, eval_labels), config.preprocess)
 
-    sample = sampler(_draw, config.eval_batch_size)
-
-    def evaluate(state: gstate.TrainState, batches: Iterable[dict]) -> dict[str, float]:
-        """GANs have no likelihood (the loop adds the sample metrics); a conditional GAN
-        on MNIST-like data reports how often the domain classifier recognises the class
-        it was asked for, overall and per class."""
-        del batches
-        extractor = domain_extractor_for(config, image_shape) if k else None
-        if extractor is None:
-            return {}
-        n = config.eval_samples
-        probs = np.concatenate([extractor(x)[1] for x in
-                                sample(state, jax.random.key(config.seed + 3), n)])
-        asked = np.arange(n) % config.eval_batch_size % k  # eval_labels of every chunk
-        hit = probs.argmax(-1) == asked
-        per_class = {f"test/domain_class_accuracy_{c}": float(hit[asked == c].mean())
-                     for c in range(k) if np.any(asked == c)}
-        return {"test/domain_class_accuracy": float(hit.mean()), **per_class}
-
     def images(state: gstate.TrainState, batch: dict) -> dict[str, np.ndarray]:
         del batch
         if len(image_shape) != 3:  # 2-D points: benchmarks/modes.py plots them
             return {}
-        return {"samples": np.asarray(to_unit_range(_samples(state), config.preprocess))}
+        return {"samples": np.asarray(_samples(state))}
 
-    return Task(init=init, train_step=train_step, evaluate=evaluate, images=images,
+    sample = sampler(_draw, config.eval_batch_size)
+    return Task(init=_make_init(config, image_shape, gen, disc, g_tx, d_tx, growth),
+                train_step=_make_step(config, gen, disc, g_tx, d_tx, growth, axis_name),
+                evaluate=_class_accuracy(config, image_shape, sample), images=images,
                 examples_per_step=config.batch_size * config.n_critic, sample=sample)

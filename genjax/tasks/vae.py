@@ -8,9 +8,10 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
+import optax
 
 from genjax import nn as gnn
-from genjax import parallel
+from genjax import rng
 from genjax import state as gstate
 from genjax.steps import make_train_step
 from genjax.steps import vae as vsteps
@@ -36,35 +37,31 @@ def build_model(config: ml_collections.ConfigDict, image_shape: tuple[int, int, 
     return (gnn.AutoEncoder if config.deterministic else gnn.VAE)(enc, dec)
 
 
-def build(config: ml_collections.ConfigDict, image_shape: tuple[int, int, int]) -> Task:
-    """Assemble the VAE / AE task.
-
-    Config keys: model, deterministic, latent_dim, hidden, conv_features, likelihood,
-    beta, learning_rate, iwae_samples, preprocess, seed.
-    """
-    model = build_model(config, image_shape)
-    tx = make_optimizer("adam", config.learning_rate)
-    axis = parallel.step_axis(config.parallel)
-    det = config.deterministic
-    dtype = config.compute_dtype
-    loss = (vsteps.ae_loss(model, likelihood=config.likelihood, compute_dtype=dtype) if det else
-            vsteps.vae_loss(model, likelihood=config.likelihood, beta=config.beta, axis_name=axis,
-                            compute_dtype=dtype))
-    eval_key = jax.random.key(config.seed + 1)  # fixed: every evaluation uses the same noise
+def _make_init(model, tx: optax.GradientTransformation, image_shape: tuple[int, int, int],
+               deterministic: bool):
+    """``init(key) -> TrainState``: parameters, the optimizer and the state's rng, each
+    from its own split of ``key`` (a VAE's forward pass also draws posterior noise)."""
     dummy = np.zeros((1, *image_shape), np.float32)  # numpy: nothing compiles before init
 
     def init(key: jax.Array) -> gstate.TrainState:
-        init_key, rng = jax.random.split(key)
-        args = (dummy,) if det else (dummy, init_key)
-        params = model.init(init_key, *args)["params"]
-        return gstate.create(rng, {"model": gstate.create_net(params, tx)})
+        param_key, noise_key, state_rng = jax.random.split(key, 3)
+        args = (dummy,) if deterministic else (dummy, noise_key)
+        params = model.init(param_key, *args)["params"]
+        return gstate.create(state_rng, {"model": gstate.create_net(params, tx)})
 
-    if det:
+    return init
+
+
+def _make_evaluate(model, config: ml_collections.ConfigDict):
+    """``evaluate(state, batches)``: test-set means of the reconstruction NLL (AE) or of
+    -ELBO and the IWAE bound (VAE), over the real rows of every batch."""
+    if config.deterministic:
         eval_fn = jax.jit(lambda p, b, k: _ae_eval(model, config.likelihood, p, b))
     else:
         k = config.iwae_samples
         eval_fn = jax.jit(vsteps.make_vae_eval(model, likelihood=config.likelihood,
                                                num_samples=k, chunk=min(k, 100)))
+    eval_key = rng.stream(config.seed, "eval_metrics")  # the same noise every evaluation
 
     def evaluate(state: gstate.TrainState, batches: Iterable[dict]) -> dict[str, float]:
         params = state.nets["model"].params
@@ -77,28 +74,49 @@ def build(config: ml_collections.ConfigDict, image_shape: tuple[int, int, int]) 
         names = {"iwae_nll": f"iwae_nll_k{config.iwae_samples}"}
         return {f"test/{names.get(k, k)}": float(v / count) for k, v in totals.items()}
 
+    return evaluate
+
+
+def _make_images(model, config: ml_collections.ConfigDict):
+    """``images(state, batch)``: reconstructions of the batch's first 32 images, paired with
+    their originals, and (VAE) 64 samples from the prior's fixed grid noise."""
+    grid_key = rng.stream(config.seed, "sample_grid")
+
     @jax.jit
-    def _pictures(params, x):
+    def pictures(params, x):
         variables = {"params": params}
-        if det:
-            recon_out = model.apply(variables, x)
-            samples = None
+        mean_image = lambda out: vsteps.decoder_mean(out, config.likelihood)
+        if config.deterministic:
+            recon, samples = mean_image(model.apply(variables, x)), None
         else:
             mean, _ = model.apply(variables, x, method=model.encode)
-            recon_out = model.apply(variables, mean, method=model.decode)
-            z = jax.random.normal(eval_key, (64, config.latent_dim))
-            samples = vsteps.decoder_mean(model.apply(variables, z, method=model.decode),
-                                          config.likelihood)
-        recon = vsteps.decoder_mean(recon_out, config.likelihood)
+            recon = mean_image(model.apply(variables, mean, method=model.decode))
+            z = jax.random.normal(grid_key, (64, config.latent_dim))
+            samples = mean_image(model.apply(variables, z, method=model.decode))
         pairs = jnp.stack([x, recon], axis=1).reshape(-1, *x.shape[1:])  # original, recon, ...
         return pairs, samples
 
     def images(state: gstate.TrainState, batch: dict) -> dict[str, np.ndarray]:
-        pairs, samples = _pictures(state.nets["model"].params, batch["image"][:32])
-        out = {"reconstructions": pairs}
-        if samples is not None:
-            out["samples"] = samples
+        pairs, samples = pictures(state.nets["model"].params, batch["image"][:32])
+        out = {"reconstructions": pairs, **({} if samples is None else {"samples": samples})}
         return {k: np.asarray(to_unit_range(v, config.preprocess)) for k, v in out.items()}
+
+    return images
+
+
+def build(config: ml_collections.ConfigDict, image_shape: tuple[int, int, int],
+          axis_name: str | None = None) -> Task:
+    """Assemble the VAE / AE task; ``axis_name``: the data-parallel axis of the step.
+
+    Config keys: model, deterministic, latent_dim, hidden, conv_features, likelihood,
+    beta, learning_rate, iwae_samples, preprocess, seed.
+    """
+    model = build_model(config, image_shape)
+    tx = make_optimizer("adam", config.learning_rate)
+    det, dtype = config.deterministic, config.compute_dtype
+    loss = (vsteps.ae_loss(model, likelihood=config.likelihood, compute_dtype=dtype) if det else
+            vsteps.vae_loss(model, likelihood=config.likelihood, beta=config.beta,
+                            axis_name=axis_name, compute_dtype=dtype))
 
     @jax.jit
     def _draw(state: gstate.TrainState, key: jax.Array) -> jax.Array:
@@ -106,7 +124,9 @@ def build(config: ml_collections.ConfigDict, image_shape: tuple[int, int, int]) 
         out = model.apply({"params": state.nets["model"].params}, z, method=model.decode)
         return to_unit_range(vsteps.decoder_mean(out, config.likelihood), config.preprocess)
 
-    return Task(init=init, train_step=make_train_step(loss, tx, axis_name=axis), evaluate=evaluate, images=images,
+    return Task(init=_make_init(model, tx, image_shape, det),
+                train_step=make_train_step(loss, tx, axis_name=axis_name),
+                evaluate=_make_evaluate(model, config), images=_make_images(model, config),
                 examples_per_step=config.batch_size,
                 sample=None if det else sampler(_draw, config.eval_batch_size))
 
