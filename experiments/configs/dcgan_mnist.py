@@ -4,7 +4,11 @@
 Command:
   python -m experiments.gan --config=experiments/configs/dcgan_mnist.py --workdir=runs/dcgan_mnist
 
-Expected: see the README GAN table.
+Measured (default budget, 2,400 steps of batch 64; about 17 minutes on 2 CPU cores):
+domain FID 219.8, IS 8.05, KID 1,198, precision 0.471, recall 0.847; about half the
+samples clearly readable. With --config.num_steps=1200 (an earlier run, before two
+changes that alter the numbers; see docs/results.md): FID 270.6, IS 7.71. Details and
+sample grids in docs/results.md.
 """
 
 from experiments.configs import common, gan_mlp_mnist

@@ -4,7 +4,9 @@ data (tfds `celeb_a`, downloaded once; the usual 140x140 centre crop resized to 
 Command:
   python -m experiments.gan --config=experiments/configs/progan_celeba64.py --workdir=runs/progan_celeba64
 
-Without internet, try it on mnist5k: ``--config.dataset=mnist5k --config.crop=64``.
+Result: not yet run: needs the celeb_a dataset from tfds. The tests check that it builds
+its five growth stages. Without internet, try it on mnist5k:
+``--config.dataset=mnist5k --config.crop=64``.
 """
 
 from experiments.configs import common, progan_mnist

@@ -1,11 +1,12 @@
 """SNGAN standard CNN (Miyato et al. 2018, Table 3) with hinge loss and spectral norm on
-CIFAR-10, Adam 2e-4 (beta1 0.5, beta2 0.999), n_critic 1 (needs the download;
---config.dataset=mnist5k runs the same networks offline at 28x28).
+CIFAR-10, Adam 2e-4 (beta1 0.5, beta2 0.999), n_critic 1 (--config.dataset=mnist5k
+runs the same networks offline at 28x28).
 
 Command:
   python -m experiments.gan --config=experiments/configs/sngan_cifar10.py --workdir=runs/sngan_cifar10
 
-Expected: see the README GAN table.
+Result: not yet run: needs the cifar10 dataset from tfds (downloaded on first use).
+The tests train it for a few steps offline on mnist5k.
 """
 
 from experiments.configs import common, gan_mlp_mnist

@@ -5,7 +5,10 @@ textbook conv networks (CPU-sized; sngan_cifar10 uses the SNGAN standard CNN), A
 Command:
   python -m experiments.gan --config=experiments/configs/sngan_mnist.py --workdir=runs/sngan_mnist
 
-Expected: see the README GAN table.
+Measured (default budget, 2,400 steps of batch 64; about 17 minutes on 2 CPU cores):
+domain FID 463.3, IS 7.26, KID 8,568, precision 0.637, recall 0.502; about a third of
+the samples readable, behind the DCGAN at the same budget. Details and sample grid in
+docs/results.md.
 """
 
 from experiments.configs import common, gan_mlp_mnist
