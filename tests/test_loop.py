@@ -168,6 +168,7 @@ def test_several_steps_per_call_equal_one_per_call(straight, data_dir, tmp_path)
     np.testing.assert_allclose([v for _, v in mine], [v for _, v in reference], rtol=1e-6)
 
 
+@pytest.mark.slow
 def test_gaussian_vae_ends_with_scored_samples(data_dir, tmp_path):
     """A Gaussian decoder's means are unbounded; the images drawn from them are clipped
     to [0, 1] before the domain metrics (which refuse anything outside)."""
