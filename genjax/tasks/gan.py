@@ -97,7 +97,7 @@ def _make_init(config: ml_collections.ConfigDict, image_shape: tuple[int, ...], 
     k = config.num_classes
 
     def init(key: jax.Array) -> gstate.TrainState:
-        g_key, d_key, sn_key, rng = jax.random.split(key, 4)
+        g_key, d_key, sn_key, state_rng = jax.random.split(key, 4)
         extra = {} if growth is None else {"growth": growth(jnp.zeros((), jnp.int32))}
         labels = jnp.zeros((2,), jnp.int32) if k else None
         grown = (extra["growth"],) if growth else ()
@@ -109,7 +109,7 @@ def _make_init(config: ml_collections.ConfigDict, image_shape: tuple[int, ...], 
         extra["spectral"] = spectral.init(d_vars["params"], sn_key) if config.spectral_norm else {}
         if config.ema_decay:
             extra["ema"] = g_vars["params"]
-        return gstate.create(rng, nets, extra)
+        return gstate.create(state_rng, nets, extra)
 
     return init
 
