@@ -147,10 +147,15 @@ class Setup:
     def image_shape(self) -> tuple[int, ...]:
         return tuple(self.show["image"].shape[1:])
 
+    @property
+    def init_key(self) -> jax.Array:
+        """The key every fresh state of this run is made from."""
+        return rng.stream(self.config.seed, "init")
+
     def init_state(self) -> TrainState:
         """The fresh state of this run (jitted: eager Flax init compiles every initialiser
         op on its own)."""
-        return jax.jit(self.task.init)(rng.stream(self.config.seed, "init"))
+        return jax.jit(self.task.init)(self.init_key)
 
     def evaluate(self, state: TrainState) -> dict[str, float]:
         """`evaluate` of ``state`` (one local copy)."""
@@ -287,7 +292,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
     _write_config(config, workdir)
     ckpt = Checkpointer(os.path.join(workdir, "checkpoints"), every=config.checkpoint_every,
                         keep=config.keep_checkpoints)
-    ckpt.check_compatible(jax.eval_shape(run.task.init, rng.stream(config.seed, "init")))
+    ckpt.check_compatible(jax.eval_shape(run.task.init, run.init_key))
     driver = _compile(run)
     writer, samples_dir = MetricWriter(workdir), os.path.join(workdir, "samples")
     state = _train(run, driver, ckpt, _start(run, driver, ckpt), writer, samples_dir)
