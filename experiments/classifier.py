@@ -8,7 +8,7 @@ After training, the classifier's parameters are written with orbax to ``--export
 `genjax.metrics.domain` loads; name their directory to replace them).
 """
 
-from absl import app, flags
+from absl import flags
 from ml_collections import config_flags
 
 from experiments import launch
@@ -29,4 +29,4 @@ def export(state) -> None:
 
 
 if __name__ == "__main__":
-    app.run(launch.main_for(_CONFIG, _WORKDIR, after=export))
+    launch.run(launch.main_for(_CONFIG, _WORKDIR, after=export))

@@ -3,7 +3,10 @@
   python -m experiments.evaluate --workdir=runs/gan_mlp
   python -m experiments.evaluate --workdir=runs/gan_mlp --num_samples=1000 --save_samples=s.npy
 
-Reads ``<workdir>/config.json``, restores the newest readable checkpoint, draws
+Reads the run's config (``config.json`` with the changes of ``resumes.jsonl``), restores
+the newest usable checkpoint read-only (safe next to a live trainer: nothing in its
+checkpoint folder is created, moved or deleted, and a step that vanishes or is damaged
+is skipped for the next older one), draws
 ``--num_samples`` samples (EMA weights when the run keeps them) with a fixed key,
 and scores them against as many test images with the mnist5k domain classifier
 (FID, IS, KID, precision/recall, mode coverage), or with the FID InceptionV3
@@ -14,7 +17,6 @@ outside tool; ``--real_baseline`` scores real training images instead (printed o
 the floor these numbers have with this protocol.
 """
 
-import json
 import os
 
 from absl import app, flags, logging
@@ -37,21 +39,17 @@ def evaluate_run(workdir: str, num_samples: int, save_samples: str | None = None
                  real_baseline: bool = False, extractor: str = "domain",
                  inception_weights: str | None = None) -> dict[str, float]:
     """Metrics of the newest checkpoint in ``workdir`` (see the module docstring)."""
-    import ml_collections
-
     from genjax import data as gdata
-    from genjax import loop, rng
+    from genjax import loop, record, rng
     from genjax.checkpoint import Checkpointer
     from genjax.report import MetricWriter
     from genjax.tasks.common import collect_images
 
-    path = os.path.join(workdir, "config.json")
-    if not os.path.exists(path):
-        raise FileNotFoundError(f"No config.json in {workdir}: not a genjax training run.")
-    with open(path) as f:
-        config = ml_collections.ConfigDict(json.load(f))
+    config = record.run_config(workdir)
     if num_samples < 2:
         raise ValueError(f"--num_samples must be at least 2, got {num_samples}.")
+    if save_samples:
+        _check_writable(save_samples)
     scorer = None  # the domain classifier
     if extractor == "inception":  # load (or fail clearly) before any sampling
         from genjax.metrics import inception
@@ -63,11 +61,10 @@ def evaluate_run(workdir: str, num_samples: int, save_samples: str | None = None
     if run.task.sample is None:
         raise ValueError(f"Task {config.task!r} (deterministic={config.get('deterministic')}) "
                          "does not generate samples; nothing to evaluate.")
-    ckpt = Checkpointer(os.path.join(workdir, "checkpoints"), every=1, keep=10**9)
+    ckpt = Checkpointer(os.path.join(workdir, "checkpoints"), read_only=True)
     state = ckpt.restore(run.init_state())
-    ckpt.close()
     if state is None:
-        raise FileNotFoundError(f"No readable checkpoint in {workdir}/checkpoints.")
+        raise FileNotFoundError(f"No checkpoint in {workdir}/checkpoints.")
     fake = run.task.sample(state, rng.stream(config.seed, "eval_samples"), num_samples)
     if real_baseline:
         fake = [collect_images(gdata.eval_iterator(
@@ -87,6 +84,14 @@ def evaluate_run(workdir: str, num_samples: int, save_samples: str | None = None
         writer.scalars(int(state.step), results)
         writer.close()
     return results
+
+
+def _check_writable(path: str) -> None:
+    """Fail before any sampling when ``path`` cannot be written."""
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder) or not os.access(folder, os.W_OK) or os.path.isdir(path):
+        raise PermissionError(f"--save_samples={path}: cannot write there (no such folder, "
+                              f"not writable, or a folder).")
 
 
 def _saved(batches, path: str, num: int, image_shape):
@@ -113,4 +118,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    launch.run(main)

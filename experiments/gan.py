@@ -12,7 +12,7 @@ Any config field can be overridden with ``--config.<field>=value``. Re-running t
 same command resumes from the last checkpoint in ``--workdir``.
 """
 
-from absl import app, flags
+from absl import flags
 from ml_collections import config_flags
 
 from experiments import launch
@@ -22,4 +22,4 @@ _CONFIG = config_flags.DEFINE_config_file("config", launch.config_path("gan_mlp_
 _WORKDIR = flags.DEFINE_string("workdir", None, launch.WORKDIR_HELP, required=True)
 
 if __name__ == "__main__":
-    app.run(launch.main_for(_CONFIG, _WORKDIR))
+    launch.run(launch.main_for(_CONFIG, _WORKDIR))

@@ -1,9 +1,17 @@
-"""What every launcher shares: config paths and the absl main around train_and_evaluate.
+"""What every launcher shares: config paths, the absl main around train_and_evaluate, and
+one-line errors for a user's mistakes.
 
 Flags are defined in each launcher module itself, so ``--help`` lists them there.
+`run` replaces ``absl.app.run``: a bad flag, a config file that is missing or does not
+parse, a misspelt ``--config.<field>``, a refused config value, a missing or damaged
+file, a diverging run: each ends the process with exit status 1 and one line on
+stderr, ``error: <Kind>: <what and what to do>``. ``GENJAX_TRACEBACK=1`` shows the
+full traceback instead; errors that are not a user's input (bugs) always show it.
 """
 
 import os
+import re
+import sys
 from typing import Callable
 
 # Before TensorFlow or XLA load (both read it): their INFO banners (oneDNN, CPU features)
@@ -15,6 +23,12 @@ from absl import app, flags, logging  # noqa: E402
 CONFIG_DIR = os.path.join(os.path.dirname(__file__), "configs")
 CONFIG_HELP = "Experiment config file (add :test for the tiny variant)."
 WORKDIR_HELP = "Directory for checkpoints, metrics and samples; re-running resumes there."
+TRACEBACK_ENV = "GENJAX_TRACEBACK"
+
+# A user's input, not a bug: ValueError (refused values, mismatching checkpoints,
+# damaged records), OSError (missing or unwritable files, unusable checkpoints, a full
+# disk, a dataset not available), FloatingPointError (a diverging run).
+INPUT_ERRORS = (ValueError, OSError, FloatingPointError)
 
 
 def config_path(name: str) -> str:
@@ -27,6 +41,76 @@ def quiet_logging() -> None:
         logging.set_verbosity(logging.WARNING)
 
 
+class ConfigError(ValueError):
+    """The config file or a ``--config.<field>`` flag cannot be used."""
+
+
+def one_line(error: BaseException) -> str:
+    """``Kind: message`` on one line (a multi-line message joined, a long one cut; a
+    traceback quoted inside the message reduced to its last line)."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    if any(line.startswith("Traceback (most recent call last)") for line in lines):
+        lines = [lines[0].split("Traceback")[0].split(":")[0] + ":", lines[-1]]
+    text = " ".join(lines)
+    text = text if len(text) <= 1500 else text[:1500] + " ..."
+    return f"{type(error).__name__}: {text}"
+
+
+def config_error(error: BaseException) -> str:
+    """A config flag's failure in one line: the misspelt field and its suggestion, the
+    config file that is missing or does not parse, or the flag error itself."""
+    text = str(error)
+    field = re.search(r"'\\?'?(\w+)\\?'?.*?(Did you mean \"\w+\" instead of \"\w+\"\?)", text, re.S)
+    if isinstance(error, (AttributeError, KeyError)) and field:
+        return f"ConfigError: config has no field {field.group(1)!r}. {field.group(2)}"
+    if isinstance(error, (AttributeError, KeyError)):
+        return f"ConfigError: config has no field {text.strip(chr(34) + chr(39))}."
+    if isinstance(error, SyntaxError):
+        return (f"ConfigError: config file {error.filename} does not parse: {error.msg} "
+                f"(line {error.lineno}).")
+    missing = re.search(r"Failed loading config file.*?Attempted \[[^\]]*\]:\s*(\S+)", text, re.S)
+    if missing:
+        return f"ConfigError: config file not found: {missing.group(1)}."
+    return one_line(error)
+
+
+def fail(message: str) -> None:
+    """End the process: ``error: message`` on stderr, exit status 1."""
+    sys.stderr.write(f"error: {message}\n")
+    sys.stderr.flush()
+    sys.exit(1)
+
+
+def _parse_flags(argv: list[str]) -> list[str]:
+    try:
+        return flags.FLAGS(argv)
+    except Exception as e:  # config-file and --config.<field> errors surface here
+        if os.environ.get(TRACEBACK_ENV):
+            raise
+        fail(config_error(e) + " (--helpshort lists the flags)" * isinstance(e, flags.Error))
+
+
+def load_config(holder: flags.FlagHolder):
+    """The parsed config; a config file that failed to load (reported lazily by
+    ml_collections) becomes a one-line `ValueError`."""
+    config = holder.value
+    try:
+        config.get("task")
+    except Exception as e:
+        raise ConfigError(config_error(e).removeprefix("ConfigError: ")) from e
+    return config
+
+
+def run(main: Callable[[list], None]) -> None:
+    """``absl.app.run(main)`` with a user's mistake reported in one line (see module doc)."""
+    try:
+        app.run(main, flags_parser=_parse_flags)
+    except INPUT_ERRORS as e:
+        if os.environ.get(TRACEBACK_ENV):
+            raise
+        fail(f"{one_line(e)} [{TRACEBACK_ENV}=1 shows the traceback]")
+
+
 def main_for(config: flags.FlagHolder, workdir: flags.FlagHolder,
              after: Callable[[object], None] | None = None) -> Callable[[list], None]:
     """The absl main: quiet library logging, joining a multi-host run if the environment
@@ -37,11 +121,12 @@ def main_for(config: flags.FlagHolder, workdir: flags.FlagHolder,
         if len(argv) > 1:
             raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
         quiet_logging()
+        c = load_config(config)
         from genjax import loop, parallel  # after flag parsing: --help stays fast
 
         parallel.initialize()  # multi-host when GENJAX_NUM_PROCESSES > 1, else nothing
 
-        state = loop.train_and_evaluate(config.value, workdir.value)
+        state = loop.train_and_evaluate(c, workdir.value)
         if after is not None:
             after(state)
 

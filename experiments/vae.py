@@ -8,7 +8,7 @@ Any config field can be overridden with ``--config.<field>=value``. Re-running t
 same command resumes from the last checkpoint in ``--workdir``.
 """
 
-from absl import app, flags
+from absl import flags
 from ml_collections import config_flags
 
 from experiments import launch
@@ -18,4 +18,4 @@ _CONFIG = config_flags.DEFINE_config_file("config", launch.config_path("vae_mnis
 _WORKDIR = flags.DEFINE_string("workdir", None, launch.WORKDIR_HELP, required=True)
 
 if __name__ == "__main__":
-    app.run(launch.main_for(_CONFIG, _WORKDIR))
+    launch.run(launch.main_for(_CONFIG, _WORKDIR))

@@ -8,14 +8,20 @@ checkpoint (so a saved state is always a good one; a non-finite run stops with
 counts them in ``train/nonfinite_skipped``), periodic sample grids and
 evaluations, and a final evaluation, sample grid and loss-curve plot.
 
-Outputs in ``workdir``: ``config.json``, ``metrics.jsonl``, ``tensorboard/``,
-``samples/*.png``, ``curves.png``, ``checkpoints/<step>/``.
+A resume never rewrites the run's record (`genjax.record`): ``config.json`` stays the
+config that started the run, a changed field is appended to ``resumes.jsonl`` and
+logged in one line, a config whose networks differ is refused before anything is
+written, and metric rows past the resumed step move to ``metrics.superseded.jsonl``.
+When checkpoints existed and none is usable the run stops
+(`genjax.checkpoint.CheckpointsUnreadableError`) unless ``config.start_over``.
+
+Outputs in ``workdir``: ``config.json``, ``resumes.jsonl``, ``metrics.jsonl``,
+``tensorboard/``, ``samples/*.png``, ``curves.png``, ``checkpoints/<step>/``.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import tempfile
 from typing import Iterable, Iterator
@@ -26,11 +32,11 @@ import ml_collections
 import numpy as np
 
 from genjax import data as gdata
-from genjax import parallel, rng, steps
+from genjax import parallel, record, rng, steps
 from genjax.checkpoint import Checkpointer
 from genjax.metrics.evaluation import Extractor
 from genjax.state import TrainState
-from genjax.report import MetricWriter, Progress, info, plot_curves, save_grid
+from genjax.report import MetricWriter, Progress, info, plot_curves, save_grid, warn
 from genjax.tasks import TASKS, Task
 from genjax.tasks.common import (check_config, collect_images, domain_extractor,
                                  domain_extractor_for, sample_metrics)
@@ -61,19 +67,33 @@ def _check_finite(steps_seen: tuple[int, int], metrics: dict[str, float], state,
         bad = [f"parameters of network {name!r}" for name, net in state.nets.items()
                if not bool(_all_finite(net.params))]
     if bad:
-        ckpt.wait()
         first, last = steps_seen
         raise NonFiniteError(
             f"Non-finite values in steps {first}-{last}, seen at step {last}: {', '.join(bad)} "
-            f"({', '.join(f'{k}={v}' for k, v in metrics.items())}). Training stopped; the last "
-            f"good checkpoint (step {ckpt.latest_step()}) is kept in {ckpt.directory}. "
-            f"config.skip_nonfinite_steps=True skips such updates instead.")
+            f"({', '.join(f'{k}={v}' for k, v in metrics.items())}). Training stopped; "
+            f"{_kept(ckpt)} config.skip_nonfinite_steps=True skips such updates instead.")
 
 
-def _write_config(config: ml_collections.ConfigDict, workdir: str) -> None:
-    if jax.process_index() == 0:
-        with open(os.path.join(workdir, "config.json"), "w") as f:
-            f.write(json.dumps(config.to_dict(), indent=2, sort_keys=True, default=str))
+def _kept(ckpt: Checkpointer) -> str:
+    """What a stopped run leaves to resume from (after pending writes are on disk)."""
+    ckpt.wait()
+    latest = ckpt.latest_step()
+    if latest is None:
+        return f"no checkpoint had been written yet (the first is due at step {ckpt.every})."
+    return f"the last good checkpoint (step {latest}) is kept in {ckpt.directory}."
+
+
+def _check_skipped(steps_seen: tuple[int, int], n_skipped: int, limit: float,
+                   ckpt: Checkpointer) -> None:
+    """Raise `NonFiniteError` when more than ``limit`` of the window's updates were
+    skipped as non-finite: a run that skips most of its updates is diverging."""
+    first, last = steps_seen
+    if n_skipped > limit * (last - first + 1):
+        raise NonFiniteError(
+            f"{n_skipped} of {last - first + 1} updates in steps {first}-{last} were "
+            f"non-finite and skipped, more than config.max_skipped_fraction={limit}: the run "
+            f"is diverging. Training stopped; {_kept(ckpt)} Lower the learning rate, or raise "
+            f"the limit.")
 
 
 def score_samples(fake: Iterable[np.ndarray], num: int, config: ml_collections.ConfigDict,
@@ -198,16 +218,31 @@ def _compile(run: Setup) -> parallel.Driver:
                                 cpu_dots=c.get("cpu_dots", "auto"))
 
 
-def _start(run: Setup, driver: parallel.Driver, ckpt: Checkpointer) -> TrainState:
-    """The placed state to train from: the newest readable checkpoint, else a fresh one.
-    Placed (committed) either way, so a resumed run reuses the fresh run's executable."""
+def _start(run: Setup, driver: parallel.Driver, ckpt: Checkpointer, workdir: str
+           ) -> TrainState:
+    """The placed state to train from: the newest usable checkpoint, else a fresh one
+    (only when none existed, or ``config.start_over``). Placed (committed) either way,
+    so a resumed run reuses the fresh run's executable. The start is recorded
+    (`genjax.record`) and said in one line."""
+    c = run.config
     state = driver.place(run.init_state())
-    restored = ckpt.restore(driver.saveable(state))
+    restored = ckpt.restore(driver.saveable(state), start_over=c.get("start_over", False))
+    step = 0 if restored is None else int(restored.step)
+    changed, moved = {}, 0
+    if jax.process_index() == 0:
+        changed = record.record_start(workdir, c, step)
+        moved = record.supersede_metrics(workdir, step)
     if restored is None:
+        if ckpt.set_aside():
+            info(f"Starting over from step 0 (config.start_over); the damaged checkpoints stay "
+                 f"in {ckpt.aside_directory}.")
         return state
-    state = driver.place(restored)
-    info(f"Resumed from {ckpt.directory} at step {int(driver.local(state.step))}.")
-    return state
+    notes = [f"config changed since it started: {record.describe(changed)} (recorded in "
+             f"{record.RESUMES})"] if changed else []
+    if moved:
+        notes.append(f"{moved} metric row(s) past step {step} moved to {record.SUPERSEDED}")
+    info(f"Resumed from {ckpt.directory} at step {step}" + "".join(f"; {n}" for n in notes) + ".")
+    return driver.place(restored)
 
 
 def _log(acc: dict, n_acc: int, step: int, state: TrainState, run: Setup, driver, ckpt,
@@ -216,9 +251,11 @@ def _log(acc: dict, n_acc: int, step: int, state: TrainState, run: Setup, driver
     checked finite, counted, written."""
     acc = jax.device_get(driver.local(acc))
     n_skipped = int(acc.pop(steps.SKIPPED, 0))
+    window = (step - n_acc + 1, step)
+    _check_skipped(window, n_skipped, run.config.get("max_skipped_fraction", 0.5), ckpt)
     means = {f"train/{k}": float(v) / (n_acc - n_skipped) for k, v in acc.items()
              if n_acc > n_skipped}
-    _check_finite((step - n_acc + 1, step), means, state, ckpt)
+    _check_finite(window, means, state, ckpt)
     if run.config.get("skip_nonfinite_steps"):
         means["train/nonfinite_skipped"] = n_skipped
         if n_skipped:
@@ -262,18 +299,25 @@ def _train(run: Setup, driver: parallel.Driver, ckpt: Checkpointer, state: Train
 
 def _finish(run: Setup, state: TrainState, workdir: str, writer: MetricWriter,
             samples_dir: str) -> None:
-    """Final evaluation, sample grids (also as ``<name>.png``) and the loss-curve plot."""
-    results = run.evaluate(state)
-    if results:
-        writer.scalars(run.config.num_steps, results)
+    """Sample grids (also as ``<name>.png``), final evaluation and the loss-curve plot.
+    The pictures are written even when the evaluation fails; a non-finite final metric
+    is flagged in ``metrics.jsonl`` and warned about."""
     grids = run.task.images(state, run.show)
     writer.images(run.config.num_steps, grids, samples_dir)
     if jax.process_index() == 0:
         for name, imgs in grids.items():
             save_grid(os.path.join(workdir, f"{name}.png"), imgs)
-        plot_curves(writer.jsonl_path, os.path.join(workdir, "curves.png"))
+    try:
+        results = run.evaluate(state)
+        bad = writer.scalars(run.config.num_steps, results) if results else []
+    finally:
+        if jax.process_index() == 0:
+            plot_curves(writer.jsonl_path, os.path.join(workdir, "curves.png"))
     if results:
         info("Final metrics: " + ", ".join(f"{k} {v:.4f}" for k, v in results.items()))
+    if bad:
+        warn(f"non-finite final metric(s) {', '.join(bad)}: written as null and listed under "
+             f"\"nonfinite\" in {writer.jsonl_path}.")
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> TrainState:
@@ -284,18 +328,21 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
       metrics are in ``metrics.jsonl``.
 
     Raises:
-      NonFiniteError: a loss, metric or parameter became NaN/Inf.
+      NonFiniteError: a loss, metric or parameter became NaN/Inf (or, skipping such
+        updates, more than ``config.max_skipped_fraction`` of a log window were).
+      CheckpointMismatchError: the workdir's checkpoints belong to other networks.
+      CheckpointsUnreadableError: checkpoints existed and none is usable.
       DatasetUnavailableError: the dataset is missing and cannot be downloaded.
     """
     run = setup(config)
     workdir = _prepare_workdir(workdir)
-    _write_config(config, workdir)
     ckpt = Checkpointer(os.path.join(workdir, "checkpoints"), every=config.checkpoint_every,
                         keep=config.keep_checkpoints)
     ckpt.check_compatible(jax.eval_shape(run.task.init, run.init_key))
     driver = _compile(run)
+    state = _start(run, driver, ckpt, workdir)
     writer, samples_dir = MetricWriter(workdir), os.path.join(workdir, "samples")
-    state = _train(run, driver, ckpt, _start(run, driver, ckpt), writer, samples_dir)
+    state = _train(run, driver, ckpt, state, writer, samples_dir)
     state = driver.local(state)
     _finish(run, state, workdir, writer, samples_dir)
     writer.close()

@@ -76,6 +76,12 @@ def info(message: str) -> None:
         print(message, flush=True)
 
 
+def warn(message: str) -> None:
+    """Print a one-line warning to stderr on process 0 only."""
+    if jax.process_index() == 0:
+        print(f"WARNING: {message}", file=sys.stderr, flush=True)
+
+
 class MetricWriter:
     """Append scalars to ``metrics.jsonl`` and TensorBoard; images to TensorBoard and PNG."""
 
@@ -88,15 +94,20 @@ class MetricWriter:
             from tensorboardX import SummaryWriter
             self._tb = SummaryWriter(os.path.join(workdir, "tensorboard"))
 
-    def scalars(self, step: int, values: Mapping[str, float]) -> None:
-        if not self.active:
-            return
+    def scalars(self, step: int, values: Mapping[str, float]) -> list[str]:
+        """Append one row; a non-finite value is written as null and its name listed under
+        ``"nonfinite"`` (JSON has no NaN). Returns those names."""
         values = {k: float(v) for k, v in values.items()}
+        bad = [k for k, v in values.items() if not math.isfinite(v)]
+        if not self.active:
+            return bad
+        row = {"step": int(step), **{k: None if k in bad else v for k, v in values.items()}}
         with open(self.jsonl_path, "a") as f:
-            f.write(json.dumps({"step": int(step), **values}) + "\n")
+            f.write(json.dumps({**row, **({"nonfinite": bad} if bad else {})}) + "\n")
         for k, v in values.items():
             self._tb.add_scalar(k, v, step)
         self._tb.flush()
+        return bad
 
     def images(self, step: int, grids: Mapping[str, np.ndarray], png_dir: str | None = None) -> None:
         """Write [N, H, W, C] image batches in [0, 1] as grids (TensorBoard and, if given, PNG)."""

@@ -1,5 +1,8 @@
 """Bad inputs get a specific, readable error before anything compiles or trains."""
 
+import json
+import re
+
 import jax
 import jax.monitoring
 import numpy as np
@@ -58,6 +61,11 @@ CONFIG_CASES = [
     ("image the net cannot take", GAN, {"generator": "dcgan", "image_size": 30}, None, ValueError,
      r"DCGAN/SNGAN sizes are 4\*2\^n or 7\*2\^n, got 30"),
     ("latent zero", VAE, {"latent_dim": 0}, None, ValueError, r"config.latent_dim must be positive, got 0"),
+    ("hidden width zero", VAE, {"hidden": (0,)}, None, ValueError,
+     r"config.hidden must be a non-empty list of positive integers, got \(0,\)"),
+    ("dataset empty", VAE, {"dataset": ""}, None, ValueError, r"config.dataset must be a dataset name"),
+    ("skip limit zero", VAE, {"max_skipped_fraction": 0.0}, None, ValueError,
+     r"config.max_skipped_fraction must be in \(0, 1\]"),
     ("steps per call zero", VAE, {"steps_per_call": 0}, None, ValueError,
      r"config.steps_per_call must be positive, got 0"),
     ("unknown driver", VAE, {"parallel": "ddp"}, None, ValueError,
@@ -174,3 +182,102 @@ def test_no_code_path_unpickles_a_file():
             assert "allow_pickle=False" in call, (path, call)
         for call in re.findall(r"torch\.load\([^)]*\)", source):
             assert "weights_only=True" in call, (path, call)
+
+
+def _launch(*args, cwd=None):
+    import os
+    import subprocess
+    import sys
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = {k: v for k, v in os.environ.items() if k != "GENJAX_TRACEBACK"}
+    done = subprocess.run([sys.executable, *args], cwd=cwd or root, env=env, capture_output=True,
+                          text=True, timeout=300)
+    return done.returncode, [line for line in done.stderr.splitlines() if line.strip()]
+
+
+@pytest.mark.parametrize("args,pattern", [
+    (["--config.learning_rat=1e-3"], r"^error: ConfigError: config has no field 'learning_rat'. "
+                                      r"Did you mean \"learning_rate\""),
+    (["--config=no/such/config.py"], r"^error: ConfigError: config file not found: no/such/config.py"),
+    (["--config={bad}"], r"^error: ConfigError: config file .*bad_config.py does not parse: .*line 1"),
+    (["--config.num_steps=many"], r"^error: IllegalFlagValueError: flag --config.num_steps=many"),
+], ids=["misspelt field", "missing config file", "config syntax error", "wrong type"])
+def test_launcher_reports_a_bad_command_in_one_line(args, pattern, tmp_path):
+    (tmp_path / "bad_config.py").write_text("def get_config(:\n")
+    args = [a.format(bad=tmp_path / "bad_config.py") for a in args]
+    if not any(a.startswith("--config=") for a in args):
+        args.insert(0, "--config=experiments/configs/vae_mnist.py:test")
+    code, lines = _launch("-m", "experiments.vae", f"--workdir={tmp_path / 'run'}", *args)
+    assert code == 1 and len(lines) == 1, lines
+    assert re.search(pattern, lines[0]), lines[0]
+
+
+def test_launcher_reports_a_refused_config_in_one_line(data_dir, tmp_path):
+    code, lines = _launch("-m", "experiments.vae", "--config=experiments/configs/vae_mnist.py:test",
+                          f"--workdir={tmp_path}", f"--config.data_dir={data_dir}",
+                          "--config.dataset=mnist6k")
+    assert code == 1 and len(lines) == 1, lines
+    assert lines[0].startswith("error: DatasetUnavailableError: Unknown dataset 'mnist6k'")
+
+
+def _evaluator_workdir(tmp_path, data_dir, config_text=None):
+    run = tmp_path / "run"
+    run.mkdir()
+    c = VAE.get_config("test")
+    c.data_dir = data_dir
+    (run / "config.json").write_text(config_text or json.dumps(c.to_dict()))
+    return str(run)
+
+
+def test_evaluator_bad_inputs_name_the_file(data_dir, tmp_path):
+    from experiments import evaluate as evaluate_cli
+    from genjax.record import RecordError
+
+    with pytest.raises(RecordError, match=r"run/config.json is not valid JSON \(Expecting"):
+        evaluate_cli.evaluate_run(_evaluator_workdir(tmp_path, data_dir, "{garbage"), 100)
+    run = _evaluator_workdir(tmp_path / "run", data_dir)
+    (tmp_path / "not_a_zip.npz").write_text("hello")
+    with pytest.raises(ValueError, match=r"not_a_zip.npz is not a converted Inception .npz"):
+        evaluate_cli.evaluate_run(run, 100, extractor="inception",
+                                  inception_weights=str(tmp_path / "not_a_zip.npz"))
+    with pytest.raises(PermissionError, match=r"--save_samples=.*no/such/dir/s.npy: cannot write"):
+        evaluate_cli.evaluate_run(run, 100, save_samples=str(tmp_path / "no/such/dir/s.npy"))
+
+
+def test_a_truncated_tfrecord_names_the_dataset_folder(data_dir, tmp_path):
+    import glob
+    import shutil
+
+    from genjax import data
+    from genjax.data import DatasetDamagedError
+
+    shutil.copytree(data_dir, tmp_path / "tfds")
+    (train,) = glob.glob(f"{tmp_path}/tfds/mnist5k/*/mnist5k-train.tfrecord*")
+    with open(train, "r+b") as f:
+        f.truncate(f.seek(0, 2) // 2)
+    spec = data.DataSpec(data_dir=str(tmp_path / "tfds"))
+    with pytest.raises(DatasetDamagedError, match=r"Dataset 'mnist5k' in .*tfds/mnist5k/.* is "
+                                                 r"damaged .*Re-prepare it"):
+        next(data.train_iterator(spec, "train", global_batch_size=32))
+
+
+def test_a_train_step_refuses_integer_images(data_dir):
+    from genjax.tasks import TASKS
+
+    c = VAE.get_config("test")
+    task = TASKS["vae"](c, (28, 28, 1))
+    state = task.init(jax.random.key(0))
+    batch = {"image": np.full((32, 28, 28, 1), 255, np.uint8), "label": np.zeros(32, np.int32)}
+    with pytest.raises(TypeError, match=r"batch\['image'\] must be floating point .* got uint8"):
+        jax.jit(task.train_step)(state, batch)
+
+
+def test_non_finite_images_and_features_are_refused():
+    from genjax.metrics import fid
+
+    with pytest.raises(ValueError, match=r"finite images; 784 of 784 values are NaN"):
+        domain.check_images(np.full((1, 28, 28, 1), np.nan, np.float32))
+    features = np.random.default_rng(0).normal(size=(100, 8))
+    with pytest.raises(ValueError, match=r"Features hold NaN or Inf \(1 of 100 rows\)"):
+        fid(np.where(np.arange(100)[:, None] == 7, np.nan, features), features)

@@ -66,7 +66,42 @@ def test_reference_features_are_cached(tmp_path, monkeypatch):
     first = evaluation.reference_features(ext, "set-test-3", images)
     second = evaluation.reference_features(ext, "set-test-3", images)
     assert len(calls) == 1 and np.array_equal(first, second)
-    assert os.listdir(tmp_path / "reference") == ["set-test-3-fake.npy"]
+    assert os.listdir(tmp_path / "reference") == ["set-test-3-fake.npz"]
+
+
+def _zeroed(path):  # the features replaced by zeros, the recorded checksum kept
+    with np.load(path) as f:
+        entry = {k: f[k] for k in f.files}
+    np.savez(path, **{**entry, "features": np.zeros_like(entry["features"])})
+
+
+def _reshaped(path):  # a wrong-shape array, checksum kept
+    with np.load(path) as f:
+        entry = {k: f[k] for k in f.files}
+    np.savez(path, **{**entry, "features": entry["features"].reshape(-1)[:7, None]})
+
+
+def _foreign(path):  # an intact entry of another dataset, under this entry's name
+    with np.load(path) as f:
+        entry = {k: f[k] for k in f.files}
+    np.savez(path, **{**entry, "key": np.array("other-test-3|fake")})
+
+
+@pytest.mark.parametrize("damage", [
+    _zeroed, _reshaped, _foreign,
+    lambda p: open(p, "wb").write(open(p, "rb").read()[:50]),  # truncated
+    lambda p: np.save(open(p, "wb"), np.zeros((3, 4), np.float32)),  # a bare array (old format)
+], ids=["zeroed", "wrong shape", "another key", "truncated", "bare array"])
+def test_damaged_reference_cache_is_recomputed_not_trusted(damage, tmp_path, monkeypatch, caplog):
+    monkeypatch.setenv("GENJAX_CACHE", str(tmp_path))
+    ext = evaluation.Extractor("fake", lambda x: (x.reshape(len(x), -1), None))
+    images = lambda: np.arange(12, dtype=np.float32).reshape(3, 2, 2, 1)  # noqa: E731
+    good = evaluation.reference_features(ext, "set-test-3", images)
+    damage(str(tmp_path / "reference" / "set-test-3-fake.npz"))
+    again = evaluation.reference_features(ext, "set-test-3", images)
+    np.testing.assert_array_equal(again, good)
+    assert "are not usable" in caplog.text and "recomputing" in caplog.text
+    np.testing.assert_array_equal(evaluation.reference_features(ext, "set-test-3", images), good)
 
 
 def test_classifier_task_trains_and_exports(data_dir, tmp_path):

@@ -3,6 +3,7 @@
 import functools
 import importlib
 import json
+import re
 import shutil
 
 import chex
@@ -154,8 +155,10 @@ def test_unknown_loss_fails_before_tracing():
         _mlp_state(loss="wgan_gp")
 
 
-CONFIGS = ["gan_mlp_mnist", "dcgan_mnist", "lsgan_mnist", "wgan_mnist", "wgan_gp_mnist",
-           "sngan_mnist", "dcgan_cifar10", "sngan_cifar10", "cdcgan_mnist", "progan_mnist"]
+CONFIGS = ["gan_mlp_mnist", "dcgan_mnist", "lsgan_mnist", "dcgan_cifar10"] + [
+    pytest.param(name, marks=pytest.mark.slow)  # 40-75 s each on 2 cores: with the slow tests
+    for name in ("wgan_mnist", "wgan_gp_mnist", "sngan_mnist", "sngan_cifar10", "cdcgan_mnist",
+                 "progan_mnist")]
 
 
 @pytest.mark.parametrize("name", CONFIGS)
@@ -176,7 +179,7 @@ def test_each_objective_trains_and_resumes_exactly(name, data_dir, tmp_path, cap
     shutil.rmtree(tmp_path / "checkpoints" / "4")
     capsys.readouterr()
     resumed = loop.train_and_evaluate(c, str(tmp_path))
-    assert "at step 2." in capsys.readouterr().out
+    assert re.search(r"Resumed from .* at step 2\b", capsys.readouterr().out)
     chex.assert_trees_all_equal(jax.device_get(resumed), jax.device_get(straight))
 
 

@@ -15,9 +15,9 @@ import numpy as np
 Batch = dict[str, np.ndarray]
 
 __all__ = [
-    "OFFLINE_ALTERNATIVE", "PREPROCESS_MODES", "Batch", "DatasetUnavailableError", "DataSpec",
-    "eval_iterator", "get_builder", "host_batch_size", "num_examples", "split_for_devices",
-    "train_iterator",
+    "OFFLINE_ALTERNATIVE", "PREPROCESS_MODES", "Batch", "DatasetDamagedError",
+    "DatasetUnavailableError", "DataSpec", "eval_iterator", "get_builder", "host_batch_size",
+    "num_examples", "split_for_devices", "train_iterator",
 ]
 
 

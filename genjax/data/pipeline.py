@@ -34,8 +34,26 @@ PREPROCESS_MODES = ("unit", "symmetric", "binarize_static", "binarize_dynamic", 
 DEFAULT_GEOMETRY = {"celeb_a": (140, 64)}
 _STATIC_BINARIZATION_SEED = 1234  # fixed so every run sees the same binary images
 
-class DatasetUnavailableError(RuntimeError):
+class DatasetUnavailableError(OSError):
     """A dataset is neither prepared locally nor downloadable."""
+
+
+class DatasetDamagedError(OSError):
+    """A prepared dataset's files do not hold what its metadata says (cut short, corrupt)."""
+
+
+def _checked(batches: Iterator, builder: tfds.core.DatasetBuilder) -> Iterator:
+    """``batches``, with TensorFlow's errors for damaged files (a raw ``DataLossError``,
+    a count mismatch) turned into one `DatasetDamagedError` naming the files."""
+    try:
+        yield from batches
+    except (tf.errors.DataLossError, tf.errors.FailedPreconditionError) as e:
+        reason = (e.message.splitlines() or [""])[0].split("}}")[-1].split("[Op:")[0]
+        reason = reason.strip().rstrip(".")[:300]
+        raise DatasetDamagedError(
+            f"Dataset {builder.name!r} in {builder.data_dir} is damaged ({reason}). Re-prepare "
+            f"it: move that folder away and run again (mnist5k is rebuilt offline, other "
+            f"datasets are downloaded again).") from None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -82,7 +100,10 @@ def get_builder(spec: DataSpec) -> tfds.core.DatasetBuilder:
     except tfds.core.registered.DatasetNotFoundError as e:
         raise DatasetUnavailableError(
             f"Unknown dataset {spec.name!r}. The embedded offline dataset is "
-            f"{OFFLINE_ALTERNATIVE!r}.") from e
+            f"{OFFLINE_ALTERNATIVE!r}.") from None  # tfds's message lists its whole registry
+    except ValueError:  # tfds cannot parse the name ("", "a/b/c:d")
+        raise DatasetUnavailableError(f"{spec.name!r} is not a dataset name; the embedded "
+                                      f"offline dataset is {OFFLINE_ALTERNATIVE!r}.") from None
     if builder.is_prepared() or spec.name.split("/")[0] in OFFLINE:
         builder.download_and_prepare()  # no-op when prepared; offline for these
         return builder
@@ -95,7 +116,8 @@ def get_builder(spec: DataSpec) -> tfds.core.DatasetBuilder:
         builder.download_and_prepare()
     except Exception as e:  # network, DNS, missing optional deps: all mean "not here"
         raise DatasetUnavailableError(
-            f"Dataset {spec.name!r} could not be downloaded ({type(e).__name__}: {e}). "
+            f"Dataset {spec.name!r} could not be downloaded ({type(e).__name__}: "
+            f"{(str(e).splitlines() or [''])[0][:300]}). "
             f"Without internet use the embedded offline dataset {OFFLINE_ALTERNATIVE!r} "
             f"(--config.dataset={OFFLINE_ALTERNATIVE}), or copy a prepared "
             f"{builder.data_dir_root}/{spec.name} here.") from e
@@ -235,7 +257,7 @@ def train_iterator(spec: DataSpec, split: str, *, global_batch_size: int, start_
     ds = ds.batch(batch, drop_remainder=True)
     ds = tf.data.Dataset.zip(ds, tf.data.Dataset.range(start_step, 2**62))
     ds = ds.map(lambda b, i: _to_model_inputs(b, spec, i), num_parallel_calls=tf.data.AUTOTUNE)
-    return iter(tfds.as_numpy(ds.prefetch(tf.data.AUTOTUNE)))
+    return _checked(iter(tfds.as_numpy(ds.prefetch(tf.data.AUTOTUNE))), builder)
 
 
 def eval_iterator(spec: DataSpec, split: str, *, global_batch_size: int) -> Iterator[Batch]:
@@ -248,10 +270,11 @@ def eval_iterator(spec: DataSpec, split: str, *, global_batch_size: int) -> Iter
     batch = host_batch_size(global_batch_size, num_devices=1, process_count=1)
     # Not cached: one pass, often left after its first batch (the loop's fixed
     # reconstruction inputs), where TensorFlow warns that a partial cache is discarded.
-    ds = _decoded(get_builder(spec), split, spec, per_process=False, cache=False).batch(batch)
+    builder = get_builder(spec)
+    ds = _decoded(builder, split, spec, per_process=False, cache=False).batch(batch)
     ds = ds.enumerate().map(lambda i, b: _to_model_inputs(b, spec, i),
                             num_parallel_calls=tf.data.AUTOTUNE)
-    for b in tfds.as_numpy(ds.prefetch(tf.data.AUTOTUNE)):
+    for b in _checked(tfds.as_numpy(ds.prefetch(tf.data.AUTOTUNE)), builder):
         real = len(b["label"])
         pad = batch - real
         out = {k: np.concatenate([v, np.zeros((pad, *v.shape[1:]), v.dtype)]) if pad else v

@@ -73,6 +73,10 @@ def check_images(images: np.ndarray) -> None:
     if images.ndim != 4 or tuple(images.shape[1:]) != INPUT_SHAPE:
         raise ValueError(f"The domain classifier takes [N, 28, 28, 1] images, got "
                          f"{tuple(images.shape)}.")
+    bad = int(np.sum(~np.isfinite(images)))
+    if bad:
+        raise ValueError(f"The domain classifier takes finite images; {bad} of {images.size} "
+                         f"values are NaN or Inf.")
     lo, hi = float(np.min(images)), float(np.max(images))
     if lo < -1e-3 or hi > 1 + 1e-3:
         raise ValueError(f"The domain classifier takes images in [0, 1], got values in "

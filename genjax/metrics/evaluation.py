@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import os
 from typing import Callable
 
 import numpy as np
+from absl import logging
 
 from genjax.metrics import scores, statistics
 from genjax.report import info
@@ -43,19 +45,52 @@ def cache_dir() -> str:
     return os.environ.get("GENJAX_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "genjax")
 
 
+def _features_digest(features: np.ndarray) -> str:
+    h = hashlib.sha256(f"{features.dtype.str}|{features.shape}".encode())
+    h.update(np.ascontiguousarray(features).tobytes())
+    return h.hexdigest()
+
+
+def _cached(path: str, key: str) -> tuple[np.ndarray | None, str]:
+    """A cache entry's features if it is intact and holds ``key``'s, else (None, why)."""
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            entry = {k: f[k] for k in ("features", "key", "sha256")}
+    except FileNotFoundError:
+        return None, ""
+    except Exception as e:  # truncated, not an archive, an item missing
+        return None, f"unreadable: {type(e).__name__}"
+    features = entry["features"]
+    if str(entry["key"]) != key:
+        return None, f"it holds {str(entry['key'])!r}"
+    if features.ndim != 2 or _features_digest(features) != str(entry["sha256"]):
+        return None, "its checksum does not match its features"
+    return features, ""
+
+
 def reference_features(extractor: Extractor, key: str, images: Callable[[], np.ndarray]) -> np.ndarray:
     """Features of real images, computed once per (``key``, extractor) and cached on disk.
 
-    ``key`` names the dataset, split and count (e.g. ``mnist5k-test-1000``); ``images``
-    is only called on a cache miss.
+    ``key`` names the dataset, split, preprocessing and count (e.g.
+    ``mnist5k-test-unit-1000``); the extractor's name names its weights (a hash).
+    ``images`` is only called on a cache miss. A cache entry (``.npz``) holds the
+    features, that full key and a SHA-256 of the features; an entry that is unreadable,
+    holds another key or fails its checksum is recomputed (with a one-line warning),
+    never trusted.
     """
-    path = os.path.join(cache_dir(), "reference", f"{key}-{extractor.name}.npy")
-    if os.path.exists(path):
-        return np.load(path, allow_pickle=False)
-    features = extractor(images())[0]
+    full_key = f"{key}|{extractor.name}"
+    path = os.path.join(cache_dir(), "reference", f"{key}-{extractor.name}.npz")
+    features, why = _cached(path, full_key)
+    if features is not None:
+        return features
+    if why:
+        logging.warning("Cached reference features %s are not usable (%s); recomputing them.",
+                        path, why)
+    features = np.asarray(extractor(images())[0])
     os.makedirs(os.path.dirname(path), exist_ok=True)
-    tmp = f"{path}.{os.getpid()}.tmp.npy"
-    np.save(tmp, features)
+    tmp = f"{path}.{os.getpid()}.tmp.npz"
+    np.savez(tmp, features=features, key=np.array(full_key),
+             sha256=np.array(_features_digest(features)))
     os.replace(tmp, path)  # atomic: a concurrent or killed run never leaves half a file
     info(f"Cached reference features in {path}")
     return features

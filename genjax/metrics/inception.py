@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import zipfile
 from typing import Mapping, Sequence
 
 import flax.linen as nn
@@ -238,8 +239,13 @@ def load_variables(npz_path: str | None) -> dict:
             f"experiments.convert_inception --pth={PTH_NAME} --out=inception_fid.npz`, and pass "
             "the .npz (e.g. --inception_weights=inception_fid.npz). Offline, the mnist5k domain "
             "classifier gives domain FID/IS instead.")
-    with np.load(npz_path, allow_pickle=False) as f:
-        state = {k: f[k] for k in f.files}
+    try:
+        with np.load(npz_path, allow_pickle=False) as f:
+            state = {k: f[k] for k in f.files}
+    except (zipfile.BadZipFile, ValueError, OSError, EOFError) as e:
+        raise ValueError(f"{npz_path} is not a converted Inception .npz (not a readable NumPy "
+                         f"archive: {type(e).__name__}); make one with "
+                         f"experiments/convert_inception.py.") from None
     source = str(state.pop(SOURCE_KEY, ""))
     if not source.startswith(PTH_SHA256_PREFIX):
         raise ValueError(f"{npz_path} was not converted from {PTH_NAME}: its recorded source "
@@ -262,6 +268,8 @@ def make_extractor(npz_path: str | None, batch_size: int = 50) -> Extractor:
         images = np.asarray(images, np.float32)
         if images.ndim != 4 or images.shape[-1] not in (1, 3):
             raise ValueError(f"Inception takes [N, H, W, 1 or 3] images, got {images.shape}.")
+        if not np.all(np.isfinite(images)):
+            raise ValueError("Inception takes finite images; these hold NaN or Inf.")
         return run_batched(run, images, batch_size)
 
     return Extractor(f"inception2015-{file_sha256(npz_path)[:12]}", extract)

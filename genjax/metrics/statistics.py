@@ -40,6 +40,10 @@ class FeatureStats:
         x = np.asarray(features, np.float64)
         if x.ndim != 2:
             raise ValueError(f"Features must be [n, d], got shape {x.shape}.")
+        if not np.all(np.isfinite(x)):
+            bad = int(np.sum(~np.all(np.isfinite(x), axis=1)))
+            raise ValueError(f"Features hold NaN or Inf ({bad} of {len(x)} rows): the images "
+                             f"or the network that made them are not finite.")
         mean = x.mean(axis=0) if len(x) else np.zeros(x.shape[1])
         centred = x - mean
         return cls(len(x), mean, centred.T @ centred)

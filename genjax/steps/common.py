@@ -16,6 +16,17 @@ LossFn = Callable[[Any, dict, jax.Array], tuple[jax.Array, Metrics]]
 StepFn = Callable[[TrainState, dict], tuple[TrainState, Metrics]]
 
 
+def check_images(batch: dict) -> None:
+    """Refuse integer images when a step is traced: steps take float images already mapped
+    by the data pipeline's ``preprocess`` (raw uint8 pixels, 255 times too large,
+    otherwise train straight to NaN without a word)."""
+    images = batch.get("image") if isinstance(batch, dict) else None
+    if images is not None and not jnp.issubdtype(images.dtype, jnp.floating):
+        raise TypeError(f"batch['image'] must be floating point in the model's range (e.g. "
+                        f"[0, 1] for preprocess='unit'), got {images.dtype}; map uint8 "
+                        f"pixels with x / 255 (genjax.data does this for you).")
+
+
 def make_train_step(loss_fn: LossFn, tx: optax.GradientTransformation, *, net: str = "model",
                     axis_name: str | None = None) -> StepFn:
     """Build ``step(state, batch) -> (state, metrics)`` for one network.
@@ -35,6 +46,7 @@ def make_train_step(loss_fn: LossFn, tx: optax.GradientTransformation, *, net: s
     """
 
     def step(state: TrainState, batch: dict) -> tuple[TrainState, Metrics]:
+        check_images(batch)
         ns = state.nets[net]
         (loss, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(
             ns.params, batch, step_key(state))

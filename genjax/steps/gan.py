@@ -42,7 +42,7 @@ from genjax import precision, replica, spectral
 from genjax.losses import gan as gan_losses
 from genjax.losses import penalties
 from genjax.state import NetState, TrainState, step_key
-from genjax.steps.common import Metrics, StepFn
+from genjax.steps.common import Metrics, StepFn, check_images
 
 # (images [B, ...], labels [B] or None, batch_stats) -> (scores [B] or [B, 1], batch_stats)
 Critic = Callable[[jax.Array, Any, Any], tuple[jax.Array, Any]]
@@ -283,6 +283,7 @@ def gan_step(spec: GANSpec, state: TrainState, batch: dict) -> tuple[TrainState,
     """``n_critic`` `critic_update` calls on the deinterleaved real batches, one
     `generator_update`, then the EMA and growth state; metrics averaged over the critic
     updates."""
+    check_images(batch)
     d_key, g_key = jax.random.split(step_key(state))
     reals = deinterleave(batch["image"], spec.n_critic)
     real_ys = deinterleave(batch["label"], spec.n_critic) if spec.num_classes else None

@@ -59,6 +59,12 @@ _RULES = {
     "ema_decay": (lambda v: 0 <= v < 1, "in [0, 1) (0: off)"),
     "b1": (lambda v: 0 <= v < 1, "in [0, 1)"),
     "b2": (lambda v: 0 <= v < 1, "in [0, 1)"),
+    "max_skipped_fraction": (lambda v: 0 < v <= 1, "in (0, 1]"),
+    "dataset": (lambda v: isinstance(v, str) and v.strip() != "", "a dataset name"),
+    **{f: (lambda v: isinstance(v, (list, tuple)) and len(v) > 0
+                     and all(isinstance(w, int) and w > 0 for w in v),
+           "a non-empty list of positive integers")
+       for f in ("hidden", "conv_features", "minibatch_kernels")},
 }
 
 

@@ -1,0 +1,182 @@
+"""A run's record in its workdir: the config that wrote it and what every resume changed.
+
+``config.json`` is written once, when a run starts from step 0, and never rewritten
+by a resume: it is the config that wrote the first checkpoints. A resume whose config
+differs (a longer schedule, a new learning rate) appends one line to ``resumes.jsonl``
+(step, time, and each changed field's old and new value); `run_config` replays those
+lines to give the config the newest checkpoints were trained with. Metric rows that a
+resume re-runs (logged past the step it resumes from, before a kill) are moved from
+``metrics.jsonl`` to ``metrics.superseded.jsonl``: nothing is deleted, and the curves
+show each step once.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from typing import Any, Mapping
+
+import ml_collections
+
+CONFIG, RESUMES = "config.json", "resumes.jsonl"
+METRICS, SUPERSEDED = "metrics.jsonl", "metrics.superseded.jsonl"
+
+
+class RecordError(ValueError):
+    """A record file in the workdir is missing or unreadable."""
+
+
+def plain(config: ml_collections.ConfigDict | Mapping) -> dict:
+    """The config as JSON would store it (tuples as lists, unknown types as strings)."""
+    tree = config.to_dict() if hasattr(config, "to_dict") else dict(config)
+    return json.loads(json.dumps(tree, sort_keys=True, default=str))
+
+
+def _flat(tree: Mapping, prefix: str = "") -> dict[str, Any]:
+    out = {}
+    for k, v in tree.items():
+        if isinstance(v, Mapping) and v:
+            out.update(_flat(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def changes(old: Mapping, new: Mapping) -> dict[str, dict]:
+    """Field -> {"from": old, "to": new} for every field that differs (a side is left
+    out where the field does not exist)."""
+    a, b = _flat(old), _flat(new)
+    out = {}
+    for k in sorted(a.keys() | b.keys()):
+        if a.get(k, ...) != b.get(k, ...):
+            out[k] = {**({"from": a[k]} if k in a else {}), **({"to": b[k]} if k in b else {})}
+    return out
+
+
+def _apply(tree: dict, changed: Mapping[str, Mapping]) -> dict:
+    for field, change in changed.items():
+        *parents, leaf = field.split(".")
+        node = tree
+        for p in parents:
+            node = node.setdefault(p, {})
+        if "to" in change:
+            node[leaf] = change["to"]
+        else:
+            node.pop(leaf, None)
+    return tree
+
+
+def read_json(path: str) -> Any:
+    """A JSON file's content; a missing file raises FileNotFoundError, a damaged one
+    `RecordError`, each naming the file."""
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"No {os.path.basename(path)} in {os.path.dirname(path)}: not "
+                                f"a genjax training run.") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise RecordError(f"{path} is not valid JSON ({e}); restore it from a copy, or write "
+                          f"the run's config there.") from None
+
+
+def _resumes(workdir: str) -> list[dict]:
+    path = os.path.join(workdir, RESUMES)
+    if not os.path.exists(path):
+        return []
+    try:
+        with open(path) as f:
+            return [json.loads(line) for line in f if line.strip()]
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise RecordError(f"{path} is not valid JSON lines ({e}).") from None
+
+
+def run_config(workdir: str) -> ml_collections.ConfigDict:
+    """The config the run's newest checkpoints were trained with: ``config.json`` with
+    every resume's changes applied in order.
+
+    Raises:
+      FileNotFoundError: no ``config.json`` (not a run's workdir).
+      RecordError: ``config.json`` or ``resumes.jsonl`` is not JSON (the file is named).
+    """
+    tree = read_json(os.path.join(workdir, CONFIG))
+    if not isinstance(tree, dict):
+        raise RecordError(f"{os.path.join(workdir, CONFIG)} holds a {type(tree).__name__}, "
+                          f"not a config.")
+    for entry in _resumes(workdir):
+        _apply(tree, entry.get("changed", {}))
+    return ml_collections.ConfigDict(tree)
+
+
+def _write_atomic(path: str, text: str) -> None:
+    tmp = f"{path}.{os.getpid()}.tmp"
+    with open(tmp, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+def record_start(workdir: str, config: ml_collections.ConfigDict, step: int) -> dict[str, dict]:
+    """Record that a run starts (``step`` 0) or resumes at ``step`` with ``config``.
+
+    From step 0 ``config.json`` is (re)written; the record of an earlier start that left
+    no usable checkpoint is kept as ``config.<time>.json`` (and ``resumes.<time>.jsonl``).
+    On a resume, the fields that differ from `run_config` are appended to ``resumes.jsonl``.
+
+    Returns:
+      The changed fields of a resume ({} when none, and for a start).
+    """
+    new, path = plain(config), os.path.join(workdir, CONFIG)
+    known = os.path.exists(path)
+    if step > 0 and known:
+        changed = changes(plain(run_config(workdir)), new)
+        if changed:
+            with open(os.path.join(workdir, RESUMES), "a") as f:
+                f.write(json.dumps({"step": step, "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
+                                    "changed": changed}) + "\n")
+        return changed
+    if known and _differs(workdir, new):
+        stamp, resumes = int(time.time()), os.path.join(workdir, RESUMES)
+        os.replace(path, os.path.join(workdir, f"config.{stamp}.json"))
+        if os.path.exists(resumes):
+            os.replace(resumes, os.path.join(workdir, f"resumes.{stamp}.jsonl"))
+    _write_atomic(path, json.dumps(new, indent=2, sort_keys=True))
+    return {}
+
+
+def _differs(workdir: str, new: dict) -> bool:
+    try:
+        return bool(changes(plain(run_config(workdir)), new))
+    except RecordError:  # an unreadable record is kept aside too
+        return True
+
+
+def supersede_metrics(workdir: str, step: int) -> int:
+    """Move the rows of ``metrics.jsonl`` logged past ``step`` (a resume re-runs those
+    steps) to ``metrics.superseded.jsonl``; returns how many were moved."""
+    path = os.path.join(workdir, METRICS)
+    if not os.path.exists(path):
+        return 0
+    with open(path) as f:
+        lines = [line for line in f if line.strip()]
+    late = [line for line in lines if _row_step(line) > step]
+    if late:
+        with open(os.path.join(workdir, SUPERSEDED), "a") as f:
+            f.writelines(late)
+        _write_atomic(path, "".join(line for line in lines if _row_step(line) <= step))
+    return len(late)
+
+
+def _row_step(line: str) -> int:
+    try:
+        return int(json.loads(line).get("step", 0))
+    except (json.JSONDecodeError, TypeError, ValueError, AttributeError):
+        return 0  # an unreadable row is kept where it is
+
+
+def describe(changed: Mapping[str, Mapping], limit: int = 6) -> str:
+    """``lr 0.001 -> 0.002, num_steps 3000 -> 3200`` (the first ``limit`` fields)."""
+    parts = [f"{k} {c.get('from', '(none)')} -> {c.get('to', '(none)')}"
+             for k, c in list(changed.items())[:limit]]
+    more = len(changed) - limit
+    return ", ".join(parts) + (f" and {more} more" if more > 0 else "")
