@@ -17,12 +17,15 @@ float32 matmul any engine here ran: XLA with either CPU dot library, and PyTorch
 installed).
 
 Also: ``--stock`` rows (``config@batch``) with Flax's stock transposed convolutions for the
-fast-layer speed-up; ``--bf16`` rows computing in bfloat16 (`genjax.precision`);
+fast-layer speed-up; ``--shared`` GAN rows with one generator forward per step
+(``reuse_fakes``) and one critic call on real and fake (``joint_critic``);
+``--bf16`` rows computing in bfloat16 (`genjax.precision`);
 ``--pipeline`` rows fed by the real tfds pipeline (mnist5k, the config's preprocessing)
 instead of a batch in memory; and, with PyTorch installed (``pip install torch==2.13.0``),
 the same textbook models and steps in PyTorch eager
-(`benchmarks.torch_reference`) timed the same way in the same run, with the ratio
-genjax / PyTorch. Writes ``--out`` (default ``benchmarks/results/<device>.json``).
+(`benchmarks.torch_reference`: the idiomatic step with one generator forward, and for
+one-critic-update GANs also the two-forward step genjax's default runs) timed the same
+way in the same run, with the ratio genjax / the fastest PyTorch row. Writes ``--out`` (default ``benchmarks/results/<device>.json``).
 """
 
 from __future__ import annotations
@@ -58,6 +61,11 @@ _BF16 = flags.DEFINE_list("bf16", ["vae_mnist@256", "dcgan_mnist@64", "wgan_gp_m
                           "config@batch rows also timed with bfloat16 compute.")
 _PIPELINE = flags.DEFINE_list("pipeline", ["vae_mnist@128", "gan_mlp_mnist@64"],
                               "config@batch rows also timed fed by the real tfds pipeline.")
+_SHARED = flags.DEFINE_list("shared", ["gan_mlp_mnist@64", "dcgan_mnist@64", "lsgan_mnist@64",
+                                       "wgan_gp_mnist@64", "sngan_mnist@64"],
+                            "config@batch GAN rows also timed with one generator forward per "
+                            "step (reuse_fakes, where n_critic is 1) and the joint critic call "
+                            "(joint_critic); config@batch:option+option times just those.")
 _TORCH = flags.DEFINE_boolean("torch", True, "Time the PyTorch reference too, if installed.")
 _OUT = flags.DEFINE_string("out", None, "Result file (default results/<device>.json).")
 _TABLE = flags.DEFINE_string("table", None, "Only print the docs/benchmarks.md tables of this result file.")
@@ -177,10 +185,18 @@ def _config(name: str, batch_size: int | None, **overrides):
     return config
 
 
+def shared_step_options(name: str) -> dict:
+    """The config overrides of a ``--shared`` row: the joint critic call, and one generator
+    forward per step where the config has one critic update per step."""
+    one_update = _config(name, None).get("n_critic", 1) == 1
+    return {"joint_critic": True, **({"reuse_fakes": True} if one_update else {})}
+
+
 def measure(name: str, batch_size: int | None, *, driver: str = "none", steps_per_call: int = 1,
             cpu_dots: str = "auto", fast_layers: bool = True, pipeline: bool = False,
-            compute_dtype: str = "float32") -> dict:
-    """One genjax row (see the module docstring)."""
+            compute_dtype: str = "float32", step_options: dict | None = None) -> dict:
+    """One genjax row (see the module docstring); ``step_options``: config overrides of the
+    GAN step (`shared_step_options`)."""
     import jax
     import numpy as np
 
@@ -189,7 +205,7 @@ def measure(name: str, batch_size: int | None, *, driver: str = "none", steps_pe
     from genjax.tasks import TASKS
 
     config = _config(name, batch_size, parallel=driver, fast_layers=fast_layers,
-                     compute_dtype=compute_dtype)
+                     compute_dtype=compute_dtype, **(step_options or {}))
     parallel.check_batch(driver, config.batch_size)
     shape = (28, 28, 1)
     task = TASKS[config.task](config, shape, parallel.step_axis(driver))
@@ -225,7 +241,7 @@ def measure(name: str, batch_size: int | None, *, driver: str = "none", steps_pe
             "input": "tfds pipeline" if pipeline else "in memory",
             "examples_per_sec": round(rate, 1), "min": round(min(rates), 1),
             "max": round(max(rates), 1), "ms_per_step": round(1000 * n / rate, 2),
-            "compute_dtype": compute_dtype,
+            "compute_dtype": compute_dtype, "step_options": step_options or {},
             "compile_s": round(_compile_seconds[0] - compiled_before, 2),
             "first_call_s": round(first, 2),
             "gflop_per_step": None if flops is None else round(flops / 1e9, 3),
@@ -239,7 +255,13 @@ def markdown_tables(results: list[dict]) -> str:
     pipeline rows against their default row."""
     def default(r):
         return (r["framework"] == "genjax" and r["layers"] == "fast" and r["parallel"] == "none"
-                and r["input"] == "in memory" and r.get("compute_dtype", "float32") == "float32")
+                and r["input"] == "in memory" and r.get("compute_dtype", "float32") == "float32"
+                and not r.get("step_options"))
+
+    def best_torch(config, batch):
+        peers = [x for x in results
+                 if x["framework"].startswith("torch") and same(x, config, batch)]
+        return max(peers, key=lambda x: x["examples_per_sec"], default=None)
 
     def same(r, config, batch):
         return r["config"] == config and r["batch_size"] == batch
@@ -251,17 +273,23 @@ def markdown_tables(results: list[dict]) -> str:
              "(% of peak) | peak MB | PyTorch examples/s (min–max) | PyTorch GFLOP/s | "
              "genjax / PyTorch |", "|---" * 10 + "|"]
     for r in filter(default, results):
-        t = next((x for x in results if x["framework"].startswith("torch")
-                  and same(x, r["config"], r["batch_size"])), None)
+        t = best_torch(r["config"], r["batch_size"])
         batch = f"{r['batch_size']}" + (f" × {r['n_critic']}" if r["n_critic"] > 1 else "")
         lines.append(
             f"| `{r['config']}` | {batch} | {rate(r)} | {r['ms_per_step']:,.1f} | "
             f"{r.get('compile_s', r['first_call_s']):.1f} | "
             f"{r['gflops']:.0f} ({r['pct_of_peak']:.0f} %) | "
             f"{r['peak_memory_mb']:,.0f} | " + ("— | — | — |" if t is None else
-            f"{rate(t)} | {t.get('gflops') or 0:.0f} | {t['genjax_over_torch']:.2f} |"))
-    lines += ["", "| config | batch | variant | examples/s (min–max) | default row | ratio |",
-              "|---" * 6 + "|"]
+            f"{rate(t)} | {t.get('gflops') or 0:.0f} | "
+            f"{r['examples_per_sec'] / t['examples_per_sec']:.2f} |"))
+    torch_rows = [r for r in results if r["framework"].startswith("torch")]
+    if torch_rows:
+        lines += ["", "| config | batch | PyTorch step | examples/s (min–max) |",
+                  "|---" * 4 + "|"]
+        lines += [f"| `{r['config']}` | {r['batch_size']} | {r['framework']} | {rate(r)} |"
+                  for r in torch_rows]
+    lines += ["", "| config | batch | variant | examples/s (min–max) | default row | ratio | "
+              "genjax / best PyTorch |", "|---" * 7 + "|"]
     for r in results:
         if r["framework"] != "genjax" or default(r):
             continue
@@ -272,9 +300,13 @@ def markdown_tables(results: list[dict]) -> str:
             variant = f"{r['compute_dtype']} compute"
         if r["parallel"] != "none":
             variant = f"{r['parallel']} ({r['devices']} devices)"
+        if r.get("step_options"):
+            variant = " + ".join(sorted(r["step_options"]))
+        t = best_torch(r["config"], r["batch_size"])
+        ratio = lambda other: f"{r['examples_per_sec'] / other['examples_per_sec']:.2f}"
         lines.append(f"| `{r['config']}` | {r['batch_size']} | {variant} | {rate(r)} | " + (
-            "— | — |" if base is None else
-            f"{base['examples_per_sec']:,.0f} | {r['examples_per_sec'] / base['examples_per_sec']:.2f} |"))
+            "— | — |" if base is None else f"{base['examples_per_sec']:,.0f} | {ratio(base)} |")
+            + (" — |" if t is None else f" {ratio(t)} |"))
     return "\n".join(lines)
 
 
@@ -311,20 +343,30 @@ def main(_):
                         record(measure(name, batch_size, driver=driver, steps_per_call=k,
                                        cpu_dots=dots))
             if torch_ref is not None and torch_ref.supports(name):
-                row = torch_ref.measure(name, _config(name, batch_size), _SECONDS.value,
-                                        _WINDOWS.value)
-                ours = [r for r in results if r["config"] == name and r["framework"] == "genjax"
-                        and r["batch_size"] == row["batch_size"] and r["layers"] == "fast"]
-                best = max(ours, key=lambda r: r["examples_per_sec"])
-                row["genjax_over_torch"] = round(best["examples_per_sec"] / row["examples_per_sec"], 2)
-                if best["gflop_per_step"] is not None:  # same models: the same FLOPs per step
-                    row["gflops"] = round(best["gflop_per_step"] * row["examples_per_sec"]
-                                          / (row["batch_size"] * row["n_critic"]), 1)
-                record(row)
+                config = _config(name, batch_size)
+                idioms = (True, False) if config.task == "gan" and config.n_critic == 1 else (True,)
+                for one_forward in idioms:
+                    row = torch_ref.measure(name, config, _SECONDS.value, _WINDOWS.value,
+                                            one_forward=one_forward)
+                    ours = [r for r in results if r["config"] == name and r["framework"] == "genjax"
+                            and r["batch_size"] == row["batch_size"] and r["layers"] == "fast"]
+                    best = max(ours, key=lambda r: r["examples_per_sec"])
+                    row["genjax_over_torch"] = round(best["examples_per_sec"]
+                                                     / row["examples_per_sec"], 2)
+                    if best["gflop_per_step"] is not None:  # same models: the same FLOPs per step
+                        row["gflops"] = round(best["gflop_per_step"] * row["examples_per_sec"]
+                                              / (row["batch_size"] * row["n_critic"]), 1)
+                    record(row)
     for name, batch_size in _rows(_STOCK.value):
         record(measure(name, batch_size, fast_layers=False))
     for name, batch_size in _rows(_BF16.value):
         record(measure(name, batch_size, compute_dtype="bfloat16"))
+    for spec in _SHARED.value:
+        row, _, options = spec.partition(":")
+        ((name, batch_size),) = _rows([row])
+        step_options = ({o: True for o in options.split("+")} if options
+                        else shared_step_options(name))
+        record(measure(name, batch_size, step_options=step_options))
     for name, batch_size in _rows(_PIPELINE.value):
         if not any(r["config"] == name and r["batch_size"] == batch_size and
                    r["framework"] == "genjax" and r["layers"] == "fast" for r in results):

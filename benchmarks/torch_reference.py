@@ -2,10 +2,18 @@
 throughput in `benchmarks.throughput` (only where ``torch`` is installed:
 ``pip install torch==2.13.0``; genjax itself never imports it).
 
-Same architectures, objectives, optimizers and step structure as the genjax configs
-(`experiments/configs`): each discriminator update scores fresh generator samples,
-the generator update draws its own, WGAN-GP takes ``n_critic`` critic updates on fresh
-real batches with the penalty's double backward, BatchNorm in training mode. The
+Same architectures, objectives and optimizers as the genjax configs
+(`experiments/configs`), BatchNorm in training mode. Two step structures:
+
+* ``one_forward=True`` (the default, what a PyTorch user writes; pytorch/examples'
+  DCGAN): with one critic update per step, ``fake = G(z)`` once; D learns on real and
+  ``fake.detach()``, then G learns through the same ``fake`` against the updated D.
+* ``one_forward=False``: each discriminator update scores fresh generator samples drawn
+  without gradients and the generator update draws its own (genjax's default step).
+
+With ``n_critic`` > 1 (WGAN-GP) both are the usual pattern of the public PyTorch
+implementations: ``n_critic`` critic updates on fresh real batches and fresh detached
+fakes with the penalty's double backward, then a generator update on fresh noise. The
 discriminator's parameters are frozen (``requires_grad_(False)``) during the generator
 update, as a careful PyTorch user would write it.
 """
@@ -108,7 +116,7 @@ def _gan_losses(loss: str):
     raise ValueError(f"No PyTorch reference for loss {loss!r}.")
 
 
-def make_step(config):
+def make_step(config, one_forward: bool = True):
     """(step() -> None, real examples per step) for ``config`` on a fixed random batch."""
     torch.manual_seed(0)
     b = config.batch_size
@@ -133,31 +141,42 @@ def make_step(config):
     n_critic, gp = config.n_critic, config.gp_weight
     reals = torch.rand(n_critic, b, 1, 28, 28) * 2 - 1
 
+    shared = one_forward and n_critic == 1
+
+    def critic_update(real, fake):
+        d_opt.zero_grad(set_to_none=True)
+        loss = d_loss_fn(disc(real).squeeze(1), disc(fake).squeeze(1))
+        if gp:
+            eps = torch.rand(b, 1, 1, 1)
+            mid = (eps * real + (1 - eps) * fake).requires_grad_(True)
+            (grad,) = torch.autograd.grad(disc(mid).sum(), mid, create_graph=True)
+            loss = loss + gp * ((grad.flatten(1).norm(dim=1) - 1) ** 2).mean()
+        loss.backward()
+        d_opt.step()
+
     def gan_step():
         disc.requires_grad_(True)
-        for i in range(n_critic):
-            with torch.no_grad():
-                fake = gen(torch.randn(b, config.latent_dim))
-            d_opt.zero_grad(set_to_none=True)
-            loss = d_loss_fn(disc(reals[i]).squeeze(1), disc(fake).squeeze(1))
-            if gp:
-                eps = torch.rand(b, 1, 1, 1)
-                mid = (eps * reals[i] + (1 - eps) * fake).requires_grad_(True)
-                (grad,) = torch.autograd.grad(disc(mid).sum(), mid, create_graph=True)
-                loss = loss + gp * ((grad.flatten(1).norm(dim=1) - 1) ** 2).mean()
-            loss.backward()
-            d_opt.step()
+        if shared:
+            fake = gen(torch.randn(b, config.latent_dim))
+            critic_update(reals[0], fake.detach())
+        else:
+            for i in range(n_critic):
+                with torch.no_grad():
+                    fake = gen(torch.randn(b, config.latent_dim))
+                critic_update(reals[i], fake)
         disc.requires_grad_(False)
         g_opt.zero_grad(set_to_none=True)
-        g_loss_fn(disc(gen(torch.randn(b, config.latent_dim))).squeeze(1)).backward()
+        if not shared:
+            fake = gen(torch.randn(b, config.latent_dim))
+        g_loss_fn(disc(fake).squeeze(1)).backward()
         g_opt.step()
 
     return gan_step, b * n_critic
 
 
-def measure(name: str, config, seconds: float, windows: int) -> dict:
+def measure(name: str, config, seconds: float, windows: int, one_forward: bool = True) -> dict:
     """The PyTorch row of `benchmarks.throughput` for config ``name`` (same windows and fields)."""
-    step, n = make_step(config)
+    step, n = make_step(config, one_forward)
     start = time.perf_counter()
     step()
     first = time.perf_counter() - start
@@ -171,7 +190,9 @@ def measure(name: str, config, seconds: float, windows: int) -> dict:
             k += 1
         rates.append(k * n / (time.perf_counter() - start))
     rate = float(np.median(rates))
-    return {"framework": f"torch {torch.__version__} eager", "config": name,
+    variant = "" if config.task != "gan" or config.n_critic > 1 else (
+        ", one G forward" if one_forward else ", two G forwards")
+    return {"framework": f"torch {torch.__version__} eager{variant}", "config": name,
             "batch_size": config.batch_size, "n_critic": config.get("n_critic", 1),
             "input": "in memory", "examples_per_sec": round(rate, 1), "min": round(min(rates), 1),
             "max": round(max(rates), 1), "ms_per_step": round(1000 * n / rate, 2),

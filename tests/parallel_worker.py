@@ -46,13 +46,18 @@ STEPS = 3
 
 
 def config(name: str, driver: str):
+    """The ``:test`` config ``name``; ``name+shared`` adds one generator forward per step
+    and the joint critic call (``reuse_fakes``, ``joint_critic``)."""
     import importlib
 
+    name, _, variant = name.partition("+")
     c = importlib.import_module(f"experiments.configs.{name}").get_config("test")
     c.parallel = driver
     c.batch_size = 16
     if name == "wgan_gp_mnist":
         c.spectral_norm = True
+    if variant == "shared":
+        c.reuse_fakes = c.joint_critic = True
     return c
 
 

@@ -17,6 +17,7 @@ import pytest
 from genjax import nn as gnn
 from genjax import spectral
 from genjax import state as gstate
+from genjax.losses import gan as gan_losses
 from genjax.nn import layers
 from genjax.steps import gan as gsteps
 
@@ -100,7 +101,8 @@ def test_dcgan_sizes_are_checked():
         gnn.DCGANGenerator((48, 48, 3)).init(jax.random.key(0), jnp.ones((1, 8)), train=False)
 
 
-def _mlp_state(*, n_critic=1, clip=None, sn=False, ema=None, bn_gen=False, loss="ns"):
+def _mlp_state(*, n_critic=1, clip=None, sn=False, ema=None, bn_gen=False, loss="ns",
+               **options):
     gen = gnn.ConvGenerator((28, 28, 1)) if bn_gen else gnn.MLPGenerator((28, 28, 1), (32,))
     disc = gnn.MLPDiscriminator((32,))
     g_tx, d_tx = optax.adam(1e-3), optax.adam(1e-3)
@@ -114,7 +116,7 @@ def _mlp_state(*, n_critic=1, clip=None, sn=False, ema=None, bn_gen=False, loss=
         "gen": gstate.create_net(g_vars["params"], g_tx, g_vars.get("batch_stats")),
         "disc": gstate.create_net(d_vars["params"], d_tx)}, extra)
     step = gsteps.make_gan_step(gen, disc, g_tx, d_tx, latent_dim=8, loss=loss, n_critic=n_critic,
-                                clip_value=clip, spectral_norm=sn, ema_decay=ema)
+                                clip_value=clip, spectral_norm=sn, ema_decay=ema, **options)
     batch = {"image": jax.random.uniform(jax.random.key(4), (16 * n_critic, 28, 28, 1), minval=-1)}
     return state, step, batch
 
@@ -140,6 +142,86 @@ def test_clipping_ema_and_spectral_state():
     moved = [not np.allclose(new.extra["spectral"][k], state.extra["spectral"][k])
              for k in state.extra["spectral"]]
     assert any(moved)
+
+
+def _dots_with_operand(jaxpr, shape) -> int:
+    """dot_general equations, through nested calls, with an operand of ``shape``."""
+    n = 0
+    for eqn in jaxpr.eqns:
+        if eqn.primitive.name == "dot_general":
+            n += any(tuple(v.aval.shape) == shape for v in eqn.invars)
+        for param in eqn.params.values():
+            for sub in param if isinstance(param, (list, tuple)) else [param]:
+                sub = getattr(sub, "jaxpr", sub)
+                if hasattr(sub, "eqns"):
+                    n += _dots_with_operand(sub, shape)
+    return n
+
+
+def test_reuse_fakes_runs_the_generator_forward_once_with_pytorch_semantics():
+    """``reuse_fakes``: one generator forward per step (read from the jaxpr: the first
+    layer's kernel [8, 32] enters 2 dots in the plain step, 1 here); the critic update
+    equals the plain step's (same fakes), and the generator's update equals a direct
+    ``jax.grad`` of g_loss(D'(G(z))) through the same z against the updated critic D'."""
+    (state, plain, batch), (_, shared, _) = _mlp_state(bn_gen=False), _mlp_state(reuse_fakes=True)
+    forwards = {name: _dots_with_operand(jax.make_jaxpr(f)(state, batch).jaxpr, (8, 32))
+                for name, f in (("plain", plain), ("shared", shared))}
+    assert forwards == {"plain": 2, "shared": 1}
+    new, metrics = jax.jit(shared)(state, batch)
+    ref, _ = jax.jit(plain)(state, batch)
+    chex.assert_trees_all_close(new.nets["disc"], ref.nets["disc"], rtol=1e-6, atol=1e-7)
+
+    spec = gsteps.GANSpec(gnn.MLPGenerator((28, 28, 1), (32,)), gnn.MLPDiscriminator((32,)),
+                          optax.adam(1e-3), optax.adam(1e-3), 8, *gan_losses.get("ns"))
+    key = jax.random.split(jax.random.split(gstate.step_key(state))[0], 1)[0]
+    fake_key = jax.random.split(key)[0]
+    gen = state.nets["gen"]
+
+    def g_loss(params):  # differentiates the generator's forward itself
+        fake, _, _ = gsteps.draw_fakes(spec, params, gen, fake_key, 16, None, None)
+        return gsteps.generator_loss(spec.critic(new.nets["disc"].params, {}, None), {}, fake,
+                                     g_loss=spec.g_loss)[0]
+
+    loss, grads = jax.jit(jax.value_and_grad(g_loss))(gen.params)
+    updates, _ = spec.g_tx.update(grads, gen.opt_state, gen.params)
+    chex.assert_trees_all_close(new.nets["gen"].params, optax.apply_updates(gen.params, updates),
+                                rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(metrics["gen/loss"], loss, rtol=1e-6)
+
+
+def test_reuse_fakes_needs_one_critic_update_and_no_unrolling():
+    with pytest.raises(ValueError, match="reuse_fakes .* needs n_critic=1 and unroll_steps=0"):
+        _mlp_state(n_critic=2, reuse_fakes=True)
+
+
+@pytest.mark.parametrize("conditional", [False, True])
+def test_joint_critic_call_scores_like_two_calls(conditional):
+    """One critic call on [real; fake] gives the loss and gradients of two calls (an MLP
+    critic scores each example on its own), with one first-layer forward, not two; a
+    critic with BatchNorm is refused."""
+    disc = gnn.MLPDiscriminator((32,), head=gnn.Head(num_classes=3 if conditional else 0))
+    real, fake = (jax.random.uniform(jax.random.key(i), (6, 28, 28, 1)) for i in (0, 1))
+    labels = jnp.array([0, 1, 2, 0, 1, 2]) if conditional else None
+    params = jax.jit(functools.partial(disc.init, train=False))(jax.random.key(2), real, labels)
+    critic = lambda p: lambda x, y, stats: (disc.apply(p, x, y, train=True), stats)
+    d_loss, _ = gan_losses.get("ns")
+
+    def loss(p, joint):
+        return gsteps.critic_loss(critic(p), {}, real, fake, jax.random.key(3), d_loss=d_loss,
+                                  real_labels=labels, fake_labels=labels, gp_weight=1.0,
+                                  joint=joint)[0]
+
+    for_joint, for_two = (jax.jit(jax.value_and_grad(loss), static_argnums=1)(params, j)
+                          for j in (True, False))
+    chex.assert_trees_all_close(for_joint, for_two, rtol=1e-5, atol=1e-6)
+    first_layer = (784, 32)
+    count = lambda j: _dots_with_operand(jax.make_jaxpr(lambda p: loss(p, j))(params).jaxpr,
+                                         first_layer)
+    assert count(False) - count(True) == 1  # the gradient penalty's own calls are the rest
+    bn_critic = lambda x, y, stats: (jnp.sum(x, (1, 2, 3)), stats)
+    with pytest.raises(ValueError, match="BatchNorm"):
+        gsteps.critic_loss(bn_critic, {"BatchNorm_0": {"mean": jnp.zeros(3)}}, real, fake,
+                           jax.random.key(3), d_loss=d_loss, joint=True)
 
 
 def test_batchnorm_statistics_are_returned_by_the_step():

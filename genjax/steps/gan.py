@@ -10,7 +10,8 @@ pure functions:
   * `generator_loss`: the generator's objective against a critic;
   * `unrolled_critic`: the unrolled GAN's look-ahead, the critic after k more updates
     as a differentiable function of the generated batch;
-  * `critic_update` and `generator_update`: one optimizer update of each network.
+  * `critic_update` and `generator_update`: one optimizer update of each network;
+  * `shared_update`: both, through one generator forward (``reuse_fakes``).
 
 `make_gan_step` binds networks, optimizers and options (a `GANSpec`) to them. One
 factory serves every objective (BCE, LSGAN, WGAN, WGAN-GP, hinge, R1, clipping,
@@ -98,19 +99,32 @@ def deinterleave(x: jax.Array, n_critic: int) -> jax.Array:
 def critic_loss(critic: Critic, batch_stats: Any, real: jax.Array, fake: jax.Array,
                 key: jax.Array, *, d_loss: gan_losses.DiscLoss, real_labels: Any = None,
                 fake_labels: Any = None, gp_weight: float = 0.0, r1_weight: float = 0.0,
-                axis_name: str | None = None) -> tuple[jax.Array, tuple[Any, Metrics]]:
+                axis_name: str | None = None, joint: bool = False
+                ) -> tuple[jax.Array, tuple[Any, Metrics]]:
     """The discriminator's objective: ``d_loss(D(real), D(fake))`` + ``gp_weight`` * GP
     (on interpolates drawn with ``key``) + ``r1_weight`` / 2 * R1 (on ``real``).
 
     ``critic`` scores a batch (BatchNorm statistics threaded through real, then fake);
-    the penalties score with the statistics after both. Returns (loss, (batch_stats,
-    metrics)) for ``jax.grad(..., has_aux=True)``. Labels (None: unconditional): the
-    penalties score with ``real_labels``; an interpolate of the gradient penalty mixes a
-    real image and a fake, so the fakes must have been drawn with the real labels
-    (`critic_update` does so) for the labels to be right for both.
+    the penalties score with the statistics after both. ``joint`` scores real and fake
+    in one call on their concatenation (one larger GEMM per layer instead of two): the
+    same scores when every example is scored on its own, so a critic with BatchNorm
+    (statistics per call) is refused; one with minibatch features must not use it.
+    Returns (loss, (batch_stats, metrics)) for ``jax.grad(..., has_aux=True)``. Labels
+    (None: unconditional): the penalties score with ``real_labels``; an interpolate of
+    the gradient penalty mixes a real image and a fake, so the fakes must have been
+    drawn with the real labels (`critic_update` does so) for the labels to be right.
     """
-    real_s, stats = critic(real, real_labels, batch_stats)
-    fake_s, stats = critic(fake, fake_labels, stats)
+    if joint:
+        if jax.tree.leaves(batch_stats):
+            raise ValueError("A joint critic call scores real and fake together, which "
+                             "BatchNorm would mix; this discriminator has BatchNorm "
+                             "(use joint_critic=False).")
+        labels = None if real_labels is None else jnp.concatenate([real_labels, fake_labels])
+        scores, stats = critic(jnp.concatenate([real, fake]), labels, batch_stats)
+        real_s, fake_s = scores[:real.shape[0]], scores[real.shape[0]:]
+    else:
+        real_s, stats = critic(real, real_labels, batch_stats)
+        fake_s, stats = critic(fake, fake_labels, stats)
     total = d_loss(real_s, fake_s)
     metrics = {"disc/loss": total, "disc/real_score": jnp.mean(real_s),
                "disc/fake_score": jnp.mean(fake_s)}
@@ -170,6 +184,8 @@ class GANSpec:
     growth: Callable[[jax.Array], dict] | None = None
     compute_dtype: str = "float32"
     axis_name: str | None = None
+    reuse_fakes: bool = False
+    joint_critic: bool = False
 
     def critic(self, params: Any, sn: Any, grow: dict | None) -> Critic:
         """The discriminator as a `Critic`: spectrally normalised with ``sn`` (not advanced)
@@ -208,7 +224,7 @@ def _critic_objective(spec: GANSpec, params: Any, sn: Any, batch_stats: Any, rea
     return critic_loss(spec.critic(params, sn, grow), batch_stats, real, fake, key,
                        d_loss=spec.d_loss, real_labels=real_y, fake_labels=fake_y,
                        gp_weight=spec.gp_weight, r1_weight=spec.r1_weight,
-                       axis_name=spec.axis_name)
+                       axis_name=spec.axis_name, joint=spec.joint_critic)
 
 
 def _optimizer_update(spec: GANSpec, grads: Any, opt_state: Any, params: Any
@@ -220,6 +236,20 @@ def _optimizer_update(spec: GANSpec, grads: Any, opt_state: Any, params: Any
     if spec.clip_value is not None:
         params = penalties.clip_weights(params, spec.clip_value)
     return params, opt_state
+
+
+def _critic_step(spec: GANSpec, disc: NetState, sn: Any, real: jax.Array, real_y: Any,
+                 fake: jax.Array, fake_y: Any, grow: dict | None, key: jax.Array
+                 ) -> tuple[NetState, Any, Metrics]:
+    """One discriminator optimizer update on ``real`` against the given (detached) fakes;
+    advances the spectral-norm vectors once. Returns (disc, sn, metrics)."""
+    if spec.spectral_norm:
+        _, sn = spectral.normalize(disc.params, sn, update=True)
+    grads, (stats, metrics) = jax.grad(_critic_objective, argnums=1, has_aux=True)(
+        spec, disc.params, sn, disc.batch_stats, real, real_y, fake, fake_y, grow, key)
+    params, opt_state = _optimizer_update(spec, grads, disc.opt_state, disc.params)
+    disc = NetState(params=params, opt_state=opt_state, batch_stats=stats)
+    return disc, sn, replica.average(metrics, spec.axis_name)
 
 
 def critic_update(spec: GANSpec, gen: NetState, disc: NetState, sn: Any, real: jax.Array,
@@ -236,15 +266,49 @@ def critic_update(spec: GANSpec, gen: NetState, disc: NetState, sn: Any, real: j
     same_labels = real_y if spec.gp_weight else None
     fake, fake_y, g_stats = draw_fakes(spec, gen.params, gen, fake_key, real.shape[0],
                                        same_labels, grow)
-    fake = jax.lax.stop_gradient(fake)
-    if spec.spectral_norm:
-        _, sn = spectral.normalize(disc.params, sn, update=True)
+    disc, sn, metrics = _critic_step(spec, disc, sn, real, real_y, jax.lax.stop_gradient(fake),
+                                     fake_y, grow, gp_key)
+    return gen.replace(batch_stats=g_stats), disc, sn, metrics
 
-    grads, (stats, metrics) = jax.grad(_critic_objective, argnums=1, has_aux=True)(
-        spec, disc.params, sn, disc.batch_stats, real, real_y, fake, fake_y, grow, gp_key)
-    params, opt_state = _optimizer_update(spec, grads, disc.opt_state, disc.params)
-    disc = NetState(params=params, opt_state=opt_state, batch_stats=stats)
-    return gen.replace(batch_stats=g_stats), disc, sn, replica.average(metrics, spec.axis_name)
+
+def _generator_optimizer_update(spec: GANSpec, gen: NetState, grads: Any, stats: Any,
+                                metrics: Metrics) -> tuple[NetState, Metrics]:
+    """One generator optimizer update (gradients and metrics averaged over replicas)."""
+    grads, metrics = replica.average((grads, metrics), spec.axis_name)
+    updates, opt_state = spec.g_tx.update(grads, gen.opt_state, gen.params)
+    return NetState(optax.apply_updates(gen.params, updates), opt_state, stats), metrics
+
+
+def shared_update(spec: GANSpec, gen: NetState, disc: NetState, sn: Any, real: jax.Array,
+                  real_y: jax.Array | None, key: jax.Array, grow: dict | None
+                  ) -> tuple[NetState, NetState, Any, Metrics]:
+    """A critic update and a generator update through one generator forward (PyTorch's
+    DCGAN idiom: ``fake = G(z)``; D learns on ``fake.detach()``; G learns through the same
+    ``fake`` against the updated D).
+
+    The forward is kept as a `jax.vjp`; the generator's gradient is its pullback of
+    ``d g_loss(D'(fake)) / d fake``, where D' is the critic after this step's update (the
+    one `generator_update` also sees). The generator's BatchNorm statistics advance once
+    per step, and the fakes' labels (conditional GANs) are the critic update's.
+    Returns (gen, disc, sn, metrics), as `critic_update` then `generator_update` do.
+    """
+    fake_key, gp_key = jax.random.split(key)
+    same_labels = real_y if spec.gp_weight else None
+
+    def forward(params):
+        fake, fake_y, stats = draw_fakes(spec, params, gen, fake_key, real.shape[0],
+                                         same_labels, grow)
+        return fake, (fake_y, stats)
+
+    fake, pullback, (fake_y, g_stats) = jax.vjp(forward, gen.params, has_aux=True)
+    disc, sn, metrics = _critic_step(spec, disc, sn, real, real_y, jax.lax.stop_gradient(fake),
+                                     fake_y, grow, gp_key)
+    critic = spec.critic(disc.params, sn, grow)
+    loss = lambda f: generator_loss(critic, disc.batch_stats, f, fake_y, g_loss=spec.g_loss)
+    (_, g_metrics), cotangent = jax.value_and_grad(loss, has_aux=True)(fake)
+    (grads,) = pullback(cotangent)
+    gen, g_metrics = _generator_optimizer_update(spec, gen, grads, g_stats, g_metrics)
+    return gen, disc, sn, {**metrics, **g_metrics}
 
 
 def generator_update(spec: GANSpec, gen: NetState, disc: NetState, sn: Any, key: jax.Array,
@@ -274,9 +338,7 @@ def generator_update(spec: GANSpec, gen: NetState, disc: NetState, sn: Any, key:
         return g_loss, (stats, metrics)
 
     grads, (stats, metrics) = jax.grad(loss, has_aux=True)(gen.params)
-    grads, metrics = replica.average((grads, metrics), spec.axis_name)
-    updates, opt_state = spec.g_tx.update(grads, gen.opt_state, gen.params)
-    return NetState(optax.apply_updates(gen.params, updates), opt_state, stats), metrics
+    return _generator_optimizer_update(spec, gen, grads, stats, metrics)
 
 
 def gan_step(spec: GANSpec, state: TrainState, batch: dict) -> tuple[TrainState, Metrics]:
@@ -292,14 +354,20 @@ def gan_step(spec: GANSpec, state: TrainState, batch: dict) -> tuple[TrainState,
     # A static Python loop, not lax.scan: XLA:CPU compiles convolution gradients inside
     # a while loop far worse than straight-line code (measured, textbook DCGAN step:
     # 1.47 s in a one-trip scan, 0.43 s straight), and n_critic is small.
-    per_update = []
-    for i, k in enumerate(jax.random.split(d_key, spec.n_critic)):
-        gen, disc, sn, m = critic_update(spec, gen, disc, sn, reals[i],
-                                         None if real_ys is None else real_ys[i], k, grow)
-        per_update.append(m)
-    metrics = jax.tree.map(lambda *ms: jnp.mean(jnp.stack(ms)), *per_update)
-    gen, g_metrics = generator_update(spec, gen, disc, sn, g_key, reals, real_ys, grow)
-    metrics.update(g_metrics)
+    keys = jax.random.split(d_key, spec.n_critic)
+    if spec.reuse_fakes:  # n_critic == 1: the critic's key, so its fakes are the same
+        gen, disc, sn, metrics = shared_update(spec, gen, disc, sn, reals[0],
+                                               None if real_ys is None else real_ys[0],
+                                               keys[0], grow)
+    else:
+        per_update = []
+        for i, k in enumerate(keys):
+            gen, disc, sn, m = critic_update(spec, gen, disc, sn, reals[i],
+                                             None if real_ys is None else real_ys[i], k, grow)
+            per_update.append(m)
+        metrics = jax.tree.map(lambda *ms: jnp.mean(jnp.stack(ms)), *per_update)
+        gen, g_metrics = generator_update(spec, gen, disc, sn, g_key, reals, real_ys, grow)
+        metrics.update(g_metrics)
     extra = {**state.extra, "spectral": sn}
     if spec.ema_decay is not None:
         extra["ema"] = jax.tree.map(lambda e, p: spec.ema_decay * e + (1.0 - spec.ema_decay) * p,
@@ -319,7 +387,8 @@ def make_gan_step(generator: nn.Module, discriminator: nn.Module, g_tx: optax.Gr
                   spectral_norm: bool = False, ema_decay: float | None = None,
                   num_classes: int = 0, unroll_steps: int = 0,
                   growth: Callable[[jax.Array], dict] | None = None,
-                  compute_dtype: str = "float32", axis_name: str | None = None) -> StepFn:
+                  compute_dtype: str = "float32", axis_name: str | None = None,
+                  reuse_fakes: bool = False, joint_critic: bool = False) -> StepFn:
     """Build ``step(state, batch) -> (state, metrics)`` for a GAN (`gan_step` of a `GANSpec`).
 
     Args:
@@ -351,6 +420,11 @@ def make_gan_step(generator: nn.Module, discriminator: nn.Module, g_tx: optax.Gr
         (`genjax.precision`: parameters, optimizer states, losses and penalties stay float32).
       axis_name: data-parallel axis to average gradients and metrics over; noise is
         drawn as on one device and sliced per replica (`genjax.replica.shard_draw`).
+      reuse_fakes: one generator forward per step (`shared_update`): the generator
+        learns through the critic update's fakes, against the updated critic. Needs
+        ``n_critic=1`` and no unrolling. Off: the generator update draws its own fakes.
+      joint_critic: score real and fake in one critic call (`critic_loss`'s ``joint``);
+        for critics without BatchNorm or minibatch features.
     """
     d_loss, g_loss = gan_losses.get(loss, label_smoothing=label_smoothing)
     precision.compute_dtype(compute_dtype)  # validate before tracing
@@ -358,9 +432,13 @@ def make_gan_step(generator: nn.Module, discriminator: nn.Module, g_tx: optax.Gr
         raise ValueError(f"n_critic must be >= 1, got {n_critic}.")
     if unroll_steps < 0:
         raise ValueError(f"unroll_steps must be >= 0, got {unroll_steps}.")
+    if reuse_fakes and (n_critic != 1 or unroll_steps):
+        raise ValueError(f"reuse_fakes shares one generator forward between one critic update "
+                         f"and the generator update: it needs n_critic=1 and unroll_steps=0, "
+                         f"got n_critic={n_critic}, unroll_steps={unroll_steps}.")
     spec = GANSpec(generator, discriminator, g_tx, d_tx, latent_dim, d_loss, g_loss, n_critic,
                    gp_weight, r1_weight, clip_value, spectral_norm, ema_decay, num_classes,
-                   unroll_steps, growth, compute_dtype, axis_name)
+                   unroll_steps, growth, compute_dtype, axis_name, reuse_fakes, joint_critic)
 
     def step(state: TrainState, batch: dict) -> tuple[TrainState, Metrics]:
         return gan_step(spec, state, batch)

@@ -87,7 +87,8 @@ def _make_step(config: ml_collections.ConfigDict, gen, disc, g_tx, d_tx, growth,
         clip_value=config.clip_value or None, spectral_norm=config.spectral_norm,
         ema_decay=config.ema_decay or None, num_classes=config.num_classes,
         unroll_steps=config.unroll_steps, growth=growth, compute_dtype=config.compute_dtype,
-        axis_name=axis_name)
+        axis_name=axis_name, reuse_fakes=config.get("reuse_fakes", False),
+        joint_critic=config.get("joint_critic", False))
 
 
 def _make_init(config: ml_collections.ConfigDict, image_shape: tuple[int, ...], gen, disc,
@@ -141,6 +142,10 @@ def build(config: ml_collections.ConfigDict, image_shape: tuple[int, ...],
           axis_name: str | None = None) -> Task:
     """Assemble the GAN task from ``config`` (see experiments/configs/gan_mlp_mnist.py);
     ``axis_name``: the data-parallel axis the step runs under (None: one device or mesh)."""
+    if config.get("joint_critic") and config.minibatch != "none":
+        raise ValueError(f"config.joint_critic=True scores real and fake in one batch, which "
+                         f"minibatch features ({config.minibatch!r}) would mix; use "
+                         f"joint_critic=False.")
     gen, disc = build_networks(config, image_shape, axis_name)
     g_tx, d_tx = (make_optimizer(config.optimizer, lr, b1=config.b1, b2=config.b2)
                   for lr in (config.g_learning_rate, config.d_learning_rate))
