@@ -51,7 +51,8 @@ def data_specs(config: ml_collections.ConfigDict) -> tuple[gdata.DataSpec, gdata
     common = dict(name=config.dataset, data_dir=config.get("data_dir"), seed=config.seed,
                   download=config.get("download", True), crop=config.get("crop"),
                   image_size=config.get("image_size"))
-    return (gdata.DataSpec(preprocess=config.preprocess, **common),
+    return (gdata.DataSpec(preprocess=config.preprocess, source=config.get("data_source", "auto"),
+                           **common),
             gdata.DataSpec(preprocess=config.get("eval_preprocess") or config.preprocess, **common))
 
 
@@ -145,11 +146,13 @@ def _steps_in_call(step: int, steps_per_call: int, config: ml_collections.Config
 
 
 def next_batches(it: Iterator[dict], n: int, stacked: bool) -> dict:
-    """The next batch, or the next ``n`` stacked on a leading axis for a multi-step call."""
+    """The next batch, or the next ``n`` stacked on a leading axis for a multi-step call
+    (on the device where the memory source already holds them)."""
     if not stacked:
         return next(it)
     batches = [next(it) for _ in range(n)]
-    return {k: np.stack([b[k] for b in batches]) for k in batches[0]}
+    stack = jnp.stack if isinstance(batches[0]["image"], jax.Array) else np.stack
+    return {k: stack([b[k] for b in batches]) for k in batches[0]}
 
 
 @dataclasses.dataclass(frozen=True)

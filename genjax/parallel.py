@@ -182,8 +182,11 @@ def _make_driver(name: str, step_fn: Callable, donate: bool, stacked: bool, cpu_
                   put, local, lambda s: s)
 
 
-def _split_for_pmap(n: int, stacked: bool, x: np.ndarray) -> np.ndarray:
-    """[B, ...] -> [n, B / n, ...]; stacked [k, B, ...] -> [n, k, B / n, ...]."""
+def _split_for_pmap(n: int, stacked: bool, x: np.ndarray | jax.Array) -> np.ndarray:
+    """[B, ...] -> [n, B / n, ...]; stacked [k, B, ...] -> [n, k, B / n, ...], in host
+    memory: pmap spreads host arrays over its devices itself, but refuses a device array
+    placed on one of them (the memory source's batches)."""
+    x = np.asarray(x)
     if not stacked:
         return x.reshape(n, -1, *x.shape[1:])
     return x.reshape(x.shape[0], n, -1, *x.shape[2:]).swapaxes(0, 1)

@@ -1,5 +1,6 @@
 """The embedded dataset and the shared input pipeline, offline; real datasets via tfds mocks."""
 
+import jax
 import numpy as np
 import pytest
 import tensorflow_datasets as tfds
@@ -53,8 +54,9 @@ def test_static_binarisation_is_fixed_and_dynamic_is_fresh(data_dir):
         spec, "train", global_batch_size=4000))["image"])
 
 
-def test_resume_sees_the_same_batches(data_dir):
-    spec = data.DataSpec(data_dir=data_dir, preprocess="binarize_dynamic", seed=3)
+@pytest.mark.parametrize("source", ["tfds", "memory"])
+def test_resume_sees_the_same_batches(data_dir, source):
+    spec = data.DataSpec(data_dir=data_dir, preprocess="binarize_dynamic", seed=3, source=source)
     straight = data.train_iterator(spec, "train", global_batch_size=96)
     batches = [next(straight) for _ in range(90)]  # crosses two epoch boundaries
     for start in (0, 41, 42, 85):
@@ -65,13 +67,65 @@ def test_resume_sees_the_same_batches(data_dir):
             np.testing.assert_array_equal(got["label"], batches[k]["label"])
 
 
-def test_epochs_are_permutations_with_different_orders(data_dir):
-    spec = data.DataSpec(data_dir=data_dir)
+@pytest.mark.parametrize("source", ["tfds", "memory"])
+def test_epochs_are_permutations_with_different_orders(data_dir, source):
+    spec = data.DataSpec(data_dir=data_dir, source=source)
     it = data.train_iterator(spec, "train", global_batch_size=1000)
     epochs = [np.concatenate([next(it)["image"] for _ in range(4)]) for _ in range(2)]
     key = lambda e: sorted(map(bytes, e.reshape(4000, -1)))
     assert key(epochs[0]) == key(epochs[1])  # each epoch is the whole split, once
     assert not np.array_equal(epochs[0], epochs[1])  # reshuffled
+
+
+@pytest.mark.parametrize("mode", ["unit", "symmetric", "binarize_static"])
+def test_memory_source_serves_the_tfds_batches(data_dir, mode):
+    """Same order (the shuffle applied to indices), same preprocessing bits, across epoch
+    boundaries (4000 examples, batches of 96) and from a resumed step."""
+    for start in (0, 40):
+        its = [data.train_iterator(data.DataSpec(data_dir=data_dir, preprocess=mode, seed=3,
+                                                 source=source), "train",
+                                   global_batch_size=96, start_step=start)
+               for source in ("tfds", "memory")]
+        for _ in range(45):
+            want, got = next(its[0]), next(its[1])
+            assert isinstance(got["image"], jax.Array) and got["image"].dtype == np.float32
+            np.testing.assert_array_equal(np.asarray(got["image"]), want["image"])
+            np.testing.assert_array_equal(np.asarray(got["label"]), want["label"])
+
+
+def test_memory_binarisation_is_bernoulli_of_the_greys(data_dir):
+    """Dynamic binarisation in the memory source: a fresh Bernoulli(grey) sample per step,
+    unbiased (over 30 draws of the whole split the mean is the grey value's to 3 standard
+    errors per pixel bucket) and never 1 on a black pixel or 0 on a white one."""
+    grey = data.train_iterator(data.DataSpec(data_dir=data_dir, source="memory"), "train",
+                               global_batch_size=4000)
+    spec = data.DataSpec(data_dir=data_dir, preprocess="binarize_dynamic", source="memory")
+    it = data.train_iterator(spec, "train", global_batch_size=4000)
+    p = np.stack([np.asarray(next(grey)["image"]) for _ in range(30)])  # same order as draws
+    draws = np.stack([np.asarray(next(it)["image"]) for _ in range(30)])
+    assert not np.array_equal(draws[0], draws[1])
+    for lo, hi in [(0.1, 0.3), (0.3, 0.7), (0.7, 0.9)]:
+        sel = (p > lo) & (p < hi)
+        want, got = p[sel].mean(), draws[sel].mean()
+        se = np.sqrt((p[sel] * (1 - p[sel])).sum()) / sel.sum()
+        assert abs(got - want) < 3 * se, (lo, hi, got, want, se)
+    assert not draws[p == 0].any() and draws[p == 1].all()
+
+
+def test_auto_source_holds_small_splits_in_memory(data_dir, monkeypatch):
+    from genjax.data import pipeline
+
+    def served(source):
+        it = data.train_iterator(data.DataSpec(data_dir=data_dir, source=source), "train",
+                                 global_batch_size=8)
+        return type(next(it)["image"])
+
+    assert issubclass(served("auto"), jax.Array)  # mnist5k: 3 MB
+    assert served("tfds") is np.ndarray
+    monkeypatch.setattr(pipeline, "MEMORY_LIMIT_BYTES", 3_000_000)  # below its 3.1 MB
+    assert served("auto") is np.ndarray
+    with pytest.raises(ValueError, match="Unknown data source 'disk'"):
+        data.DataSpec(source="disk")
 
 
 def test_eval_keeps_the_partial_batch(data_dir):

@@ -14,6 +14,7 @@ def add_data_and_loop(c: ml_collections.ConfigDict, *, preprocess: str, batch_si
     c.image_size = ml_collections.FieldReference(None, field_type=int)
     c.preprocess = preprocess
     c.eval_preprocess = ml_collections.FieldReference(None, field_type=str)  # None: same
+    c.data_source = "auto"  # memory (split held on the device), tfds (tf.data threads) or auto
     c.batch_size = batch_size
     c.num_steps = num_steps
     c.seed = 0

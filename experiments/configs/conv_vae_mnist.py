@@ -3,7 +3,7 @@
 Command:
   python -m experiments.vae --config=experiments/configs/conv_vae_mnist.py --workdir=runs/conv_vae
 
-Measured: test -ELBO 102.77 nats, IWAE(K=1000) NLL 95.66 nats after 3,000 steps of
+Measured (fed by tf.data: --config.data_source=tfds): test -ELBO 102.77 nats, IWAE(K=1000) NLL 95.66 nats after 3,000 steps of
 batch 128, at about 1,700 examples/s on 2 CPU cores with the exact fast layers. With
 --config.fast_layers=False (Flax's stock ConvTranspose): 102.79 / 95.69 at about 850
 examples/s. Details in docs/results.md.

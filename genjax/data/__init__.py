@@ -13,9 +13,11 @@ import numpy as np
 
 # A host batch: ``image`` [B, H, W, C], ``label`` [B] (and ``mask`` [B] in evaluation).
 Batch = dict[str, np.ndarray]
+# How training batches are served (`DataSpec.source`; see `genjax.data.pipeline`).
+SOURCES = ("auto", "tfds", "memory")
 
 __all__ = [
-    "OFFLINE_ALTERNATIVE", "PREPROCESS_MODES", "Batch", "DatasetDamagedError",
+    "OFFLINE_ALTERNATIVE", "PREPROCESS_MODES", "SOURCES", "Batch", "DatasetDamagedError",
     "DatasetUnavailableError", "DataSpec", "eval_iterator", "get_builder", "host_batch_size",
     "num_examples", "split_for_devices", "train_iterator",
 ]

@@ -1,34 +1,55 @@
-"""The one input pipeline: tfds -> tf.data -> host NumPy batches.
+"""The one input pipeline: tfds -> tf.data -> batches.
 
 Every experiment reads data through `train_iterator` (infinite, shuffled, resumable)
 and `eval_iterator` (one ordered pass that keeps the last partial batch). Batches are
-dicts of NumPy arrays: ``image`` float32 [B, H, W, C], ``label`` int32 [B] and, for
+dicts of arrays: ``image`` float32 [B, H, W, C], ``label`` int32 [B] and, for
 evaluation, ``mask`` float32 [B] (1 for real examples, 0 for padding).
 
 Resuming: the data order is a pure function of (seed, step). Epoch ``e`` is the
 cached split shuffled with seed ``(seed, e)``; the batch for step ``s`` starts at
 example ``s * host_batch``. A run resumed at step ``s`` therefore sees exactly the
 batches an uninterrupted run would, at the cost of skipping less than one epoch.
+
+Two sources serve training batches (``DataSpec.source``):
+
+- ``tfds``: tf.data shuffles, batches and preprocesses on its own threads and hands
+  over NumPy batches.
+- ``memory``: the decoded split is read once and kept on the first local device as
+  uint8. Each step gathers its batch there and preprocesses it in one small compiled
+  call, queued before the step. Nothing runs beside the step, so on a CPU no pipeline
+  thread takes a core from it. The order comes from the same tf.data shuffle, applied
+  to the indices, so both sources serve the same batches. The exception is
+  ``binarize_dynamic``, whose Bernoulli draws use `jax.random` here instead of
+  TensorFlow's generator, with 16 random bits per pixel (`_bernoulli`): the same
+  distribution to within 2^-16 in each pixel's probability, different bits.
+
+``auto`` (the default) takes ``memory`` when the decoded split fits in
+`MEMORY_LIMIT_BYTES`, ``tfds`` otherwise.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Iterator
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from genjax.data import _tensorflow  # noqa: F401  (first: quiet, without Keras)
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from genjax.data import Batch
+from genjax.data import SOURCES, Batch
 from genjax.data import mixtures, mnist5k  # noqa: F401  (register their tfds builders)
 
 OFFLINE_ALTERNATIVE = "mnist5k"
 OFFLINE = ("mnist5k", "gaussian_mixtures")  # generated or embedded: prepared without internet
 PREPROCESS_MODES = ("unit", "symmetric", "binarize_static", "binarize_dynamic", "raw")
+# ``auto`` serves a split from device memory when its decoded arrays fit in this
+# (mnist5k: 3 MB, MNIST: 47 MB, CIFAR-10: 154 MB; CelebA at 64x64: 2 GB goes to tfds).
+MEMORY_LIMIT_BYTES = 1 << 30
 # Datasets whose images are not square get a centre crop before resizing
 # (the usual 140x140 face crop for CelebA, then resized to 64x64).
 DEFAULT_GEOMETRY = {"celeb_a": (140, 64)}
@@ -47,7 +68,9 @@ def _checked(batches: Iterator, builder: tfds.core.DatasetBuilder) -> Iterator:
     a count mismatch) turned into one `DatasetDamagedError` naming the files."""
     try:
         yield from batches
-    except (tf.errors.DataLossError, tf.errors.FailedPreconditionError) as e:
+    except Exception as e:  # not `except (tf.errors...)`: evaluated on GeneratorExit at exit
+        if not isinstance(e, (tf.errors.DataLossError, tf.errors.FailedPreconditionError)):
+            raise
         reason = (e.message.splitlines() or [""])[0].split("}}")[-1].split("[Op:")[0]
         reason = reason.strip().rstrip(".")[:300]
         raise DatasetDamagedError(
@@ -72,6 +95,8 @@ class DataSpec:
       image_size: resize to ``image_size x image_size`` (None: dataset default/native).
       download: let tfds download and prepare a missing dataset.
       seed: seed of the shuffle order and of dynamic binarisation.
+      source: how training batches are served: ``tfds``, ``memory`` or ``auto`` (see
+        the module docstring).
     """
 
     name: str = "mnist5k"
@@ -81,11 +106,14 @@ class DataSpec:
     image_size: int | None = None
     download: bool = True
     seed: int = 0
+    source: str = "auto"
 
     def __post_init__(self):
         if self.preprocess not in PREPROCESS_MODES:
             raise ValueError(
                 f"Unknown preprocess mode {self.preprocess!r}; valid: {', '.join(PREPROCESS_MODES)}.")
+        if self.source not in SOURCES:
+            raise ValueError(f"Unknown data source {self.source!r}; valid: {', '.join(SOURCES)}.")
 
 
 def get_builder(spec: DataSpec) -> tfds.core.DatasetBuilder:
@@ -232,7 +260,7 @@ def train_iterator(spec: DataSpec, split: str, *, global_batch_size: int, start_
     """Infinite iterator of shuffled host batches, starting at batch ``start_step``.
 
     Args:
-      spec: dataset and preprocessing.
+      spec: dataset, preprocessing and source (see the module docstring).
       split: tfds split name, e.g. ``"train"``.
       global_batch_size: batch over all hosts; each host yields its share.
       start_step: index of the first batch (the resumed step), see module docstring.
@@ -245,12 +273,14 @@ def train_iterator(spec: DataSpec, split: str, *, global_batch_size: int, start_
     if n < batch:
         raise ValueError(f"Split {split!r} of {spec.name!r} has {n} examples per host, "
                          f"fewer than the batch size {batch}.")
-    start = start_step * batch
-    first_epoch, offset = divmod(start, n)
-    seed = tf.constant(spec.seed, tf.int64) * 1_000_003
+    buffer = min(n, shuffle_buffer)
+    first_epoch, offset = divmod(start_step * batch, n)
+    if serves_from_memory(spec, examples, n):
+        orders = _epoch_orders(n, buffer, spec.seed, first_epoch)
+        return _checked(_memory_batches(examples, n, batch, start_step, orders, spec), builder)
 
     def epoch(e):
-        return examples.shuffle(min(n, shuffle_buffer), seed=seed + e,
+        return examples.shuffle(buffer, seed=_shuffle_seed(spec.seed, e),
                                 reshuffle_each_iteration=False)
 
     ds = tf.data.Dataset.range(first_epoch, 2**62).flat_map(epoch).skip(offset)
@@ -258,6 +288,99 @@ def train_iterator(spec: DataSpec, split: str, *, global_batch_size: int, start_
     ds = tf.data.Dataset.zip(ds, tf.data.Dataset.range(start_step, 2**62))
     ds = ds.map(lambda b, i: _to_model_inputs(b, spec, i), num_parallel_calls=tf.data.AUTOTUNE)
     return _checked(iter(tfds.as_numpy(ds.prefetch(tf.data.AUTOTUNE))), builder)
+
+
+def _shuffle_seed(seed: int, epoch) -> tf.Tensor:
+    """The tf.data shuffle seed of ``epoch`` (an int or a scalar tensor)."""
+    return tf.constant(seed, tf.int64) * 1_000_003 + tf.cast(epoch, tf.int64)
+
+
+def serves_from_memory(spec: DataSpec, examples: tf.data.Dataset, n: int) -> bool:
+    """Whether ``spec``'s training batches come from the memory source: asked for, or
+    ``auto`` and the ``n`` decoded examples have static shapes and fit in
+    `MEMORY_LIMIT_BYTES`."""
+    if spec.source != "auto":
+        return spec.source == "memory"
+    size = 0
+    for feature in examples.element_spec.values():
+        if not feature.shape.is_fully_defined():
+            return False
+        size += n * feature.shape.num_elements() * feature.dtype.size
+    return size <= MEMORY_LIMIT_BYTES
+
+
+def _epoch_orders(n: int, buffer: int, seed: int, first_epoch: int) -> Iterator[np.ndarray]:
+    """The order of the ``n`` examples in each epoch from ``first_epoch`` on: the tfds
+    source's shuffle, applied to their indices (a tf.data shuffle's order depends on its
+    seed and buffer, not on what it shuffles, so both sources serve the same examples)."""
+    def epoch(e):
+        return tf.data.Dataset.range(n).shuffle(buffer, seed=_shuffle_seed(seed, e),
+                                                reshuffle_each_iteration=False)
+
+    ds = tf.data.Dataset.range(first_epoch, 2**62).flat_map(epoch).batch(n)
+    options = tf.data.Options()
+    options.autotune.enabled = False  # computed when asked for, once per epoch: no threads
+    return (o.astype(np.int32) for o in tfds.as_numpy(ds.with_options(options)))
+
+
+def _memory_batches(examples: tf.data.Dataset, n: int, batch: int, start_step: int,
+                    orders: Iterator[np.ndarray], spec: DataSpec) -> Iterator[dict]:
+    """The memory source: ``examples`` read once onto the first local device; batch ``s``
+    (from ``start_step`` on) is examples ``s * batch`` to ``(s + 1) * batch`` of the
+    epochs laid end to end, each epoch in the next order of ``orders``."""
+    parts = list(tfds.as_numpy(examples.batch(8192)))
+    held = jax.device_put({k: np.concatenate([p[k] for p in parts]) for k in parts[0]},
+                          jax.local_devices()[0])
+    key = jax.random.key(spec.seed)
+    offset = start_step * batch % n
+    order, step = next(orders), start_step
+    while True:
+        index = order[offset:offset + batch]
+        offset += batch
+        if offset >= n:
+            order, offset = next(orders), offset - n
+            index = np.concatenate([index, order[:offset]])
+        yield _serve(held, index, key, np.uint32(step), preprocess=spec.preprocess)
+        step += 1
+
+
+# pixel value -> model input, as `_to_model_inputs` computes it (IEEE division in NumPy;
+# XLA would multiply by 1/255 instead and round some values differently)
+_UNIT = np.arange(256, dtype=np.float32) / np.float32(255)
+_SYMMETRIC = _UNIT * np.float32(2) - np.float32(1)
+
+
+@functools.partial(jax.jit, static_argnames="preprocess")
+def _serve(held: dict, index: jax.Array, key: jax.Array, batch_index: jax.Array, *,
+           preprocess: str) -> dict:
+    """Batch ``index`` of the held split as model inputs: equal to `_to_model_inputs`'s,
+    except ``binarize_dynamic``, drawn by `_bernoulli` with ``fold_in(key, batch_index)``."""
+    image, label = held["image"][index], held["label"][index]
+    if preprocess == "raw":
+        x = image.astype(jnp.float32)
+    elif preprocess == "binarize_dynamic":
+        x = _bernoulli(jax.random.fold_in(key, batch_index), image)
+    else:
+        x = jnp.asarray(_SYMMETRIC if preprocess == "symmetric" else _UNIT)[image]
+    return {"image": x, "label": label}
+
+
+def _bernoulli(key: jax.Array, image: jax.Array) -> jax.Array:
+    """One Bernoulli draw per uint8 pixel ``v`` with probability ``ceil(65536 v / 255) / 65536``
+    (``v / 255`` to within 2^-16; exactly 0 and 1 at the ends), as float32 0/1.
+
+    Each pixel compares 16 random bits, so one 32-bit word serves two pixels, and the
+    non-partitionable threefry makes two words per hash: 0.36 ms for a batch of 128
+    digits on the 2-core CPU of docs/benchmarks.md, against 1.1 ms for one float uniform
+    per pixel with the default threefry (the VAE's step takes 6.4 ms there).
+    """
+    n = image.size
+    flat = jnp.pad(image.reshape(-1), (0, n % 2)).reshape(2, -1).astype(jnp.uint32)
+    with jax.threefry_partitionable(False):
+        words = jax.random.bits(key, flat.shape[1:], jnp.uint32)
+    bits = jnp.stack([words >> 16, words & 0xFFFF])
+    x = (bits * 255 < flat * 65536).astype(jnp.float32)
+    return x.reshape(-1)[:n].reshape(image.shape)
 
 
 def eval_iterator(spec: DataSpec, split: str, *, global_batch_size: int) -> Iterator[Batch]:

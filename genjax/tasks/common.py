@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from genjax.data import Batch
+from genjax.data import SOURCES, Batch
 from genjax.metrics import domain, evaluation
 from genjax.precision import COMPUTE_DTYPES
 from genjax.state import TrainState
@@ -61,6 +61,7 @@ _RULES = {
     "b2": (lambda v: 0 <= v < 1, "in [0, 1)"),
     "max_skipped_fraction": (lambda v: 0 < v <= 1, "in (0, 1]"),
     "dataset": (lambda v: isinstance(v, str) and v.strip() != "", "a dataset name"),
+    "data_source": (lambda v: v in SOURCES, f"one of {', '.join(SOURCES)}"),
     **{f: (lambda v: isinstance(v, (list, tuple)) and len(v) > 0
                      and all(isinstance(w, int) and w > 0 for w in v),
            "a non-empty list of positive integers")
