@@ -1,4 +1,4 @@
-"""Train-step throughput of every experiment config, with PyTorch side by side.
+"""Train-step throughput of every experiment config, with PyTorch and Keras side by side.
 
   python benchmarks/throughput.py                      # the docs/benchmarks.md table, this machine
   python -m benchmarks.throughput --configs=dcgan_mnist --batch_sizes=64 --seconds=5
@@ -20,12 +20,19 @@ Also: ``--stock`` rows (``config@batch``) with Flax's stock transposed convoluti
 fast-layer speed-up; ``--shared`` GAN rows with one generator forward per step
 (``reuse_fakes``) and one critic call on real and fake (``joint_critic``);
 ``--bf16`` rows computing in bfloat16 (`genjax.precision`);
-``--pipeline`` rows fed by the real tfds pipeline (mnist5k, the config's preprocessing)
-instead of a batch in memory; and, with PyTorch installed (``pip install torch==2.13.0``),
-the same textbook models and steps in PyTorch eager
-(`benchmarks.torch_reference`: the idiomatic step with one generator forward, and for
-one-critic-update GANs also the two-forward step genjax's default runs) timed the same
-way in the same run, with the ratio genjax / the fastest PyTorch row. Writes ``--out`` (default ``benchmarks/results/<device>.json``).
+``--pipeline`` rows fed by the real input pipeline (mnist5k, the config's preprocessing)
+instead of a fixed batch, once through each source (``tfds``: tf.data's threads;
+``memory``: the split held on the device, `genjax.data.pipeline`); and the peers: the
+same textbook models and steps
+
+* in PyTorch (``pip install torch==2.13.0``; `benchmarks.torch_reference`), eager (the
+  idiomatic step with one generator forward, and for one-critic-update GANs also the
+  two-forward step genjax's default runs) and with ``torch.compile``;
+* in Keras 3 on TensorFlow (`benchmarks.keras_reference`), one ``tf.function`` step
+  without and with XLA,
+
+each only where installed, timed the same way in the same run, with the ratio genjax /
+the fastest peer row. Writes ``--out`` (default ``benchmarks/results/<device>.json``).
 """
 
 from __future__ import annotations
@@ -59,14 +66,19 @@ _STOCK = flags.DEFINE_list("stock", ["dcgan_mnist@64", "wgan_gp_mnist@64"],
                            "config@batch rows also timed with Flax's stock transposed convs.")
 _BF16 = flags.DEFINE_list("bf16", ["vae_mnist@256", "dcgan_mnist@64", "wgan_gp_mnist@64"],
                           "config@batch rows also timed with bfloat16 compute.")
-_PIPELINE = flags.DEFINE_list("pipeline", ["vae_mnist@128", "gan_mlp_mnist@64"],
-                              "config@batch rows also timed fed by the real tfds pipeline.")
+_PIPELINE = flags.DEFINE_list("pipeline", ["vae_mnist@128", "gan_mlp_mnist@64", "dcgan_mnist@64",
+                                           "wgan_gp_mnist@64"],
+                              "config@batch rows also timed fed by the real input pipeline, "
+                              "from each source (tfds, memory).")
 _SHARED = flags.DEFINE_list("shared", ["gan_mlp_mnist@64", "dcgan_mnist@64", "lsgan_mnist@64",
                                        "wgan_gp_mnist@64", "sngan_mnist@64"],
                             "config@batch GAN rows also timed with one generator forward per "
                             "step (reuse_fakes, where n_critic is 1) and the joint critic call "
                             "(joint_critic); config@batch:option+option times just those.")
 _TORCH = flags.DEFINE_boolean("torch", True, "Time the PyTorch reference too, if installed.")
+_TORCH_COMPILE = flags.DEFINE_boolean("torch_compile", True, "Also time PyTorch with "
+                                      "torch.compile (needs --torch and a C++ compiler).")
+_KERAS = flags.DEFINE_boolean("keras", True, "Time the Keras reference too, if installed.")
 _OUT = flags.DEFINE_string("out", None, "Result file (default results/<device>.json).")
 _TABLE = flags.DEFINE_string("table", None, "Only print the docs/benchmarks.md tables of this result file.")
 
@@ -177,6 +189,31 @@ def _torch():
     return torch_reference
 
 
+def _keras():
+    """`benchmarks.keras_reference`, or None when Keras is not installed or not wanted."""
+    if not _KERAS.value:
+        return None
+    try:
+        from benchmarks import keras_reference
+    except ImportError:
+        return None
+    return keras_reference
+
+
+def peer_rows(name: str, config) -> list[tuple[object, dict]]:
+    """(reference module, its ``measure`` keywords) for each peer row of config ``name``."""
+    rows = []
+    torch_ref, keras_ref = _torch(), _keras()
+    if torch_ref is not None and torch_ref.supports(name):
+        idioms = (True, False) if config.task == "gan" and config.n_critic == 1 else (True,)
+        rows += [(torch_ref, {"one_forward": one}) for one in idioms]
+        if _TORCH_COMPILE.value:
+            rows.append((torch_ref, {"compiled": True}))
+    if keras_ref is not None and keras_ref.supports(name):
+        rows += [(keras_ref, {"xla": xla}) for xla in (False, True)]
+    return rows
+
+
 def _config(name: str, batch_size: int | None, **overrides):
     config = importlib.import_module(f"experiments.configs.{name}").get_config()
     if batch_size:
@@ -192,11 +229,16 @@ def shared_step_options(name: str) -> dict:
     return {"joint_critic": True, **({"reuse_fakes": True} if one_update else {})}
 
 
+# how a row is fed: a fixed batch on the device, or the input pipeline from one source
+_INPUTS = {None: "in memory", "tfds": "tfds pipeline", "memory": "memory source"}
+
+
 def measure(name: str, batch_size: int | None, *, driver: str = "none", steps_per_call: int = 1,
-            cpu_dots: str = "auto", fast_layers: bool = True, pipeline: bool = False,
+            cpu_dots: str = "auto", fast_layers: bool = True, source: str | None = None,
             compute_dtype: str = "float32", step_options: dict | None = None) -> dict:
-    """One genjax row (see the module docstring); ``step_options``: config overrides of the
-    GAN step (`shared_step_options`)."""
+    """One genjax row (see the module docstring); ``source``: feed the real input pipeline
+    from this `genjax.data.SOURCES` entry instead of a fixed batch; ``step_options``:
+    config overrides of the GAN step (`shared_step_options`)."""
     import jax
     import numpy as np
 
@@ -219,7 +261,8 @@ def measure(name: str, batch_size: int | None, *, driver: str = "none", steps_pe
     # The one-device step's FLOPs (a pmap step is built with a named axis that only pmap binds).
     flops = None if driver == "pmap" else jax.jit(task.train_step).lower(
         d.local(state), one).cost_analysis().get("flops")
-    if pipeline:
+    if source:
+        config.data_source = source
         it = gdata.train_iterator(loop.data_specs(config)[0], "train", global_batch_size=n)
         batches = lambda: d.put_batch(loop.next_batches(it, steps_per_call, steps_per_call > 1))
     else:
@@ -238,7 +281,7 @@ def measure(name: str, batch_size: int | None, *, driver: str = "none", steps_pe
             "cpu_dots": cpu_dots if jax.default_backend() == "cpu" else None,
             "cpu_dots_used": None if jax.default_backend() != "cpu" else
             ("eigen" if opts else "ynnpack" if driver != "pmap" else "xla default"),
-            "input": "tfds pipeline" if pipeline else "in memory",
+            "input": _INPUTS[source],
             "examples_per_sec": round(rate, 1), "min": round(min(rates), 1),
             "max": round(max(rates), 1), "ms_per_step": round(1000 * n / rate, 2),
             "compute_dtype": compute_dtype, "step_options": step_options or {},
@@ -251,16 +294,16 @@ def measure(name: str, batch_size: int | None, *, driver: str = "none", steps_pe
 
 def markdown_tables(results: list[dict]) -> str:
     """The docs/benchmarks.md tables: one row per config and batch (default rows: fast layers, no
-    parallelism, batch in memory) with PyTorch beside it, then the stock-layer and
+    parallelism, batch in memory) with the fastest peer beside it, every peer row, then
+    the stock-layer, bfloat16, shared-step and
     pipeline rows against their default row."""
     def default(r):
         return (r["framework"] == "genjax" and r["layers"] == "fast" and r["parallel"] == "none"
                 and r["input"] == "in memory" and r.get("compute_dtype", "float32") == "float32"
                 and not r.get("step_options"))
 
-    def best_torch(config, batch):
-        peers = [x for x in results
-                 if x["framework"].startswith("torch") and same(x, config, batch)]
+    def best_peer(config, batch):
+        peers = [x for x in results if x["framework"] != "genjax" and same(x, config, batch)]
         return max(peers, key=lambda x: x["examples_per_sec"], default=None)
 
     def same(r, config, batch):
@@ -270,26 +313,26 @@ def markdown_tables(results: list[dict]) -> str:
         return f"{r['examples_per_sec']:,.0f} ({r['min']:,.0f}–{r['max']:,.0f})"
 
     lines = ["| config | batch | genjax examples/s (min–max) | ms/step | compile s | GFLOP/s "
-             "(% of peak) | peak MB | PyTorch examples/s (min–max) | PyTorch GFLOP/s | "
-             "genjax / PyTorch |", "|---" * 10 + "|"]
+             "(% of peak) | peak MB | best peer | peer examples/s (min–max) | "
+             "peer GFLOP/s | genjax / best peer |", "|---" * 11 + "|"]
     for r in filter(default, results):
-        t = best_torch(r["config"], r["batch_size"])
+        t = best_peer(r["config"], r["batch_size"])
         batch = f"{r['batch_size']}" + (f" × {r['n_critic']}" if r["n_critic"] > 1 else "")
         lines.append(
             f"| `{r['config']}` | {batch} | {rate(r)} | {r['ms_per_step']:,.1f} | "
             f"{r.get('compile_s', r['first_call_s']):.1f} | "
             f"{r['gflops']:.0f} ({r['pct_of_peak']:.0f} %) | "
-            f"{r['peak_memory_mb']:,.0f} | " + ("— | — | — |" if t is None else
-            f"{rate(t)} | {t.get('gflops') or 0:.0f} | "
+            f"{r['peak_memory_mb']:,.0f} | " + ("— | — | — | — |" if t is None else
+            f"{t['framework']} | {rate(t)} | {t.get('gflops') or 0:.0f} | "
             f"{r['examples_per_sec'] / t['examples_per_sec']:.2f} |"))
-    torch_rows = [r for r in results if r["framework"].startswith("torch")]
-    if torch_rows:
-        lines += ["", "| config | batch | PyTorch step | examples/s (min–max) |",
+    others = [r for r in results if r["framework"] != "genjax"]
+    if others:
+        lines += ["", "| config | batch | peer step | examples/s (min–max) |",
                   "|---" * 4 + "|"]
         lines += [f"| `{r['config']}` | {r['batch_size']} | {r['framework']} | {rate(r)} |"
-                  for r in torch_rows]
+                  for r in others]
     lines += ["", "| config | batch | variant | examples/s (min–max) | default row | ratio | "
-              "genjax / best PyTorch |", "|---" * 7 + "|"]
+              "genjax / best peer |", "|---" * 7 + "|"]
     for r in results:
         if r["framework"] != "genjax" or default(r):
             continue
@@ -302,7 +345,7 @@ def markdown_tables(results: list[dict]) -> str:
             variant = f"{r['parallel']} ({r['devices']} devices)"
         if r.get("step_options"):
             variant = " + ".join(sorted(r["step_options"]))
-        t = best_torch(r["config"], r["batch_size"])
+        t = best_peer(r["config"], r["batch_size"])
         ratio = lambda other: f"{r['examples_per_sec'] / other['examples_per_sec']:.2f}"
         lines.append(f"| `{r['config']}` | {r['batch_size']} | {variant} | {rate(r)} | " + (
             "— | — |" if base is None else f"{base['examples_per_sec']:,.0f} | {ratio(base)} |")
@@ -342,21 +385,17 @@ def main(_):
                     for dots in _CPU_DOTS.value:
                         record(measure(name, batch_size, driver=driver, steps_per_call=k,
                                        cpu_dots=dots))
-            if torch_ref is not None and torch_ref.supports(name):
-                config = _config(name, batch_size)
-                idioms = (True, False) if config.task == "gan" and config.n_critic == 1 else (True,)
-                for one_forward in idioms:
-                    row = torch_ref.measure(name, config, _SECONDS.value, _WINDOWS.value,
-                                            one_forward=one_forward)
-                    ours = [r for r in results if r["config"] == name and r["framework"] == "genjax"
-                            and r["batch_size"] == row["batch_size"] and r["layers"] == "fast"]
-                    best = max(ours, key=lambda r: r["examples_per_sec"])
-                    row["genjax_over_torch"] = round(best["examples_per_sec"]
-                                                     / row["examples_per_sec"], 2)
-                    if best["gflop_per_step"] is not None:  # same models: the same FLOPs per step
-                        row["gflops"] = round(best["gflop_per_step"] * row["examples_per_sec"]
-                                              / (row["batch_size"] * row["n_critic"]), 1)
-                    record(row)
+            config = _config(name, batch_size)
+            for peer, kwargs in peer_rows(name, config):
+                row = peer.measure(name, config, _SECONDS.value, _WINDOWS.value, **kwargs)
+                ours = [r for r in results if r["config"] == name and r["framework"] == "genjax"
+                        and r["batch_size"] == row["batch_size"] and r["layers"] == "fast"]
+                best = max(ours, key=lambda r: r["examples_per_sec"])
+                row["genjax_over_peer"] = round(best["examples_per_sec"] / row["examples_per_sec"], 2)
+                if best["gflop_per_step"] is not None:  # same models: the same FLOPs per step
+                    row["gflops"] = round(best["gflop_per_step"] * row["examples_per_sec"]
+                                          / (row["batch_size"] * row["n_critic"]), 1)
+                record(row)
     for name, batch_size in _rows(_STOCK.value):
         record(measure(name, batch_size, fast_layers=False))
     for name, batch_size in _rows(_BF16.value):
@@ -371,12 +410,14 @@ def main(_):
         if not any(r["config"] == name and r["batch_size"] == batch_size and
                    r["framework"] == "genjax" and r["layers"] == "fast" for r in results):
             record(measure(name, batch_size))  # the in-memory figure to compare with
-        record(measure(name, batch_size, pipeline=True))
+        for source in ("tfds", "memory"):
+            record(measure(name, batch_size, source=source))
     out = _OUT.value or os.path.join(os.path.dirname(os.path.abspath(__file__)), "results",
                                      f"{_device_name()}.json")
     with open(out, "w") as f:
         json.dump({"device": _device_name(), "cpu_count": os.cpu_count(), "jax": jax.__version__,
                    "torch": None if torch_ref is None else torch_ref.version(),
+                   "keras": None if _keras() is None else _keras().version(),
                    "matmul_peak_gflops": peak, "command": " ".join(sys.argv),
                    "results": results}, f, indent=2)
     print(markdown_tables(results))

@@ -1,5 +1,5 @@
-"""PyTorch (eager) implementations of the textbook models and train steps, for side-by-side
-throughput in `benchmarks.throughput` (only where ``torch`` is installed:
+"""PyTorch implementations of the textbook models and train steps, eager and with
+``torch.compile``, for side-by-side throughput in `benchmarks.throughput` (only where ``torch`` is installed:
 ``pip install torch==2.13.0``; genjax itself never imports it).
 
 Same architectures, objectives and optimizers as the genjax configs
@@ -23,10 +23,11 @@ from __future__ import annotations
 import os
 import time
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from benchmarks.peer_timing import timed_row
 
 torch.set_num_threads(os.cpu_count() or 1)
 
@@ -116,12 +117,17 @@ def _gan_losses(loss: str):
     raise ValueError(f"No PyTorch reference for loss {loss!r}.")
 
 
-def make_step(config, one_forward: bool = True):
-    """(step() -> None, real examples per step) for ``config`` on a fixed random batch."""
+def make_step(config, one_forward: bool = True, compiled: bool = False):
+    """(step() -> None, real examples per step) for ``config`` on a fixed random batch;
+    ``compiled``: each network wrapped in ``torch.compile`` (the default inductor backend),
+    the way a user speeds up a PyTorch step; with a gradient penalty only the generator,
+    since compiled modules have no double backward."""
     torch.manual_seed(0)
     b = config.batch_size
+    wrap = torch.compile if compiled else (lambda m: m)
     if config.task == "vae":
         model = VAE(config.hidden[0], config.latent_dim)
+        model.loss = wrap(model.loss)
         opt = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
         x = (torch.rand(b, 1, 28, 28) < 0.5).float()
 
@@ -132,8 +138,10 @@ def make_step(config, one_forward: bool = True):
 
         return vae_step, b
     conv = config.generator == "conv"
-    gen = conv_generator(config.latent_dim) if conv else mlp_generator(config.latent_dim)
+    gen = wrap(conv_generator(config.latent_dim) if conv else mlp_generator(config.latent_dim))
     disc = conv_discriminator() if conv else mlp_discriminator()
+    # torch.compile has no double backward: the penalty's critic stays eager.
+    disc = disc if config.gp_weight else wrap(disc)
     betas = (config.b1, config.b2)
     g_opt = torch.optim.Adam(gen.parameters(), lr=config.g_learning_rate, betas=betas)
     d_opt = torch.optim.Adam(disc.parameters(), lr=config.d_learning_rate, betas=betas)
@@ -174,27 +182,15 @@ def make_step(config, one_forward: bool = True):
     return gan_step, b * n_critic
 
 
-def measure(name: str, config, seconds: float, windows: int, one_forward: bool = True) -> dict:
-    """The PyTorch row of `benchmarks.throughput` for config ``name`` (same windows and fields)."""
-    step, n = make_step(config, one_forward)
-    start = time.perf_counter()
-    step()
-    first = time.perf_counter() - start
-    for _ in range(2):
-        step()
-    rates = []
-    for _ in range(windows):
-        k, start = 0, time.perf_counter()
-        while time.perf_counter() - start < seconds:
-            step()
-            k += 1
-        rates.append(k * n / (time.perf_counter() - start))
-    rate = float(np.median(rates))
+def measure(name: str, config, seconds: float, windows: int, one_forward: bool = True,
+            compiled: bool = False) -> dict:
+    """The PyTorch row of `benchmarks.throughput` for config ``name`` (same windows and
+    fields); ``compiled``: the networks wrapped in ``torch.compile`` (its first call compiles)."""
+    step, n = make_step(config, one_forward, compiled)
     variant = "" if config.task != "gan" or config.n_critic > 1 else (
         ", one G forward" if one_forward else ", two G forwards")
-    return {"framework": f"torch {torch.__version__} eager{variant}", "config": name,
+    mode = "eager" if not compiled else (
+        "torch.compile (G only: no double backward)" if config.get("gp_weight") else "torch.compile")
+    return {"framework": f"torch {torch.__version__} {mode}{variant}", "config": name,
             "batch_size": config.batch_size, "n_critic": config.get("n_critic", 1),
-            "input": "in memory", "examples_per_sec": round(rate, 1), "min": round(min(rates), 1),
-            "max": round(max(rates), 1), "ms_per_step": round(1000 * n / rate, 2),
-            "first_call_s": round(first, 2)}
-
+            **timed_row(step, n, seconds, windows)}
