@@ -42,7 +42,10 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl import app, flags, logging  # noqa: E402
 
+from benchmarks import machine  # noqa: E402
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
 
 def command(config: str, workdir: str, steps: int, every: int, data_dir: str | None
             ) -> list[str]:
@@ -268,7 +271,7 @@ def evaluate_while_training(config: str, *, steps: int, root: str, data_dir: str
 
 def main(_):
     logging.set_verbosity(logging.WARNING)  # orbax logs every read at INFO
-    f, out = flags.FLAGS, {"machine": _machine()}
+    f, out = flags.FLAGS, {"machine": machine.describe()}
     if "kills" in f.scenarios:
         out["results"] = []
         for config in f.configs:
@@ -295,16 +298,6 @@ def main(_):
         if k in out and not out[k]["ok"]]
     if failed:
         sys.exit(f"Failed: {', '.join(failed)}.")
-
-
-def _machine() -> str:
-    """The CPU model and core count, for the result file."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            model = re.search(r"model name\s*:\s*(.*)", f.read()).group(1)
-    except (OSError, AttributeError):
-        model = "unknown CPU"
-    return f"{model}, {os.cpu_count()} cores"
 
 
 if __name__ == "__main__":  # flags defined here: tests import `chaos` next to other flag owners

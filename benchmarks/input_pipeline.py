@@ -10,11 +10,11 @@ train steps' examples/s so that it is never the bottleneck.
 
 import json
 import os
-import platform
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+from benchmarks import machine  # noqa: E402
 from absl import app, flags, logging  # noqa: E402
 
 from genjax import data  # noqa: E402
@@ -40,7 +40,7 @@ def measure(spec: data.DataSpec, batch_size: int, seconds: float) -> float:
 def main(_):
     logging.set_verbosity(logging.WARNING)
     results = {"dataset": "mnist5k", "batch_size": _BATCH.value, "cpu_count": os.cpu_count(),
-               "machine": platform.processor() or platform.machine(), "examples_per_sec": {}}
+               "machine": machine.describe(), "examples_per_sec": {}}
     for mode in data.PREPROCESS_MODES:
         rate = measure(data.DataSpec(preprocess=mode), _BATCH.value, _SECONDS.value)
         results["examples_per_sec"][mode] = round(rate)

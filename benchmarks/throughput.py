@@ -22,7 +22,9 @@ fast-layer speed-up; ``--shared`` GAN rows with one generator forward per step
 ``--bf16`` rows computing in bfloat16 (`genjax.precision`);
 ``--pipeline`` rows fed by the real input pipeline (mnist5k, the config's preprocessing)
 instead of a fixed batch, once through each source (``tfds``: tf.data's threads;
-``memory``: the split held on the device, `genjax.data.pipeline`); and the peers: the
+``memory``: the split held on the device, `genjax.data.pipeline`), their windows taken
+in turn with fixed-batch windows of the same step so that the ratio is free of the
+machine's drift (`paired_windows`); and the peers: the
 same textbook models and steps
 
 * in PyTorch (``pip install torch==2.13.0``; `benchmarks.torch_reference`), eager (the
@@ -40,7 +42,6 @@ from __future__ import annotations
 import importlib
 import json
 import os
-import platform
 import re
 import resource
 import sys
@@ -50,6 +51,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from absl import app, flags, logging  # noqa: E402
+
+from benchmarks import machine  # noqa: E402
 
 _CONFIGS = flags.DEFINE_list("configs", ["vae_mnist", "gan_mlp_mnist", "dcgan_mnist",
                                          "lsgan_mnist", "wgan_gp_mnist", "sngan_mnist"],
@@ -88,16 +91,8 @@ def _device_name() -> str:
     import jax
 
     device = jax.devices()[0]
-    if device.platform != "cpu":
-        name = device.device_kind
-    else:
-        model = platform.processor() or platform.machine()
-        try:
-            with open("/proc/cpuinfo") as f:
-                model = re.search(r"model name\s*:\s*(.*)", f.read()).group(1)
-        except (OSError, AttributeError):
-            pass
-        name = f"cpu {os.cpu_count()}core {model}"
+    name = (device.device_kind if device.platform != "cpu"
+            else f"cpu {os.cpu_count()}core {machine.cpu()['model']}")
     return re.sub(r"[^a-z0-9]+", "_", name.lower()).strip("_")
 
 
@@ -136,16 +131,43 @@ def timed_windows(step, state, batches, examples_per_call: int, seconds: float, 
     jax.block_until_ready(state)
     rates = []
     for _ in range(windows):
-        n, start, queued = 0, time.perf_counter(), []
-        while time.perf_counter() - start < seconds:
-            state, metrics = step(state, batches())
-            queued.append(metrics)
-            if len(queued) > 2:  # at most two calls in flight: unbounded, a slow step's
-                jax.block_until_ready(queued.pop(0))  # window ran on long after its end
-            n += 1
-        jax.block_until_ready(state)
-        rates.append(n * examples_per_call / (time.perf_counter() - start))
+        rate, state = _window(step, state, batches, examples_per_call, seconds)
+        rates.append(rate)
     return first, rates, state
+
+
+def _window(step, state, batches, examples_per_call: int, seconds: float):
+    """(examples/s, state) of the calls of ``step`` on ``batches()`` that start within
+    ``seconds``, waited for."""
+    import jax
+
+    n, start, queued = 0, time.perf_counter(), []
+    while time.perf_counter() - start < seconds:
+        state, metrics = step(state, batches())
+        queued.append(metrics)
+        if len(queued) > 2:  # at most two calls in flight: unbounded, a slow step's
+            jax.block_until_ready(queued.pop(0))  # window ran on long after its end
+        n += 1
+    jax.block_until_ready(state)
+    return n * examples_per_call / (time.perf_counter() - start), state
+
+
+def paired_windows(step, state, feeds: dict, examples_per_call: int, seconds: float,
+                   windows: int) -> tuple[dict[str, list[float]], object]:
+    """({feed: [examples/s per window]}, state): one window per feed in turn, ``windows``
+    times (A B A B ...), so a drift of the machine's speed hits every feed alike and the
+    per-pair ratios compare like with like. Each feed is warmed up first."""
+    import jax
+
+    for batches in feeds.values():
+        state, _ = step(state, batches())
+    jax.block_until_ready(state)
+    rates = {name: [] for name in feeds}
+    for _ in range(windows):
+        for name, batches in feeds.items():
+            rate, state = _window(step, state, batches, examples_per_call, seconds)
+            rates[name].append(rate)
+    return rates, state
 
 
 def matmul_peak_gflops(size: int = 4096) -> dict[str, float]:
@@ -261,17 +283,22 @@ def measure(name: str, batch_size: int | None, *, driver: str = "none", steps_pe
     # The one-device step's FLOPs (a pmap step is built with a named axis that only pmap binds).
     flops = None if driver == "pmap" else jax.jit(task.train_step).lower(
         d.local(state), one).cost_analysis().get("flops")
-    if source:
+    fixed = d.put_batch(one if steps_per_call == 1 else
+                        {k: np.stack([v] * steps_per_call) for k, v in one.items()})
+    compiled_before = _compile_seconds[0]
+    first, rates, state = timed_windows(d.step, state, lambda: fixed, n * steps_per_call,
+                                        _SECONDS.value, 0 if source else _WINDOWS.value)
+    paired = {}
+    if source:  # pipeline-fed and fixed-batch windows in turn: their ratio, free of drift
         config.data_source = source
         it = gdata.train_iterator(loop.data_specs(config)[0], "train", global_batch_size=n)
-        batches = lambda: d.put_batch(loop.next_batches(it, steps_per_call, steps_per_call > 1))
-    else:
-        fixed = d.put_batch(one if steps_per_call == 1 else
-                            {k: np.stack([v] * steps_per_call) for k, v in one.items()})
-        batches = lambda: fixed
-    compiled_before = _compile_seconds[0]
-    first, rates, _ = timed_windows(d.step, state, batches, n * steps_per_call, _SECONDS.value,
-                                    _WINDOWS.value)
+        feed = lambda: d.put_batch(loop.next_batches(it, steps_per_call, steps_per_call > 1))
+        both, _ = paired_windows(d.step, state, {"pipeline": feed, "fixed": lambda: fixed},
+                                 n * steps_per_call, _SECONDS.value, _WINDOWS.value)
+        rates = both["pipeline"]
+        paired = {"paired_in_memory": round(float(np.median(both["fixed"])), 1),
+                  "paired_ratio": round(float(np.median(
+                      [p / f for p, f in zip(both["pipeline"], both["fixed"])])), 3)}
     rate = float(np.median(rates))
     opts = xla_cpu.cpu_compiler_options(cpu_dots, task.train_step, d.local(state), one) \
         if driver != "pmap" else None
@@ -289,7 +316,7 @@ def measure(name: str, batch_size: int | None, *, driver: str = "none", steps_pe
             "first_call_s": round(first, 2),
             "gflop_per_step": None if flops is None else round(flops / 1e9, 3),
             "gflops": None if flops is None else round(flops / 1e9 * rate / n, 1),
-            "peak_memory_mb": _peak_memory_mb()}
+            "peak_memory_mb": _peak_memory_mb(), **paired}
 
 
 def markdown_tables(results: list[dict]) -> str:
@@ -347,9 +374,13 @@ def markdown_tables(results: list[dict]) -> str:
             variant = " + ".join(sorted(r["step_options"]))
         t = best_peer(r["config"], r["batch_size"])
         ratio = lambda other: f"{r['examples_per_sec'] / other['examples_per_sec']:.2f}"
-        lines.append(f"| `{r['config']}` | {r['batch_size']} | {variant} | {rate(r)} | " + (
-            "— | — |" if base is None else f"{base['examples_per_sec']:,.0f} | {ratio(base)} |")
-            + (" — |" if t is None else f" {ratio(t)} |"))
+        if "paired_ratio" in r:  # pipeline rows: against the fixed batch timed in turn with them
+            versus = f"{r['paired_in_memory']:,.0f} (paired) | {r['paired_ratio']:.2f} |"
+        else:
+            versus = ("— | — |" if base is None
+                      else f"{base['examples_per_sec']:,.0f} | {ratio(base)} |")
+        lines.append(f"| `{r['config']}` | {r['batch_size']} | {variant} | {rate(r)} | {versus}"
+                     + (" — |" if t is None else f" {ratio(t)} |"))
     return "\n".join(lines)
 
 
@@ -415,7 +446,8 @@ def main(_):
     out = _OUT.value or os.path.join(os.path.dirname(os.path.abspath(__file__)), "results",
                                      f"{_device_name()}.json")
     with open(out, "w") as f:
-        json.dump({"device": _device_name(), "cpu_count": os.cpu_count(), "jax": jax.__version__,
+        json.dump({"device": _device_name(), "cpu_count": os.cpu_count(), "cpu": machine.cpu(),
+                   "jax": jax.__version__,
                    "torch": None if torch_ref is None else torch_ref.version(),
                    "keras": None if _keras() is None else _keras().version(),
                    "matmul_peak_gflops": peak, "command": " ".join(sys.argv),

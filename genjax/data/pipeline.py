@@ -16,7 +16,7 @@ Two sources serve training batches (``DataSpec.source``):
   over NumPy batches.
 - ``memory``: the decoded split is read once and kept on the first local device as
   uint8. Each step gathers its batch there and preprocesses it in one small compiled
-  call, queued before the step. Nothing runs beside the step, so on a CPU no pipeline
+  call, dispatched a step ahead. Nothing runs beside the step, so on a CPU no pipeline
   thread takes a core from it. The order comes from the same tf.data shuffle, applied
   to the indices, so both sources serve the same batches. The exception is
   ``binarize_dynamic``, whose Bernoulli draws use `jax.random` here instead of
@@ -327,20 +327,28 @@ def _memory_batches(examples: tf.data.Dataset, n: int, batch: int, start_step: i
                     orders: Iterator[np.ndarray], spec: DataSpec) -> Iterator[dict]:
     """The memory source: ``examples`` read once onto the first local device; batch ``s``
     (from ``start_step`` on) is examples ``s * batch`` to ``(s + 1) * batch`` of the
-    epochs laid end to end, each epoch in the next order of ``orders``."""
+    epochs laid end to end, each epoch in the next order of ``orders``.
+
+    Each batch is dispatched one step ahead: its gather and preprocessing do not depend on
+    the train step that runs before it, so the device may overlap them.
+    """
     parts = list(tfds.as_numpy(examples.batch(8192)))
     held = jax.device_put({k: np.concatenate([p[k] for p in parts]) for k in parts[0]},
                           jax.local_devices()[0])
     key = jax.random.key(spec.seed)
     offset = start_step * batch % n
     order, step = next(orders), start_step
+    ahead = None
     while True:
         index = order[offset:offset + batch]
         offset += batch
         if offset >= n:
             order, offset = next(orders), offset - n
             index = np.concatenate([index, order[:offset]])
-        yield _serve(held, index, key, np.uint32(step), preprocess=spec.preprocess)
+        out = _serve(held, index, key, np.uint32(step), preprocess=spec.preprocess)
+        if ahead is not None:
+            yield ahead
+        ahead = out
         step += 1
 
 
