@@ -19,16 +19,18 @@ next to it (``modes_<dataset>.png``).
 Methods: non-saturating GAN; unrolled GAN with 5 and 10 unrolled discriminator steps;
 WGAN-GP (5 critic updates per generator update, lambda 0.1 as in the WGAN-GP authors'
 toy-data code); minibatch discrimination (20 kernels of dimension 5: cost grows with
-kernels x batch^2); LSGAN.
+kernels x batch^2); LSGAN; PacGAN (Lin et al. 2018) with packs of 2 and of 4: the
+discriminator scores the step's samples m at a time (the same samples per step as every
+other method, so batch / m critic inputs).
 """
 
 import json
 import os
-import platform
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+from benchmarks import machine  # noqa: E402
 from absl import app, flags  # noqa: E402
 
 METHODS = {
@@ -38,6 +40,8 @@ METHODS = {
     "wgan_gp": {"loss": "wgan", "gp_weight": 0.1, "n_critic": 5},
     "minibatch_disc": {"minibatch": "discrimination", "minibatch_kernels": (20, 5)},
     "lsgan": {"loss": "lsgan"},
+    "pacgan_2": {"pack": 2},
+    "pacgan_4": {"pack": 4},
 }
 DATASETS = ("ring8", "grid25")
 RESULTS = os.path.join(os.path.dirname(__file__), "results")
@@ -185,14 +189,19 @@ def main(_):
                              f"{', '.join(METHODS)}; {', '.join(DATASETS)}.")
     if _STEP_TIMES.value:
         with open(_OUT.value, "w") as f:
-            json.dump({"machine": platform.processor() or platform.machine(),
+            json.dump({"machine": machine.describe(),
                        "cpu_count": os.cpu_count(), "jax": jax.__version__,
                        "batch_size": _BATCH.value, "steps_per_call": _STEPS_PER_CALL.value,
                        "ms_per_step": step_times(_METHODS.value)}, f, indent=2)
         return
     import multiprocessing
 
+    from genjax import data as gdata
+
     start, results = time.perf_counter(), []
+    for dataset in _DATASETS.value:  # prepared here: workers preparing it at once would race
+        gdata.get_builder(gdata.DataSpec(f"gaussian_mixtures/{dataset}", data_dir=_DATA_DIR.value,
+                                         preprocess="raw"))
     values = {f.name: f.value for f in (_STEPS, _BATCH, _LR, _SAMPLES, _STEPS_PER_CALL, _DATA_DIR)}
     jobs = [(d, m, s, values) for d in _DATASETS.value for m in _METHODS.value
             for s in range(_SEEDS.value)]
@@ -211,7 +220,7 @@ def main(_):
     for row in summary:
         print(json.dumps(row))
     with open(_OUT.value, "w") as f:
-        json.dump({"machine": platform.processor() or platform.machine(),
+        json.dump({"machine": machine.describe(),
                    "cpu_count": os.cpu_count(), "jax": jax.__version__,
                    "device": str(jax.devices()[0]), "steps": _STEPS.value,
                    "batch_size": _BATCH.value, "learning_rate": _LR.value,

@@ -255,3 +255,26 @@ def test_progan_celeba64_config_builds_five_stages():
     assert g["to_rgb_4"]["kernel"].shape == (1, 1, 64, 3)  # the 64x64 output layer
     assert [g[f"blocks_{i}"]["Conv_0"]["kernel"].shape[-1] for i in range(4)] == [256, 256, 128, 64]
     assert state.extra["growth"]["alpha"].dtype == jnp.float32  # the fade-in is state
+
+
+
+def test_points_samples_are_not_clipped_to_the_image_range():
+    """2-D points (``preprocess=raw``) leave the sampler as the generator drew them: the
+    [0, 1] clipping meant for images would pile the mixtures' samples onto the corner of
+    the unit square, and the mode-collapse benchmark would score that pile."""
+    from experiments.configs import gan_mlp_mnist
+    from genjax import rng
+    from genjax.tasks import gan
+
+    c = gan_mlp_mnist.get_config()
+    c.dataset, c.preprocess, c.latent_dim = "gaussian_mixtures/grid25", "raw", 16
+    c.generator = c.discriminator = "points"
+    task = gan.build(c, (2,))
+    state = jax.jit(task.init)(rng.stream(0, "init"))
+    samples = np.concatenate(list(task.sample(state, rng.stream(0, "eval_samples"), 500)))
+    z = jax.random.normal(jax.random.fold_in(rng.stream(0, "eval_samples"), 0),
+                          (c.eval_batch_size, c.latent_dim))
+    drawn = gsteps.generate(gan.build_networks(c, (2,))[0], state, z, None)
+    assert (samples < 0).mean() > 0.2  # a linear output at init: about half negative
+    np.testing.assert_allclose(samples[:c.eval_batch_size], np.asarray(drawn), rtol=1e-5,
+                               atol=1e-6)

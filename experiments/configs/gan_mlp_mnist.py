@@ -34,6 +34,7 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
     c.unroll_steps = 0         # unrolled GAN: D steps unrolled in G's loss (0: plain GAN)
     c.reuse_fakes = False      # True: one G forward per step, G learns through D's fakes
     c.joint_critic = False     # True: D scores real and fake in one call (D without BatchNorm)
+    c.pack = 1                 # PacGAN: D judges packs of this many samples (Lin et al. 2018)
     c.num_classes = 0          # > 0: class-conditional GAN (labels from the dataset)
     c.conditioning = "projection"  # conditional discriminator: projection | concat
     c.fade_steps = 1000        # progressive growing (progan nets): steps of each fade-in

@@ -4,6 +4,7 @@ A step is ``n_critic`` discriminator updates, then one generator update. Its pie
 pure functions:
 
   * `deinterleave`: the step's real batch -> the ``n_critic`` batches of its updates;
+  * `pack_samples`: PacGAN's packing, m samples -> one discriminator input;
   * `draw_fakes`: latents (and labels) -> generated images, noise sliced per replica;
   * `critic_loss`: the discriminator's objective with its penalties (WGAN-GP, R1),
     given any ``critic(images, labels, batch_stats) -> (scores, batch_stats)``;
@@ -83,6 +84,20 @@ def generate(generator: nn.Module, state: TrainState, z: jax.Array,
     out, _ = apply_net(generator, generator_params(state), state.nets["gen"].batch_stats,
                        *generator_inputs(z, labels, state.extra.get("growth")), train=False)
     return out
+
+
+def pack_samples(x: jax.Array, m: int) -> jax.Array:
+    """PacGAN's packing (Lin et al. 2018): consecutive groups of ``m`` samples of ``x``
+    [B, ..., C] become one input [B / m, ..., m * C], their features side by side on the
+    last axis (channels of images, coordinates of points), so the critic judges ``m``
+    samples jointly and can see a batch that lacks variety. ``m = 1`` is ``x``."""
+    if m == 1:
+        return x
+    if x.shape[0] % m:
+        raise ValueError(f"PacGAN packs {m} samples per critic input, but a batch of "
+                         f"{x.shape[0]} (per replica) does not divide by {m}.")
+    packs = x.reshape(x.shape[0] // m, m, *x.shape[1:])
+    return jnp.moveaxis(packs, 1, -2).reshape(x.shape[0] // m, *x.shape[1:-1], m * x.shape[-1])
 
 
 def deinterleave(x: jax.Array, n_critic: int) -> jax.Array:
@@ -186,16 +201,17 @@ class GANSpec:
     axis_name: str | None = None
     reuse_fakes: bool = False
     joint_critic: bool = False
+    pack: int = 1
 
     def critic(self, params: Any, sn: Any, grow: dict | None) -> Critic:
         """The discriminator as a `Critic`: spectrally normalised with ``sn`` (not advanced)
-        when asked, at growth stage ``grow``."""
+        when asked, at growth stage ``grow``, scoring packs of ``pack`` samples."""
         if self.spectral_norm:
             params = spectral.normalize(params, sn, update=False)[0]
         grown = () if grow is None else (grow,)
-        return lambda x, labels, stats: apply_net(self.discriminator, params, stats, x, labels,
-                                                  *grown, train=True,
-                                                  compute_dtype=self.compute_dtype)
+        return lambda x, labels, stats: apply_net(
+            self.discriminator, params, stats, pack_samples(x, self.pack), labels, *grown,
+            train=True, compute_dtype=self.compute_dtype)
 
 
 def draw_fakes(spec: GANSpec, params: Any, gen: NetState, key: jax.Array, n: int,
@@ -388,7 +404,8 @@ def make_gan_step(generator: nn.Module, discriminator: nn.Module, g_tx: optax.Gr
                   num_classes: int = 0, unroll_steps: int = 0,
                   growth: Callable[[jax.Array], dict] | None = None,
                   compute_dtype: str = "float32", axis_name: str | None = None,
-                  reuse_fakes: bool = False, joint_critic: bool = False) -> StepFn:
+                  reuse_fakes: bool = False, joint_critic: bool = False,
+                  pack: int = 1) -> StepFn:
     """Build ``step(state, batch) -> (state, metrics)`` for a GAN (`gan_step` of a `GANSpec`).
 
     Args:
@@ -425,6 +442,9 @@ def make_gan_step(generator: nn.Module, discriminator: nn.Module, g_tx: optax.Gr
         ``n_critic=1`` and no unrolling. Off: the generator update draws its own fakes.
       joint_critic: score real and fake in one critic call (`critic_loss`'s ``joint``);
         for critics without BatchNorm or minibatch features.
+      pack: PacGAN (`pack_samples`): the critic scores packs of this many real or this
+        many generated samples; the discriminator must take inputs of ``pack`` times the
+        channels. Not with class labels or the per-sample penalties (WGAN-GP, R1).
     """
     d_loss, g_loss = gan_losses.get(loss, label_smoothing=label_smoothing)
     precision.compute_dtype(compute_dtype)  # validate before tracing
@@ -436,11 +456,25 @@ def make_gan_step(generator: nn.Module, discriminator: nn.Module, g_tx: optax.Gr
         raise ValueError(f"reuse_fakes shares one generator forward between one critic update "
                          f"and the generator update: it needs n_critic=1 and unroll_steps=0, "
                          f"got n_critic={n_critic}, unroll_steps={unroll_steps}.")
+    _check_pack(pack, num_classes, gp_weight, r1_weight)
     spec = GANSpec(generator, discriminator, g_tx, d_tx, latent_dim, d_loss, g_loss, n_critic,
                    gp_weight, r1_weight, clip_value, spectral_norm, ema_decay, num_classes,
-                   unroll_steps, growth, compute_dtype, axis_name, reuse_fakes, joint_critic)
+                   unroll_steps, growth, compute_dtype, axis_name, reuse_fakes, joint_critic,
+                   pack)
 
     def step(state: TrainState, batch: dict) -> tuple[TrainState, Metrics]:
         return gan_step(spec, state, batch)
 
     return step
+
+
+def _check_pack(pack: int, num_classes: int, gp_weight: float, r1_weight: float) -> None:
+    """Refuse packing where its meaning is not settled here: class labels (one per sample,
+    not per pack) and penalties defined per sample (WGAN-GP, R1)."""
+    if pack < 1:
+        raise ValueError(f"pack must be >= 1, got {pack}.")
+    if pack > 1 and (num_classes or gp_weight or r1_weight):
+        raise ValueError(f"pack={pack} (PacGAN) is not defined here for a class-conditional "
+                         f"GAN or with the per-sample WGAN-GP / R1 penalties; got "
+                         f"num_classes={num_classes}, gp_weight={gp_weight}, "
+                         f"r1_weight={r1_weight}.")

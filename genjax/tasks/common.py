@@ -62,6 +62,7 @@ _RULES = {
     "max_skipped_fraction": (lambda v: 0 < v <= 1, "in (0, 1]"),
     "dataset": (lambda v: isinstance(v, str) and v.strip() != "", "a dataset name"),
     "data_source": (lambda v: v in SOURCES, f"one of {', '.join(SOURCES)}"),
+    "pack": (lambda v: isinstance(v, int) and v >= 1, "a positive integer"),
     **{f: (lambda v: isinstance(v, (list, tuple)) and len(v) > 0
                      and all(isinstance(w, int) and w > 0 for w in v),
            "a non-empty list of positive integers")
@@ -77,6 +78,10 @@ def check_config(config) -> None:
         value = config.get(field)
         if value is not None and not ok(value):
             raise ValueError(f"config.{field} must be {must}, got {value!r}.")
+    pack, batch = config.get("pack", 1), config.get("batch_size")
+    if isinstance(pack, int) and pack > 1 and batch % pack:
+        raise ValueError(f"config.batch_size ({batch}) must divide by config.pack ({pack}): "
+                         f"PacGAN packs that many real, and generated, samples per critic input.")
     if config.get("likelihood") == "gaussian" and str(config.get("preprocess")).startswith("binarize"):
         # A density on {0, 1}-valued pixels grows without bound as the variance shrinks:
         # the "likelihood" is not a likelihood and its NLL goes to minus infinity.
@@ -99,7 +104,10 @@ def make_optimizer(name: str, learning_rate: float, *, b1: float = 0.9, b2: floa
 
 def to_unit_range(images: jax.Array, preprocess: str) -> jax.Array:
     """Map model-space images back to [0, 1] for display and scoring, clipped: an
-    unbounded output (a Gaussian decoder's mean) may leave the data range."""
+    unbounded output (a Gaussian decoder's mean) may leave the data range. ``raw`` data
+    (the 2-D points of ``gaussian_mixtures``) has no such range and is returned as is."""
+    if preprocess == "raw":
+        return images
     images = (images + 1.0) / 2.0 if preprocess == "symmetric" else images
     return jnp.clip(images, 0.0, 1.0)
 

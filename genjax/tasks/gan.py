@@ -88,14 +88,15 @@ def _make_step(config: ml_collections.ConfigDict, gen, disc, g_tx, d_tx, growth,
         ema_decay=config.ema_decay or None, num_classes=config.num_classes,
         unroll_steps=config.unroll_steps, growth=growth, compute_dtype=config.compute_dtype,
         axis_name=axis_name, reuse_fakes=config.get("reuse_fakes", False),
-        joint_critic=config.get("joint_critic", False))
+        joint_critic=config.get("joint_critic", False), pack=config.get("pack", 1))
 
 
 def _make_init(config: ml_collections.ConfigDict, image_shape: tuple[int, ...], gen, disc,
                g_tx, d_tx, growth):
     """``init(key) -> TrainState``: both networks, their optimizers, spectral-norm vectors,
-    the EMA copy and the growth state, each from its own split of ``key``."""
-    k = config.num_classes
+    the EMA copy and the growth state, each from its own split of ``key``; the
+    discriminator takes packs of ``config.pack`` samples (PacGAN)."""
+    k, pack = config.num_classes, config.get("pack", 1)
 
     def init(key: jax.Array) -> gstate.TrainState:
         g_key, d_key, sn_key, state_rng = jax.random.split(key, 4)
@@ -104,7 +105,8 @@ def _make_init(config: ml_collections.ConfigDict, image_shape: tuple[int, ...], 
         grown = (extra["growth"],) if growth else ()
         g_vars = gen.init(g_key, *gsteps.generator_inputs(jnp.zeros((2, config.latent_dim)),
                                                           labels, *grown), train=False)
-        d_vars = disc.init(d_key, jnp.zeros((2, *image_shape)), labels, *grown, train=False)
+        packed = gsteps.pack_samples(jnp.zeros((2 * pack, *image_shape)), pack)
+        d_vars = disc.init(d_key, packed, labels, *grown, train=False)
         nets = {"gen": gstate.create_net(g_vars["params"], g_tx, g_vars.get("batch_stats")),
                 "disc": gstate.create_net(d_vars["params"], d_tx, d_vars.get("batch_stats"))}
         extra["spectral"] = spectral.init(d_vars["params"], sn_key) if config.spectral_norm else {}
@@ -146,6 +148,10 @@ def build(config: ml_collections.ConfigDict, image_shape: tuple[int, ...],
         raise ValueError(f"config.joint_critic=True scores real and fake in one batch, which "
                          f"minibatch features ({config.minibatch!r}) would mix; use "
                          f"joint_critic=False.")
+    if config.get("pack", 1) > 1 and config.minibatch != "none":
+        raise ValueError(f"config.pack={config.pack} (PacGAN) and minibatch features "
+                         f"({config.minibatch!r}) are two answers to the same problem and are "
+                         f"not combined here; use one.")
     gen, disc = build_networks(config, image_shape, axis_name)
     g_tx, d_tx = (make_optimizer(config.optimizer, lr, b1=config.b1, b2=config.b2)
                   for lr in (config.g_learning_rate, config.d_learning_rate))
