@@ -200,26 +200,25 @@ def _time(fn) -> float:
     return time.perf_counter() - start
 
 
-def _torch():
-    """`benchmarks.torch_reference`, or None when PyTorch is not installed or not wanted."""
-    if not _TORCH.value:
+def _peer(module: str, wanted: flags.FlagHolder):
+    """`benchmarks.<module>` (a peer's reference), or None when its framework is not
+    installed or ``wanted`` is off."""
+    if not wanted.value:
         return None
     try:
-        from benchmarks import torch_reference
+        return importlib.import_module(f"benchmarks.{module}")
     except ImportError:
         return None
-    return torch_reference
+
+
+def _torch():
+    """`benchmarks.torch_reference`, or None (PyTorch not installed or not wanted)."""
+    return _peer("torch_reference", _TORCH)
 
 
 def _keras():
-    """`benchmarks.keras_reference`, or None when Keras is not installed or not wanted."""
-    if not _KERAS.value:
-        return None
-    try:
-        from benchmarks import keras_reference
-    except ImportError:
-        return None
-    return keras_reference
+    """`benchmarks.keras_reference`, or None (Keras not installed or not wanted)."""
+    return _peer("keras_reference", _KERAS)
 
 
 def peer_rows(name: str, config) -> list[tuple[object, dict]]:
@@ -397,7 +396,7 @@ def main(_):
         return
     logging.set_verbosity(logging.WARNING)
     jax.monitoring.register_event_duration_secs_listener(_count_compile)
-    torch_ref = _torch()
+    torch_ref, keras_ref = _torch(), _keras()
     peak = matmul_peak_gflops()
     print("matmul peak GFLOP/s:", peak, flush=True)
     results = []
@@ -449,7 +448,7 @@ def main(_):
         json.dump({"device": _device_name(), "cpu_count": os.cpu_count(), "cpu": machine.cpu(),
                    "jax": jax.__version__,
                    "torch": None if torch_ref is None else torch_ref.version(),
-                   "keras": None if _keras() is None else _keras().version(),
+                   "keras": None if keras_ref is None else keras_ref.version(),
                    "matmul_peak_gflops": peak, "command": " ".join(sys.argv),
                    "results": results}, f, indent=2)
     print(markdown_tables(results))
