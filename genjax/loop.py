@@ -36,7 +36,8 @@ from genjax import parallel, record, rng, steps
 from genjax.checkpoint import Checkpointer
 from genjax.metrics.evaluation import Extractor
 from genjax.state import TrainState
-from genjax.report import MetricWriter, Progress, info, plot_curves, save_grid, warn
+from genjax.report import (MetricWriter, Progress, TrainClock, info, plot_curves, save_grid,
+                           warn)
 from genjax.tasks import TASKS, Task
 from genjax.tasks.common import (check_config, collect_images, domain_extractor,
                                  domain_extractor_for, sample_metrics)
@@ -249,9 +250,9 @@ def _start(run: Setup, driver: parallel.Driver, ckpt: Checkpointer, workdir: str
 
 
 def _log(acc: dict, n_acc: int, step: int, state: TrainState, run: Setup, driver, ckpt,
-         progress: Progress, writer: MetricWriter) -> None:
+         progress: Progress, writer: MetricWriter, clock: TrainClock) -> None:
     """Means of the ``n_acc`` steps' summed metrics ``acc`` (skipped updates excluded):
-    checked finite, counted, written."""
+    checked finite, counted, written with the examples/s and the training minutes so far."""
     acc = jax.device_get(driver.local(acc))
     n_skipped = int(acc.pop(steps.SKIPPED, 0))
     window = (step - n_acc + 1, step)
@@ -264,13 +265,21 @@ def _log(acc: dict, n_acc: int, step: int, state: TrainState, run: Setup, driver
         if n_skipped:
             info(f"Skipped {n_skipped} non-finite update(s) in steps {step - n_acc + 1}-{step}.")
     means["train/examples_per_sec"] = progress.update(step, means)
+    means["train/minutes"] = clock.minutes()
     writer.scalars(step, means)
 
 
+def _out_of_time(clock: TrainClock, config: ml_collections.ConfigDict) -> bool:
+    """Whether this invocation has used its ``config.train_minutes`` (0: no limit)."""
+    budget = config.get("train_minutes", 0)
+    return bool(budget) and clock.minutes() >= budget
+
+
 def _train(run: Setup, driver: parallel.Driver, ckpt: Checkpointer, state: TrainState,
-           writer: MetricWriter, samples_dir: str) -> TrainState:
-    """Steps from ``state.step`` to ``config.num_steps``, with logging, grids, evaluations
-    and checkpoints at their cadences."""
+           writer: MetricWriter, samples_dir: str, clock: TrainClock) -> TrainState:
+    """Steps from ``state.step`` to ``config.num_steps`` (or until ``config.train_minutes``
+    have passed, with a checkpoint there), with logging, grids, evaluations and
+    checkpoints at their cadences."""
     c, task = run.config, run.task
     step = int(driver.local(state.step))
     train_it = gdata.train_iterator(run.train_spec, "train",
@@ -284,16 +293,22 @@ def _train(run: Setup, driver: parallel.Driver, ckpt: Checkpointer, state: Train
                 next_batches(train_it, n, stacked=driver.steps_per_call > 1)))
             acc = metrics if acc is None else jax.tree.map(jnp.add, acc, metrics)
             n_acc, step = n_acc + n, step + n
-            saving = step % c.checkpoint_every == 0 or step == c.num_steps
+            last = step == c.num_steps or _out_of_time(clock, c)
+            saving = step % c.checkpoint_every == 0 or last
             if step % c.log_every == 0 or saving:
-                _log(acc, n_acc, step, state, run, driver, ckpt, progress, writer)
+                _log(acc, n_acc, step, state, run, driver, ckpt, progress, writer, clock)
                 acc, n_acc = None, 0
             if step % c.sample_every == 0:
                 writer.images(step, task.images(driver.local(state), run.show), samples_dir)
-            if c.eval_every and step % c.eval_every == 0 and step < c.num_steps:
-                writer.scalars(step, run.evaluate(driver.local(state)))
+            if c.eval_every and step % c.eval_every == 0 and not last:
+                with clock.excluded():
+                    writer.scalars(step, run.evaluate(driver.local(state)))
             if saving:
-                ckpt.save(step, driver.saveable(state), force=step == c.num_steps)
+                ckpt.save(step, driver.saveable(state), force=last)
+            if last and step < c.num_steps:
+                info(f"Stopped at step {step} after {c.train_minutes:g} training minute(s) "
+                     f"(config.train_minutes); running again continues from there.")
+                break
     finally:
         progress.close()
         ckpt.wait()
@@ -305,14 +320,15 @@ def _finish(run: Setup, state: TrainState, workdir: str, writer: MetricWriter,
     """Sample grids (also as ``<name>.png``), final evaluation and the loss-curve plot.
     The pictures are written even when the evaluation fails; a non-finite final metric
     is flagged in ``metrics.jsonl`` and warned about."""
+    step = int(state.step)
     grids = run.task.images(state, run.show)
-    writer.images(run.config.num_steps, grids, samples_dir)
+    writer.images(step, grids, samples_dir)
     if jax.process_index() == 0:
         for name, imgs in grids.items():
             save_grid(os.path.join(workdir, f"{name}.png"), imgs)
     try:
         results = run.evaluate(state)
-        bad = writer.scalars(run.config.num_steps, results) if results else []
+        bad = writer.scalars(step, results) if results else []
     finally:
         if jax.process_index() == 0:
             plot_curves(writer.jsonl_path, os.path.join(workdir, "curves.png"))
@@ -324,7 +340,8 @@ def _finish(run: Setup, state: TrainState, workdir: str, writer: MetricWriter,
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> TrainState:
-    """Train ``config.task`` for ``config.num_steps`` steps in ``workdir``, resuming if possible.
+    """Train ``config.task`` for ``config.num_steps`` steps in ``workdir`` (or for
+    ``config.train_minutes`` of this invocation), resuming if possible.
 
     Returns:
       The final train state (one copy, on the first local device); the final evaluation
@@ -337,6 +354,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
       CheckpointsUnreadableError: checkpoints existed and none is usable.
       DatasetUnavailableError: the dataset is missing and cannot be downloaded.
     """
+    clock = TrainClock()
     run = setup(config)
     workdir = _prepare_workdir(workdir)
     ckpt = Checkpointer(os.path.join(workdir, "checkpoints"), every=config.checkpoint_every,
@@ -345,7 +363,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
     driver = _compile(run)
     state = _start(run, driver, ckpt, workdir)
     writer, samples_dir = MetricWriter(workdir), os.path.join(workdir, "samples")
-    state = _train(run, driver, ckpt, state, writer, samples_dir)
+    state = _train(run, driver, ckpt, state, writer, samples_dir, clock)
     state = driver.local(state)
     _finish(run, state, workdir, writer, samples_dir)
     writer.close()

@@ -7,6 +7,7 @@ Only process 0 writes (multi-host runs otherwise race on the same files).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -124,6 +125,27 @@ class MetricWriter:
     def close(self) -> None:
         if self._tb is not None:
             self._tb.close()
+
+
+class TrainClock:
+    """Minutes of training since the clock started, compile and checkpoints included and
+    the time spent inside `excluded` (evaluations) left out: the clock that
+    ``config.train_minutes`` and the logged ``train/minutes`` read."""
+
+    def __init__(self):
+        self._start, self._excluded = time.perf_counter(), 0.0
+
+    def minutes(self) -> float:
+        return (time.perf_counter() - self._start - self._excluded) / 60
+
+    @contextlib.contextmanager
+    def excluded(self):
+        """Leave the time spent in this block off the clock."""
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self._excluded += time.perf_counter() - start
 
 
 class Progress:

@@ -51,6 +51,7 @@ def test_real_digits_score_better_than_noise(test_images):
     noise_vs_real = metrics.sample_quality(noise, images[:500], extract)
     assert real_vs_real["domain/fid"] < 0.1 * noise_vs_real["domain/fid"]
     assert real_vs_real["domain/is"] > 5 and real_vs_real["domain/classes_covered"] == 10
+    assert 0.05 < real_vs_real["domain/min_class_share"] <= 0.1  # the test digits are balanced
     assert real_vs_real["domain/precision"] > 0.5 > noise_vs_real["domain/precision"]
 
 

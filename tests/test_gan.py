@@ -282,7 +282,7 @@ def test_unknown_loss_fails_before_tracing():
 CONFIGS = ["gan_mlp_mnist", "dcgan_mnist", "lsgan_mnist", "dcgan_cifar10"] + [
     pytest.param(name, marks=pytest.mark.slow)  # 40-75 s each on 2 cores: with the slow tests
     for name in ("wgan_mnist", "wgan_gp_mnist", "sngan_mnist", "sngan_cifar10", "cdcgan_mnist",
-                 "progan_mnist")]
+                 "progan_mnist", "fast_gan_mnist")]
 
 
 @pytest.mark.parametrize("name", CONFIGS)

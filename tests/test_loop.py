@@ -173,6 +173,21 @@ def test_several_steps_per_call_equal_one_per_call(straight, data_dir, tmp_path)
     np.testing.assert_allclose([v for _, v in mine], [v for _, v in reference], rtol=1e-6)
 
 
+def test_train_minutes_stops_with_a_checkpoint_and_a_rerun_continues(straight, data_dir,
+                                                                     tmp_path):
+    """A spent ``train_minutes`` stops after the first step with a checkpoint, a final
+    evaluation and the clock logged; running again without the budget ends bitwise equal
+    to the uninterrupted run."""
+    stopped = loop.train_and_evaluate(_config(data_dir, train_minutes=1e-9), str(tmp_path))
+    assert int(stopped.step) == 1
+    assert Checkpointer(str(tmp_path / "checkpoints"), every=10).latest_step() == 1
+    rows = [json.loads(line) for line in open(tmp_path / "metrics.jsonl")]
+    assert rows[0]["step"] == 1 and rows[0]["train/minutes"] > 0
+    assert rows[-1]["step"] == 1 and "test/neg_elbo" in rows[-1]
+    state = loop.train_and_evaluate(_config(data_dir), str(tmp_path))
+    chex.assert_trees_all_equal(jax.device_get(state), jax.device_get(straight[1]))
+
+
 @pytest.mark.slow
 def test_gaussian_vae_ends_with_scored_samples(data_dir, tmp_path):
     """A Gaussian decoder's means are unbounded; the images drawn from them are clipped

@@ -17,6 +17,8 @@ def add_data_and_loop(c: ml_collections.ConfigDict, *, preprocess: str, batch_si
     c.data_source = "auto"  # memory (split held on the device), tfds (tf.data threads) or auto
     c.batch_size = batch_size
     c.num_steps = num_steps
+    c.train_minutes = 0.0  # > 0: stop (with a checkpoint) after this many minutes of training
+    #                        (compile included, evaluations excluded); running again continues
     c.seed = 0
     c.eval_batch_size = 250
     c.eval_samples = 1000  # real test images and samples for the domain metrics (FID/IS/...)

@@ -123,4 +123,5 @@ def quality_from_features(real_features: np.ndarray, fake_features: np.ndarray,
         "fid": statistics.fid(real_features, fake_features), "is": is_mean, "is_std": is_std,
         "kid": kid_mean, "kid_std": kid_std, "precision": precision, "recall": recall,
         "classes_covered": coverage["classes_covered"],
+        "min_class_share": float(coverage["class_share"].min()),
         "class_kl_from_uniform": coverage["kl_from_uniform"]}.items()}

@@ -149,34 +149,39 @@ class MLPDiscriminator(nn.Module):
 
 class ConvGenerator(nn.Module):
     """Textbook conv generator for 28x28: Dense -> 7x7x128 -> ConvT 128 s2 -> BN -> LReLU
-    -> ConvT 64 s2 -> BN -> LReLU -> ConvT C s1 -> tanh (kernels 4x4)."""
+    -> ConvT 64 s2 -> BN -> LReLU -> ConvT C s1 -> tanh (kernels 4x4). ``base`` scales the
+    widths (2·base, base); the textbook net is base 64, and base 32 costs a quarter."""
 
     out_shape: Sequence[int] = (28, 28, 1)
     bn_axis_name: str | None = None
     fast: bool = True
+    base: int = 64
 
     @nn.compact
     def __call__(self, z: jax.Array, train: bool = True) -> jax.Array:
         conv_t = layers.conv_transpose_layer(self.fast)
         h, w, c = self.out_shape
-        x = nn.Dense((h // 4) * (w // 4) * 128)(z).reshape(z.shape[0], h // 4, w // 4, 128)
-        for f in (128, 64):
+        top = 2 * self.base
+        x = nn.Dense((h // 4) * (w // 4) * top)(z).reshape(z.shape[0], h // 4, w // 4, top)
+        for f in (top, self.base):
             x = conv_t(f, (4, 4), strides=(2, 2), padding="SAME", use_bias=False)(x)
             x = nn.leaky_relu(_bn(train, self.bn_axis_name)(x), 0.2)
         return jnp.tanh(conv_t(c, (4, 4), strides=(1, 1), padding="SAME")(x))
 
 
 class ConvDiscriminator(nn.Module):
-    """Textbook conv critic: conv 64 s2 -> LReLU -> conv 128 s2 -> LReLU -> dense 1 (4x4 kernels)."""
+    """Textbook conv critic: conv 64 s2 -> LReLU -> conv 128 s2 -> LReLU -> dense 1 (4x4
+    kernels); ``base`` scales the widths (base, 2·base)."""
 
     head: Head = Head()
     fast: bool = True
+    base: int = 64
 
     @nn.compact
     def __call__(self, x: jax.Array, labels: jax.Array | None = None, train: bool = True
                  ) -> jax.Array:
         x = self.head.condition(x, labels)
-        for f in (64, 128):
+        for f in (self.base, 2 * self.base):
             x = nn.leaky_relu(layers.conv_layer(self.fast)(f, (4, 4), strides=(2, 2),
                                                            padding="SAME")(x), 0.2)
         return self.head(x, labels)

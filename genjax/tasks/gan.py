@@ -41,14 +41,14 @@ def build_networks(config: ml_collections.ConfigDict, image_shape: tuple[int, ..
     head = gnn.Head(config.minibatch, config.num_classes, config.conditioning, axis,
                     tuple(config.minibatch_kernels))
     gens = {"mlp": lambda: gnn.MLPGenerator(image_shape),
-            "conv": lambda: gnn.ConvGenerator(image_shape, axis, fast),
+            "conv": lambda: gnn.ConvGenerator(image_shape, axis, fast, base),
             "dcgan": lambda: gnn.DCGANGenerator(image_shape, base, axis, fast),
             "sngan": lambda: gnn.SNGANGenerator(image_shape, base, axis, fast),
             "progan": lambda: gnn.ProGenerator(image_shape, progressive_widths(h, base)),
             "points": lambda: gnn.MLPGenerator(image_shape, (128, 128), "relu", False)}
     layers = max(2, int(np.log2(h)) - 2)  # 28/32 -> 3 stride-2 convs, 64 -> 4
     discs = {"mlp": lambda: gnn.MLPDiscriminator(head=head),
-             "conv": lambda: gnn.ConvDiscriminator(head, fast),
+             "conv": lambda: gnn.ConvDiscriminator(head, fast, base),
              "dcgan": lambda: gnn.DCGANDiscriminator(base, layers, True, axis, head, fast),
              "dcgan_nobn": lambda: gnn.DCGANDiscriminator(base, layers, False, head=head, fast=fast),
              "sngan": lambda: gnn.SNGANDiscriminator(tuple(base * 2**i for i in range(3)), head,
