@@ -1,7 +1,8 @@
 """Samples per CPU-minute: GAN candidates trained for a wall-clock budget, scored as they go.
 
-  python -m benchmarks.fast_gan --candidates=mlp_ema,conv32_ema --minutes=5 --seeds=0
-  python -m benchmarks.fast_gan --candidates=conv32_ema --minutes=15 --seeds=0,1,2
+  python -m benchmarks.fast_gan --candidates=conv32_ema,conv32_ema_cond,mlp_ema --minutes=5
+  python -m benchmarks.fast_gan --candidates=mlp_ema_r1 --minutes=15 --seeds=0,1,2   # 50 min
+  python -m benchmarks.fast_gan --copies --candidates=mlp_ema_r1 --minutes=15 --seeds=0,1,2
 
 Each candidate is a shipped config plus overrides. A run trains with
 ``config.train_minutes`` (compile and checkpoints included, evaluations excluded) and
@@ -15,6 +16,7 @@ Run one benchmark at a time: the budget is wall-clock.
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import statistics
@@ -35,7 +37,8 @@ CANDIDATES = {
                                          "ema_decay": 0.995, "reuse_fakes": True}),
     "mlp_ema": ("fast_gan_mnist", {"eval_every": 2000, "r1_weight": 0.0}),
     "mlp_ema_r1": ("fast_gan_mnist", {"eval_every": 2000}),  # the named config
-    "wgan_gp": ("wgan_gp_mnist", {"eval_every": 100}),  # textbook, for its default budget
+    "wgan_gp": ("wgan_gp_mnist", {"eval_every": 100}),  # textbooks, for their default budgets
+    "wgan": ("wgan_mnist", {"eval_every": 100}),
 }
 KEYS = ("fid", "min_class_share", "classes_covered", "precision", "recall", "is")
 RESULTS = os.path.join(os.path.dirname(__file__), "results")
@@ -54,7 +57,6 @@ _OUT = flags.DEFINE_string("out", os.path.join(RESULTS, "fast_gan.json"), "Resul
 def candidate_config(name: str, seed: int, minutes: float):
     """The candidate's config: its shipped config, its overrides, the seed and the budget
     (``num_steps`` large enough that the clock, not the step count, ends the run)."""
-    import importlib
     module, overrides = CANDIDATES[name]
     c = importlib.import_module(f"experiments.configs.{module}").get_config()
     c.update(overrides)

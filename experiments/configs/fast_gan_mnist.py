@@ -14,7 +14,7 @@ Measured by `python -m benchmarks.fast_gan --candidates=mlp_ema_r1 --minutes=15
 44.8 (median 44.8; real training digits score 40.1), the rarest class 7.6-8.9 % of the
 1,000 samples, precision 0.85-0.87, recall 0.86-0.90, IS 9.03-9.07. Within 5 minutes
 (12,000 steps: --config.num_steps=12000): median FID 61.2 (58.5-66.8). The samples are
-not copies: their median pixel distance to the nearest training digit is 5.0, as for
+not near-copies: their median pixel distance to the nearest training digit is 5.0, as for
 the test digits (4.96). Details and the samples grid in docs/results.md.
 """
 
