@@ -156,6 +156,8 @@ def main(argv):
             key = f"{name}_s{seed}_{_MINUTES.value:g}min"
             workdir = os.path.join(_WORKDIR.value, key)
             if _COPIES.value:
+                if key not in results["runs"]:
+                    raise app.UsageError(f"No finished run {key} in {_OUT.value} to check.")
                 results["runs"][key]["copies"] = copies_check(workdir)
                 print(key, results["runs"][key]["copies"], flush=True)
                 with open(_OUT.value, "w") as f:
