@@ -113,8 +113,8 @@ def summarise(runs: dict, budgets: list[float]) -> dict:
 
 def _nearest(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Euclidean distance from each row of ``a`` to its nearest row of ``b``."""
-    d2 = (a * a).sum(1)[:, None] - 2 * a @ b.T + (b * b).sum(1)[None]
-    return np.sqrt(np.maximum(d2.min(1), 0.0))
+    from genjax.metrics import scores
+    return np.sqrt(scores._pairwise_sq_distances(a, b).min(1))
 
 
 def copies_check(workdir: str, num: int = 1000) -> dict:
