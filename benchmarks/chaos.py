@@ -6,9 +6,10 @@
 For each config, the experiment command (``python -m experiments.<task>``, checkpoints
 every ``--every`` steps) runs straight to ``--steps`` in one workdir while, in a second
 workdir, the same command is SIGKILLed ``--kills`` times and restarted after each kill.
-Odd-numbered kills wait for a checkpoint write to be under way (orbax's temporary folder
-present) and land in it; the others land at a random moment (0-0.5 s) after the process
-has logged 1 to 3 times. Then the two final checkpoints are compared leaf by leaf,
+Every kill waits for the run's first finished checkpoint, so every restart must resume
+(``resumed_at`` lists one step per kill). Odd-numbered kills then wait for a checkpoint
+write to be under way (orbax's temporary folder present) and land in it; the others land
+at a random moment (0-0.5 s) after the process has logged 1 to 3 more times. Then the two final checkpoints are compared leaf by leaf,
 bitwise: parameters, optimizer states, BatchNorm statistics, spectral-norm vectors, EMA,
 rng and step. GAN configs run with an EMA of the generator (``ema_decay`` 0.99) so that
 it is part of the comparison.
@@ -78,6 +79,13 @@ def _writing(workdir: str) -> bool:
     return bool(glob.glob(os.path.join(workdir, "checkpoints", "*.orbax-checkpoint-tmp*")))
 
 
+def _latest(workdir: str) -> int | None:
+    """The newest finished checkpoint's step (orbax renames a write's folder to its step)."""
+    folder = os.path.join(workdir, "checkpoints")
+    steps = [int(s) for s in os.listdir(folder) if s.isdigit()] if os.path.isdir(folder) else []
+    return max(steps, default=None)
+
+
 def _size(path: str) -> int:
     return os.path.getsize(path) if os.path.exists(path) else 0
 
@@ -97,6 +105,10 @@ def _kill_one(proc: subprocess.Popen, workdir: str, during_write: bool, rng: ran
             time.sleep(0.001)
         return True
 
+    # Every kill comes after a finished checkpoint, so every restart has one to resume from
+    # (a restart that starts over would then be the bug this benchmark looks for).
+    if not wait_for(lambda: _latest(workdir) is not None):
+        return None
     # Training is under way once this process appends to metrics.jsonl (every log step).
     for _ in range(1 if during_write else rng.randint(1, 3)):
         logged = _size(metrics)
@@ -111,9 +123,8 @@ def _kill_one(proc: subprocess.Popen, workdir: str, during_write: bool, rng: ran
             return None
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    steps = [int(s) for s in os.listdir(os.path.join(workdir, "checkpoints")) if s.isdigit()]
     return {"aimed_at_write": during_write, "write_in_progress": _writing(workdir),
-            "latest_checkpoint": max(steps, default=None)}
+            "latest_checkpoint": _latest(workdir)}
 
 
 def final_state(config: str, workdir: str, steps: int):
