@@ -2,6 +2,7 @@
 
   python -m experiments.evaluate --workdir=runs/gan_mlp
   python -m experiments.evaluate --workdir=runs/gan_mlp --num_samples=1000 --save_samples=s.npy
+  python -m experiments.evaluate --workdir=runs/ddpm --sampler=dpm++2m --sample_steps=20
 
 Reads the run's config (``config.json`` with the changes of ``resumes.jsonl``), restores
 the newest usable checkpoint read-only (safe next to a live trainer: nothing in its
@@ -12,7 +13,9 @@ and scores them against as many test images with the mnist5k domain classifier
 (FID, IS, KID, precision/recall, mode coverage), or with the FID InceptionV3
 (``--extractor=inception --inception_weights=inception_fid.npz``). The metrics are appended to
 ``<workdir>/metrics.jsonl`` at the checkpoint's step and printed as a table.
-``--save_samples`` writes the samples as float32 NHWC in [0, 1] (``.npy``) for any
+Diffusion runs sample with their config's sampler unless ``--sampler``,
+``--sample_steps``, ``--eta`` or ``--guidance`` say otherwise; their metric keys name
+how the samples were drawn (``test/domain_ddim50_eta0_fid``). ``--save_samples`` writes the samples as float32 NHWC in [0, 1] (``.npy``) for any
 outside tool; ``--real_baseline`` scores real training images instead (printed only),
 the floor these numbers have with this protocol.
 """
@@ -31,21 +34,32 @@ _EXTRACTOR = flags.DEFINE_enum("extractor", "domain", ["domain", "inception"],
                                 "inception: the FID InceptionV3 (needs --inception_weights).")
 _WEIGHTS = flags.DEFINE_string("inception_weights", None, "The converted Inception .npz "
                                "(see experiments/convert_inception.py).")
+_SAMPLER = flags.DEFINE_enum("sampler", None, ["ddpm", "ddim", "dpm++2m"],
+                              "Diffusion runs: the sampler (default: the run's config.sampler).")
+_STEPS = flags.DEFINE_integer("sample_steps", None, "Diffusion runs: sampling steps.")
+_ETA = flags.DEFINE_float("eta", None, "Diffusion runs: DDIM's η in [0, 1].")
+_GUIDANCE = flags.DEFINE_float("guidance", None, "Conditional diffusion runs: the "
+                               "classifier-free guidance scale w.")
 _FLOOR = flags.DEFINE_bool("real_baseline", False, "Score real training images instead of "
                            "samples: what a perfect generator would reach with this protocol.")
 
 
+SAMPLING = ("sampler", "sample_steps", "eta", "guidance")  # what a diffusion run may change
+
+
 def evaluate_run(workdir: str, num_samples: int, save_samples: str | None = None,
                  real_baseline: bool = False, extractor: str = "domain",
-                 inception_weights: str | None = None) -> dict[str, float]:
-    """Metrics of the newest checkpoint in ``workdir`` (see the module docstring)."""
+                 inception_weights: str | None = None,
+                 sampling: dict | None = None) -> dict[str, float]:
+    """Metrics of the newest checkpoint in ``workdir`` (see the module docstring);
+    ``sampling`` overrides the sampler fields of a diffusion run's config (`SAMPLING`)."""
     from genjax import data as gdata
     from genjax import loop, record, rng
     from genjax.checkpoint import Checkpointer
     from genjax.report import MetricWriter
     from genjax.tasks.common import collect_images
 
-    config = record.run_config(workdir)
+    config = _with_sampling(record.run_config(workdir), sampling or {})
     if num_samples < 2:
         raise ValueError(f"--num_samples must be at least 2, got {num_samples}.")
     if save_samples:
@@ -76,7 +90,7 @@ def evaluate_run(workdir: str, num_samples: int, save_samples: str | None = None
         logging.warning("The test split is smaller than --num_samples=%d; the metrics use as many "
                         "samples as it has images.", num_samples)
     results = loop.score_samples(fake, num_samples, config, eval_spec, scorer,
-                                 prefix=f"test/{extractor}_")
+                                 prefix=f"test/{extractor}_{_sampling_tag(config)}")
     for _ in fake:  # --save_samples: write the samples that scoring did not need
         pass
     if not real_baseline:  # the baseline is not this run's result
@@ -84,6 +98,31 @@ def evaluate_run(workdir: str, num_samples: int, save_samples: str | None = None
         writer.scalars(int(state.step), results)
         writer.close()
     return results
+
+
+def _with_sampling(config, sampling: dict):
+    """``config`` with the given sampler fields replaced (a diffusion run only)."""
+    sampling = {k: v for k, v in sampling.items() if v is not None}
+    unknown = set(sampling) - set(SAMPLING)
+    if unknown:
+        raise ValueError(f"Unknown sampling fields {sorted(unknown)}; valid: {', '.join(SAMPLING)}.")
+    if sampling and config.task != "diffusion":
+        raise ValueError(f"--{', --'.join(sampling)} apply to diffusion runs; this run is "
+                         f"task {config.task!r}.")
+    config = config.copy_and_resolve_references()
+    with config.unlocked():
+        config.update(sampling)
+    return config
+
+
+def _sampling_tag(config) -> str:
+    """How a diffusion run's samples were drawn, for its metric keys (``ddim50_eta0_``,
+    ``dpm++2m20_w1.5_``); empty for other families."""
+    if config.task != "diffusion":
+        return ""
+    tag = f"{config.sampler}{config.sample_steps}_"
+    tag += f"eta{config.eta:g}_" if config.sampler == "ddim" else ""
+    return tag + (f"w{config.guidance:g}_" if config.num_classes else "")
 
 
 def _check_writable(path: str) -> None:
@@ -111,8 +150,10 @@ def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
     launch.quiet_logging()
+    sampling = {"sampler": _SAMPLER.value, "sample_steps": _STEPS.value, "eta": _ETA.value,
+                "guidance": _GUIDANCE.value}
     results = evaluate_run(_WORKDIR.value, _NUM.value, _SAVE.value, _FLOOR.value,
-                           _EXTRACTOR.value, _WEIGHTS.value)
+                           _EXTRACTOR.value, _WEIGHTS.value, sampling)
     width = max(map(len, results))
     print("\n".join(f"{k:<{width}}  {v:.4f}" for k, v in results.items()))
 

@@ -12,7 +12,7 @@ from absl import flags
 from ml_collections import config_flags
 
 from experiments import launch
-from experiments.configs import dcgan_mnist, vae_mnist
+from experiments.configs import dcgan_mnist, ddpm_mnist, vae_mnist
 from genjax import loop, parallel, rng, spectral
 from genjax.checkpoint import Checkpointer, CheckpointMismatchError
 from genjax.data import DatasetUnavailableError
@@ -41,7 +41,7 @@ def _foreign_checkpoint(tmp_path):
     return str(workdir)
 
 
-GAN, VAE = dcgan_mnist, vae_mnist
+GAN, VAE, DDPM = dcgan_mnist, vae_mnist, ddpm_mnist
 # (id, config module, overrides, workdir maker or None, exception, message pattern)
 CONFIG_CASES = [
     ("unknown loss", GAN, {"loss": "wasserstein"}, None, ValueError,
@@ -108,6 +108,23 @@ CONFIG_CASES = [
      r"likelihood='gaussian' on binarised pixels .* unbounded density"),
     ("no evaluation samples", VAE, {"eval_samples": 0}, None, ValueError,
      r"config.eval_samples must be positive"),
+    ("unknown sampler", DDPM, {"sampler": "euler"}, None, ValueError,
+     r"config.sampler must be one of ddpm, ddim, dpm\+\+2m, got 'euler'"),
+    ("unknown schedule", DDPM, {"schedule": "quadratic"}, None, ValueError,
+     r"config.schedule must be one of linear, cosine, got 'quadratic'"),
+    ("diffusion on [0, 1] images", DDPM, {"preprocess": "unit"}, None, ValueError,
+     r"config.preprocess must be 'symmetric', got 'unit'"),
+    ("more sampling steps than timesteps", DDPM, {"sample_steps": 101}, None, ValueError,
+     r"config.sample_steps \(101\) cannot exceed config.timesteps \(100\)"),
+    ("U-Net widths GroupNorm cannot split", DDPM, {"channels": 12}, None, ValueError,
+     r"Every U-Net width \[12, 24\] must divide by config.groups \(8\)"),
+    ("guidance without classes", DDPM, {"guidance": 2.0}, None, ValueError,
+     r"config.guidance=2.0 needs a conditional model"),
+    ("DDIM eta above 1", DDPM, {"eta": 1.5}, None, ValueError, r"config.eta must be in \[0, 1\]"),
+    ("label dropout 1", DDPM, {"label_dropout": 1.0}, None, ValueError,
+     r"config.label_dropout must be in \[0, 1\)"),
+    ("zero timesteps", DDPM, {"timesteps": 0}, None, ValueError,
+     r"config.timesteps must be positive, got 0"),
     ("workdir not writable", VAE, {}, _file_in_the_way, PermissionError,
      r"Cannot write to workdir .*a_file/run .*choose another --workdir"),
     ("checkpoint of another model", VAE, {}, _foreign_checkpoint, CheckpointMismatchError,
@@ -256,6 +273,8 @@ def test_evaluator_bad_inputs_name_the_file(data_dir, tmp_path):
                                   inception_weights=str(tmp_path / "not_a_zip.npz"))
     with pytest.raises(PermissionError, match=r"--save_samples=.*no/such/dir/s.npy: cannot write"):
         evaluate_cli.evaluate_run(run, 100, save_samples=str(tmp_path / "no/such/dir/s.npy"))
+    with pytest.raises(ValueError, match=r"--sampler apply to diffusion runs; this run is task"):
+        evaluate_cli.evaluate_run(run, 100, sampling={"sampler": "ddim"})
 
 
 def test_a_truncated_tfrecord_names_the_dataset_folder(data_dir, tmp_path):

@@ -128,6 +128,29 @@ def test_vae_init_and_step_consume_each_key_once():
     assert not reused_keys(task.train_step, state, batch)
 
 
+def test_diffusion_init_step_sampler_and_bound_consume_each_key_once():
+    from experiments.configs import ddpm_mnist_cond
+    from genjax.steps import diffusion as dsteps
+    from genjax.tasks import diffusion
+
+    c = ddpm_mnist_cond.get_config("test")
+    task = diffusion.build(c, (28, 28, 1))
+    assert not reused_keys(task.init, jax.random.key(0))
+    state = jax.eval_shape(task.init, jax.random.key(0))
+    batch = {"image": jnp.zeros((8, 28, 28, 1)), "label": jnp.zeros((8,), jnp.int32)}
+    assert not reused_keys(task.train_step, state, batch)
+    from genjax.losses import diffusion as D
+
+    s = D.make_schedule("linear", 30)
+    apply = lambda p, x, t, labels=None: 0.5 * x
+    for name in dsteps.SAMPLERS:
+        draw = dsteps.make_sampler(apply, s, sampler=name, steps=5, prediction="eps", trajectory=3)
+        assert not reused_keys(lambda k: draw(None, k, (2, 4, 4, 1)), jax.random.key(0)), name
+    vlb = dsteps.make_vlb(apply, s, prediction="eps", timesteps=4)
+    eval_batch = {"image": jnp.zeros((2, 4, 4, 1)), "mask": jnp.ones(2)}
+    assert not reused_keys(lambda k: vlb(None, eval_batch, k), jax.random.key(0))
+
+
 def test_named_streams_are_distinct_and_stable():
     data = {name: np.asarray(jax.random.key_data(rng.stream(0, name))) for name in rng.STREAMS}
     assert len({d.tobytes() for d in data.values()}) == len(rng.STREAMS)

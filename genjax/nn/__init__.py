@@ -2,6 +2,7 @@
 
 from genjax.nn.autoencoders import (AutoEncoder, ConvDecoder, ConvEncoder, MLPDecoder,
                                     MLPEncoder, VAE)
+from genjax.nn.diffusion import UNet
 from genjax.nn.gan import (Conditional, ConvDiscriminator, ConvGenerator, DCGANDiscriminator,
                            DCGANGenerator, Head, MLPDiscriminator, MLPGenerator,
                            SNGANDiscriminator, SNGANGenerator)
@@ -12,4 +13,4 @@ __all__ = ["AutoEncoder", "ConvDecoder", "ConvEncoder", "MLPDecoder", "MLPEncode
            "ConvDiscriminator", "ConvGenerator", "DCGANDiscriminator", "DCGANGenerator",
            "MLPDiscriminator", "MLPGenerator", "SNGANDiscriminator", "SNGANGenerator",
            "Conditional", "Head", "MinibatchDiscrimination", "minibatch_stddev",
-           "ProDiscriminator", "ProGenerator", "growth_schedule"]
+           "ProDiscriminator", "ProGenerator", "growth_schedule", "UNet"]

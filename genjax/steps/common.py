@@ -60,6 +60,19 @@ def make_train_step(loss_fn: LossFn, tx: optax.GradientTransformation, *, net: s
     return step
 
 
+def with_ema(step: StepFn, decay: float, *, net: str = "model") -> StepFn:
+    """``step``, then ``state.extra["ema"] = decay * ema + (1 - decay) * params`` of ``net``
+    (Polyak averaging of the weights; samples are drawn with the average)."""
+
+    def wrapped(state: TrainState, batch: dict) -> tuple[TrainState, Metrics]:
+        state, metrics = step(state, batch)
+        ema = jax.tree.map(lambda e, p: decay * e + (1.0 - decay) * p, state.extra["ema"],
+                           state.nets[net].params)
+        return state.replace(extra={**state.extra, "ema": ema}), metrics
+
+    return wrapped
+
+
 SKIPPED = "nonfinite_skipped"  # metric: 1 for a step whose update was thrown away
 
 

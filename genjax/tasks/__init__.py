@@ -1,8 +1,9 @@
 """Model families for the training loop: ``TASKS[config.task](config, image_shape, axis_name)``."""
 
-from genjax.tasks import classifier, gan, vae
+from genjax.tasks import classifier, diffusion, gan, vae
 from genjax.tasks.common import Task
 
-TASKS = {"vae": vae.build, "gan": gan.build, "classifier": classifier.build}
+TASKS = {"vae": vae.build, "gan": gan.build, "diffusion": diffusion.build,
+         "classifier": classifier.build}
 
 __all__ = ["TASKS", "Task"]

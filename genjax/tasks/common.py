@@ -10,6 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from genjax import rng
 from genjax.data import SOURCES, Batch
 from genjax.metrics import domain, evaluation
 from genjax.precision import COMPUTE_DTYPES
@@ -50,11 +51,16 @@ _RULES = {
                               "d_learning_rate", "latent_dim", "n_critic", "eval_batch_size",
                               "eval_samples", "log_every", "sample_every", "checkpoint_every",
                               "keep_checkpoints", "iwae_samples", "base_width",
-                              "steps_per_call", "fade_steps", "stable_steps")},
+                              "steps_per_call", "fade_steps", "stable_steps", "timesteps",
+                              "channels", "num_res_blocks", "sample_steps", "groups",
+                              "snr_gamma")},
     **{f: _OFF_OR_POSITIVE for f in ("gp_weight", "r1_weight", "clip_value", "beta",
                                      "eval_every", "train_minutes", "unroll_steps",
-                                     "num_classes")},
+                                     "num_classes", "guidance", "vlb_timesteps", "clip_norm",
+                                     "bound_images")},
     "label_smoothing": (lambda v: 0 <= v < 1, "in [0, 1)"),
+    "label_dropout": (lambda v: 0 <= v < 1, "in [0, 1)"),
+    "eta": (lambda v: 0 <= v <= 1, "in [0, 1]"),
     "cpu_dots": (lambda v: v in CPU_DOTS, f"one of {', '.join(CPU_DOTS)}"),
     "compute_dtype": (lambda v: v in COMPUTE_DTYPES, f"one of {', '.join(COMPUTE_DTYPES)}"),
     "ema_decay": (lambda v: 0 <= v < 1, "in [0, 1) (0: off)"),
@@ -67,7 +73,7 @@ _RULES = {
     **{f: (lambda v: isinstance(v, (list, tuple)) and len(v) > 0
                      and all(isinstance(w, int) and w > 0 for w in v),
            "a non-empty list of positive integers")
-       for f in ("hidden", "conv_features", "minibatch_kernels")},
+       for f in ("hidden", "conv_features", "minibatch_kernels", "channel_mult")},
 }
 
 
@@ -168,3 +174,29 @@ def sample_metrics(fake: Iterable[np.ndarray], real: Callable[[], np.ndarray], k
     real_features = evaluation.reference_features(extractor, key, real)
     return evaluation.quality_from_features(real_features, fake_features, fake_probs,
                                             prefix=prefix)
+
+
+def class_accuracy(config, image_shape: tuple[int, ...],
+                   sample: Callable[[TrainState, jax.Array, int], Iterator[np.ndarray]]
+                   ) -> Callable[[TrainState, Iterable[Batch]], dict[str, float]]:
+    """``evaluate(state, batches)`` of a conditional generator on MNIST-like data: how often
+    the domain classifier recognises the class each sample was asked for, overall and per
+    class ({} for unconditional models or other data). ``sample`` must ask for the
+    classes 0, 1, ..., k-1, 0, ... in every chunk of ``config.eval_batch_size``."""
+    k = config.num_classes
+
+    def evaluate(state: TrainState, batches: Iterable[Batch]) -> dict[str, float]:
+        del batches
+        extractor = domain_extractor_for(config, image_shape) if k else None
+        if extractor is None:
+            return {}
+        n = config.eval_samples
+        draws = sample(state, rng.stream(config.seed, "eval_metrics"), n)
+        probs = np.concatenate([extractor(x)[1] for x in draws])
+        asked = np.arange(n) % config.eval_batch_size % k  # the labels of every chunk
+        hit = probs.argmax(-1) == asked
+        per_class = {f"test/domain_class_accuracy_{c}": float(hit[asked == c].mean())
+                     for c in range(k) if np.any(asked == c)}
+        return {"test/domain_class_accuracy": float(hit.mean()), **per_class}
+
+    return evaluate

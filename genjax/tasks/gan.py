@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Iterable
-
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -13,7 +11,7 @@ from genjax import nn as gnn
 from genjax import rng, spectral
 from genjax import state as gstate
 from genjax.steps import gan as gsteps
-from genjax.tasks.common import (Task, domain_extractor_for, make_optimizer, sampler,
+from genjax.tasks.common import (Task, class_accuracy, make_optimizer, sampler,
                                  to_unit_range)
 
 GENERATORS = ("mlp", "conv", "dcgan", "sngan", "progan", "points")
@@ -117,29 +115,6 @@ def _make_init(config: ml_collections.ConfigDict, image_shape: tuple[int, ...], 
     return init
 
 
-def _class_accuracy(config: ml_collections.ConfigDict, image_shape: tuple[int, ...], sample):
-    """``evaluate(state, batches)``: GANs have no likelihood (the loop adds the sample
-    metrics); a conditional GAN on MNIST-like data reports how often the domain classifier
-    recognises the class it was asked for, overall and per class."""
-    k = config.num_classes
-
-    def evaluate(state: gstate.TrainState, batches: Iterable[dict]) -> dict[str, float]:
-        del batches
-        extractor = domain_extractor_for(config, image_shape) if k else None
-        if extractor is None:
-            return {}
-        n = config.eval_samples
-        draws = sample(state, rng.stream(config.seed, "eval_metrics"), n)
-        probs = np.concatenate([extractor(x)[1] for x in draws])
-        asked = np.arange(n) % config.eval_batch_size % k  # the labels of every chunk
-        hit = probs.argmax(-1) == asked
-        per_class = {f"test/domain_class_accuracy_{c}": float(hit[asked == c].mean())
-                     for c in range(k) if np.any(asked == c)}
-        return {"test/domain_class_accuracy": float(hit.mean()), **per_class}
-
-    return evaluate
-
-
 def build(config: ml_collections.ConfigDict, image_shape: tuple[int, ...],
           axis_name: str | None = None) -> Task:
     """Assemble the GAN task from ``config`` (see experiments/configs/gan_mlp_mnist.py);
@@ -183,5 +158,5 @@ def build(config: ml_collections.ConfigDict, image_shape: tuple[int, ...],
     sample = sampler(_draw, config.eval_batch_size)
     return Task(init=_make_init(config, image_shape, gen, disc, g_tx, d_tx, growth),
                 train_step=_make_step(config, gen, disc, g_tx, d_tx, growth, axis_name),
-                evaluate=_class_accuracy(config, image_shape, sample), images=images,
+                evaluate=class_accuracy(config, image_shape, sample), images=images,
                 examples_per_step=config.batch_size * config.n_critic, sample=sample)
