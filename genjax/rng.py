@@ -20,6 +20,7 @@ STREAMS = {
     "sample_grid": 1,    # the fixed latents of every sample grid of a run
     "eval_samples": 2,   # the samples scored by FID/IS/KID/precision/recall
     "eval_metrics": 3,   # other evaluation draws (posterior noise, conditional-class checks)
+    "eval_bound": 4,     # the timesteps and noise of a diffusion model's variational bound
 }
 
 

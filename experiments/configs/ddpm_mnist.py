@@ -7,8 +7,8 @@ Command:
 Budget and result (measured on a 2-core AMD EPYC, AVX2, no AVX-512, with
 ``--config.train_minutes=15 --config.num_steps=4000``, which stopped at step 1,501; the
 default 1,500 steps is that budget): 15.0 training minutes at about 118 examples/s, then
-6 minutes of final evaluation. Test bound 2.31 bits/dim (standard error 0.04 over the
-1,000 test digits; 50 strata of the KL terms; the decoder term is 1.07 of it). With 50
+6 minutes of final evaluation. Test bound 2.33 bits/dim (standard error 0.04 over the
+1,000 test digits; 50 strata of the KL terms; the decoder term is 1.08 of it). With 50
 ancestral steps (this config's sampler) 1,000 samples score domain FID 210.5, IS 7.93,
 precision 0.671, recall 0.806, every class present, the rarest at 6.0 %; that run was
 evaluated with DDIM (50 steps, η = 0) and scored FID 255.7 (benchmarks/diffusion_samplers.py

@@ -87,7 +87,7 @@ def _make_evaluate(config: ml_collections.ConfigDict, apply, schedule, image_sha
                                   variance=config.variance, timesteps=config.vlb_timesteps,
                                   clip=config.clip_denoised))
     accuracy = class_accuracy(config, image_shape, sample)
-    eval_key = rng.stream(config.seed, "eval_metrics")
+    eval_key = rng.stream(config.seed, "eval_bound")  # apart from the class check's samples
 
     def evaluate(state: gstate.TrainState, batches: Iterable[dict]) -> dict[str, float]:
         params, totals, seen = sampling_params(state), None, 0
