@@ -149,6 +149,12 @@ def predict_x0_eps(schedule: Schedule, xt: jax.Array, t: jax.Array, output: jax.
     raise ValueError(f"Unknown prediction {prediction!r}; valid: {', '.join(PREDICTIONS)}.")
 
 
+def eps_from_x0(schedule: Schedule, xt: jax.Array, t: jax.Array, x0: jax.Array) -> jax.Array:
+    """The ε for which q_sample(x_0, t, ε) is x_t: (x_t - sqrt(ᾱ_t) x_0) / sqrt(1 - ᾱ_t)."""
+    a = _at(schedule.alphas_cumprod, t, xt.ndim)
+    return (xt - jnp.sqrt(a) * x0) / jnp.sqrt(1.0 - a)
+
+
 def target(schedule: Schedule, x0: jax.Array, t: jax.Array, noise: jax.Array,
            prediction: str) -> jax.Array:
     """What the network is trained to output: ε, or v = sqrt(ᾱ_t) ε - sqrt(1 - ᾱ_t) x_0."""

@@ -60,14 +60,18 @@ def make_train_step(loss_fn: LossFn, tx: optax.GradientTransformation, *, net: s
     return step
 
 
+def ema_update(ema: Any, params: Any, decay: float) -> Any:
+    """decay * ema + (1 - decay) * params, leaf by leaf (Polyak averaging of weights)."""
+    return jax.tree.map(lambda e, p: decay * e + (1.0 - decay) * p, ema, params)
+
+
 def with_ema(step: StepFn, decay: float, *, net: str = "model") -> StepFn:
-    """``step``, then ``state.extra["ema"] = decay * ema + (1 - decay) * params`` of ``net``
-    (Polyak averaging of the weights; samples are drawn with the average)."""
+    """``step``, then ``state.extra["ema"]`` = `ema_update` of it with the new params of
+    ``net`` (samples are drawn with the average)."""
 
     def wrapped(state: TrainState, batch: dict) -> tuple[TrainState, Metrics]:
         state, metrics = step(state, batch)
-        ema = jax.tree.map(lambda e, p: decay * e + (1.0 - decay) * p, state.extra["ema"],
-                           state.nets[net].params)
+        ema = ema_update(state.extra["ema"], state.nets[net].params, decay)
         return state.replace(extra={**state.extra, "ema": ema}), metrics
 
     return wrapped

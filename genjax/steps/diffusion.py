@@ -73,8 +73,7 @@ def guided_denoiser(apply: Apply, schedule: D.Schedule, *, prediction: str, num_
         x0, eps = D.predict_x0_eps(schedule, x, idx, out, prediction)
         if clip:
             x0 = jnp.clip(x0, -1.0, 1.0)
-            a = D._at(schedule.alphas_cumprod, idx, x.ndim)
-            eps = (x - jnp.sqrt(a) * x0) / jnp.sqrt(1.0 - a)
+            eps = D.eps_from_x0(schedule, x, idx, x0)
         return x0, eps
 
     return denoise

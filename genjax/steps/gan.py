@@ -44,7 +44,7 @@ from genjax import precision, replica, spectral
 from genjax.losses import gan as gan_losses
 from genjax.losses import penalties
 from genjax.state import NetState, TrainState, step_key
-from genjax.steps.common import Metrics, StepFn, check_images
+from genjax.steps.common import Metrics, StepFn, check_images, ema_update
 
 # (images [B, ...], labels [B] or None, batch_stats) -> (scores [B] or [B, 1], batch_stats)
 Critic = Callable[[jax.Array, Any, Any], tuple[jax.Array, Any]]
@@ -386,8 +386,7 @@ def gan_step(spec: GANSpec, state: TrainState, batch: dict) -> tuple[TrainState,
         metrics.update(g_metrics)
     extra = {**state.extra, "spectral": sn}
     if spec.ema_decay is not None:
-        extra["ema"] = jax.tree.map(lambda e, p: spec.ema_decay * e + (1.0 - spec.ema_decay) * p,
-                                    state.extra["ema"], gen.params)
+        extra["ema"] = ema_update(state.extra["ema"], gen.params, spec.ema_decay)
     if spec.growth is not None:
         extra["growth"] = spec.growth(state.step + 1)
         metrics.update({"growth/stage": grow["stage"].astype(jnp.float32),
