@@ -1,14 +1,17 @@
 """Sample quality against sampling steps: one trained diffusion run, every sampler.
 
   python -m benchmarks.diffusion_samplers --run=runs/ddpm_mnist \
-      [--grid=ddim:10,ddim:20,ddim:50,dpm++2m:10,dpm++2m:20,ddpm:100] [--samples=1000]
+      [--grid=ddim:10,ddim:20,ddim:50,dpm++2m:10,dpm++2m:20,ddpm:100,ddpm:100:small]
+      [--samples=1000]
       [--scales=0,1,3] [--out=benchmarks/results/diffusion_samplers.json]
 
-Each entry of ``--grid`` (``sampler:steps``) draws ``--samples`` samples from the
+Each entry of ``--grid`` (``sampler:steps``, and for the ancestral sampler optionally
+``:large`` or ``:small``, its σ²) draws ``--samples`` samples from the
 run's newest checkpoint (EMA weights, the same key for every entry) through
 `experiments.evaluate` and scores them with the shipped mnist5k classifier (FID, IS,
-KID, precision/recall, the rarest class's share); ``--scales`` repeats the grid for
-each guidance scale of a conditional run. The wall time of each entry (sampling and scoring) is
+KID, precision/recall, the rarest class's share; for a conditional run also the class
+accuracy of the same samples); ``--scales`` repeats the grid for each guidance scale of
+a conditional run. The wall time of each entry (sampling and scoring) is
 recorded with the machine. Results are appended to ``metrics.jsonl`` of the run too.
 """
 
@@ -27,18 +30,22 @@ from benchmarks import machine  # noqa: E402
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def parse_grid(grid: list[str]) -> list[tuple[str, int]]:
-    """``["ddim:10", ...]`` -> ``[("ddim", 10), ...]``, with a clear error for a bad entry."""
+def parse_grid(grid: list[str]) -> list[tuple[str, int, str | None]]:
+    """``["ddim:10", "ddpm:50:small", ...]`` -> ``[("ddim", 10, None), ("ddpm", 50,
+    "small"), ...]`` (the third field: the ancestral sampler's variance, else the run's),
+    with a clear error for a bad entry."""
     out = []
     for entry in grid:
-        name, _, steps = entry.partition(":")
-        if not steps.isdigit() or int(steps) < 1:
-            raise ValueError(f"--grid entry {entry!r} must be sampler:steps, e.g. ddim:50.")
-        out.append((name, int(steps)))
+        name, _, rest = entry.partition(":")
+        steps, *variance = rest.split(":")
+        if not steps.isdigit() or int(steps) < 1 or len(variance) > 1:
+            raise ValueError(f"--grid entry {entry!r} must be sampler:steps[:variance], "
+                             "e.g. ddim:50 or ddpm:50:small.")
+        out.append((name, int(steps), variance[0] if variance else None))
     return out
 
 
-def sweep(workdir: str, grid: list[tuple[str, int]], guidance: list[float | None],
+def sweep(workdir: str, grid: list[tuple[str, int, str | None]], guidance: list[float | None],
           num_samples: int) -> list[dict]:
     """One row per (guidance, sampler, steps): the domain metrics and the wall time."""
     from experiments import evaluate
@@ -46,8 +53,8 @@ def sweep(workdir: str, grid: list[tuple[str, int]], guidance: list[float | None
 
     rows = []
     for w in guidance:
-        for name, steps in grid:
-            sampling = {"sampler": name, "sample_steps": steps,
+        for name, steps, variance in grid:
+            sampling = {"sampler": name, "sample_steps": steps, "variance": variance,
                         "eta": 0.0 if name == "ddim" else None, "guidance": w}
             start = time.time()
             scores = evaluate.evaluate_run(workdir, num_samples, sampling=sampling)
@@ -55,6 +62,7 @@ def sweep(workdir: str, grid: list[tuple[str, int]], guidance: list[float | None
             config = evaluate._with_sampling(record.run_config(workdir), sampling)
             prefix = f"test/domain_{evaluate._sampling_tag(config)}"
             rows.append({"sampler": name, "steps": steps, "guidance": w,
+                         "variance": config.variance if name == "ddpm" else None,
                          "wall_s": round(time.time() - start, 1),
                          **{k[len(prefix):]: v for k, v in scores.items()
                             if k.startswith(prefix)}})

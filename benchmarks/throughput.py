@@ -55,7 +55,8 @@ from absl import app, flags, logging  # noqa: E402
 from benchmarks import machine  # noqa: E402
 
 _CONFIGS = flags.DEFINE_list("configs", ["vae_mnist", "gan_mlp_mnist", "dcgan_mnist",
-                                         "lsgan_mnist", "wgan_gp_mnist", "sngan_mnist"],
+                                         "lsgan_mnist", "wgan_gp_mnist", "sngan_mnist",
+                                         "ddpm_mnist"],
                              "Configs to time.")
 _BATCH_SIZES = flags.DEFINE_list("batch_sizes", ["64", "256"], "Global batch sizes (empty: "
                                  "each config's own).")

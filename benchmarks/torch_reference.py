@@ -20,6 +20,7 @@ update, as a careful PyTorch user would write it.
 
 from __future__ import annotations
 
+import math
 import os
 import time
 
@@ -31,7 +32,8 @@ from benchmarks.peer_timing import timed_row
 
 torch.set_num_threads(os.cpu_count() or 1)
 
-_SUPPORTED = ("vae_mnist", "gan_mlp_mnist", "dcgan_mnist", "lsgan_mnist", "wgan_gp_mnist")
+_SUPPORTED = ("vae_mnist", "gan_mlp_mnist", "dcgan_mnist", "lsgan_mnist", "wgan_gp_mnist",
+              "ddpm_mnist", "ddpm_mnist_cond")
 
 
 def version() -> str:
@@ -103,6 +105,111 @@ def conv_discriminator() -> nn.Module:
                          nn.LeakyReLU(0.2), nn.Flatten(), nn.Linear(7 * 7 * 128, 1))
 
 
+def timestep_embedding(t: torch.Tensor, dim: int, max_period: float = 10000.0) -> torch.Tensor:
+    """cos and sin of t at frequencies max_period^(-i / (dim/2)) (genjax.nn.diffusion)."""
+    half = dim // 2
+    freqs = torch.exp(-math.log(max_period) * torch.arange(half, dtype=torch.float32) / half)
+    args = t.float()[:, None] * freqs[None]
+    return torch.cat([torch.cos(args), torch.sin(args)], dim=1)
+
+
+class ResBlock(nn.Module):
+    """GroupNorm-SiLU-conv + projected time embedding, GroupNorm-SiLU-conv, 1x1 skip when
+    widths differ (genjax.nn.diffusion.ResBlock)."""
+
+    def __init__(self, cin: int, cout: int, emb_dim: int, groups: int):
+        super().__init__()
+        self.norm1, self.conv1 = nn.GroupNorm(groups, cin), nn.Conv2d(cin, cout, 3, padding=1)
+        self.emb = nn.Linear(emb_dim, cout)
+        self.norm2, self.conv2 = nn.GroupNorm(groups, cout), nn.Conv2d(cout, cout, 3, padding=1)
+        self.skip = nn.Identity() if cin == cout else nn.Conv2d(cin, cout, 1)
+
+    def forward(self, x: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
+        h = self.conv1(F.silu(self.norm1(x))) + self.emb(F.silu(emb))[:, :, None, None]
+        return self.skip(x) + self.conv2(F.silu(self.norm2(h)))
+
+
+class Attention(nn.Module):
+    """Single-head self-attention over the pixels, with a residual."""
+
+    def __init__(self, c: int, groups: int):
+        super().__init__()
+        self.norm, self.qkv, self.out = nn.GroupNorm(groups, c), nn.Linear(c, 3 * c), nn.Linear(c, c)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, c, h, w = x.shape
+        q, k, v = self.qkv(self.norm(x).flatten(2).transpose(1, 2)).chunk(3, dim=2)
+        out = self.out(F.scaled_dot_product_attention(q, k, v))
+        return x + out.transpose(1, 2).reshape(b, c, h, w)
+
+
+class UNet(nn.Module):
+    """genjax.nn.diffusion.UNet layer for layer, in NCHW: the same function of the same
+    parameters (``tests/test_diffusion.py`` loads genjax's into it and compares outputs),
+    its layers registered in the order genjax creates them."""
+
+    def __init__(self, channels: int, mult, num_res_blocks: int, attention: bool,
+                 num_classes: int, groups: int, image_channels: int = 1):
+        super().__init__()
+        self.channels, emb_dim = channels, 4 * channels
+        self.time = nn.Sequential(nn.Linear(channels, emb_dim), nn.SiLU(),
+                                  nn.Linear(emb_dim, emb_dim))
+        self.label = nn.Embedding(num_classes + 1, emb_dim) if num_classes else None
+        self.stem = nn.Conv2d(image_channels, channels, 3, padding=1)
+        last, widths, c = len(mult) - 1, [channels], channels
+        self.down = nn.ModuleList()
+        for level, m in enumerate(mult):
+            for _ in range(num_res_blocks):
+                self.down.append(ResBlock(c, channels * m, emb_dim, groups))
+                c = channels * m
+                if attention and level == last:
+                    self.down.append(Attention(c, groups))
+                widths.append(c)
+            if level != last:
+                # Flax's SAME padding of a stride-2 conv on an even size: one row/column after
+                self.down.append(nn.Sequential(nn.ZeroPad2d((0, 1, 0, 1)),
+                                               nn.Conv2d(c, c, 3, stride=2)))
+                widths.append(c)
+        self.mid = nn.ModuleList([ResBlock(c, c, emb_dim, groups)]
+                                 + ([Attention(c, groups)] if attention else [])
+                                 + [ResBlock(c, c, emb_dim, groups)])
+        self.up = nn.ModuleList()
+        for level in reversed(range(len(mult))):
+            for _ in range(num_res_blocks + 1):
+                self.up.append(ResBlock(c + widths.pop(), channels * mult[level], emb_dim, groups))
+                c = channels * mult[level]
+                if attention and level == last:
+                    self.up.append(Attention(c, groups))
+            if level != 0:
+                self.up.append(nn.Upsample(scale_factor=2, mode="nearest"))
+                self.up.append(nn.Conv2d(c, c, 3, padding=1))
+        self.head = nn.Sequential(nn.GroupNorm(groups, c), nn.SiLU(),
+                                  nn.Conv2d(c, image_channels, 3, padding=1))
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor, labels: torch.Tensor | None = None):
+        emb = self.time(timestep_embedding(t, self.channels))
+        if self.label is not None:
+            emb = emb + self.label(labels)
+        h = self.stem(x)
+        skips = [h]
+        for layer in self.down:  # a block's output (after its attention) is a skip
+            h = layer(h, emb) if isinstance(layer, ResBlock) else layer(h)
+            if isinstance(layer, Attention):
+                skips[-1] = h
+            else:
+                skips.append(h)
+        for layer in self.mid:
+            h = layer(h, emb) if isinstance(layer, ResBlock) else layer(h)
+        for layer in self.up:
+            if isinstance(layer, ResBlock):
+                h = layer(torch.cat([h, skips.pop()], dim=1), emb)
+            elif isinstance(layer, nn.Upsample):
+                h = layer(h)[:, :, :skips[-1].shape[2], :skips[-1].shape[3]]
+            else:
+                h = layer(h)
+        return self.head(h)
+
+
 def _gan_losses(loss: str):
     """(d_loss(real_scores, fake_scores), g_loss(fake_scores)) as in genjax.losses.gan."""
     bce = F.binary_cross_entropy_with_logits
@@ -137,6 +244,8 @@ def make_step(config, one_forward: bool = True, compiled: bool = False):
             opt.step()
 
         return vae_step, b
+    if config.task == "diffusion":
+        return _diffusion_step(config, wrap), b
     conv = config.generator == "conv"
     gen = wrap(conv_generator(config.latent_dim) if conv else mlp_generator(config.latent_dim))
     disc = conv_discriminator() if conv else mlp_discriminator()
@@ -180,6 +289,42 @@ def make_step(config, one_forward: bool = True, compiled: bool = False):
         g_opt.step()
 
     return gan_step, b * n_critic
+
+
+def _diffusion_step(config, wrap):
+    """The ε-prediction DDPM step a PyTorch user writes (the diffusers training-script
+    pattern): uniform t, q(x_t | x_0), MSE, Adam with the gradient norm clipped, then the
+    EMA of the weights with one foreach lerp; label dropout for a conditional config."""
+    model = UNet(config.channels, tuple(config.channel_mult), config.num_res_blocks,
+                 config.attention, config.num_classes, config.groups)
+    net = wrap(model)
+    opt = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
+    params = list(model.parameters())
+    ema = [p.detach().clone() for p in params]
+    T, b = config.timesteps, config.batch_size
+    betas = torch.linspace(1e-4 * 1000 / T, 0.02 * 1000 / T, T, dtype=torch.float64)
+    alpha_bar = torch.cumprod(1 - betas, 0).float()
+    x0 = torch.rand(b, 1, 28, 28) * 2 - 1
+    labels = torch.randint(0, 10, (b,))
+
+    def step():
+        t = torch.randint(0, T, (b,))
+        noise = torch.randn_like(x0)
+        a = alpha_bar[t][:, None, None, None]
+        xt = a.sqrt() * x0 + (1 - a).sqrt() * noise
+        y = None
+        if config.num_classes:
+            y = torch.where(torch.rand(b) < config.label_dropout, config.num_classes, labels)
+        opt.zero_grad(set_to_none=True)
+        F.mse_loss(net(xt, t, y), noise).backward()
+        if config.clip_norm:
+            torch.nn.utils.clip_grad_norm_(params, config.clip_norm)
+        opt.step()
+        if config.ema_decay:
+            with torch.no_grad():
+                torch._foreach_lerp_(ema, params, 1 - config.ema_decay)
+
+    return step
 
 
 def measure(name: str, config, seconds: float, windows: int, one_forward: bool = True,

@@ -11,10 +11,12 @@ is skipped for the next older one), draws
 ``--num_samples`` samples (EMA weights when the run keeps them) with a fixed key,
 and scores them against as many test images with the mnist5k domain classifier
 (FID, IS, KID, precision/recall, mode coverage), or with the FID InceptionV3
-(``--extractor=inception --inception_weights=inception_fid.npz``). The metrics are appended to
+(``--extractor=inception --inception_weights=inception_fid.npz``); for a conditional run
+on MNIST-like data also the class accuracy of the same samples (how often the domain
+classifier names the class each was asked for). The metrics are appended to
 ``<workdir>/metrics.jsonl`` at the checkpoint's step and printed as a table.
 Diffusion runs sample with their config's sampler unless ``--sampler``,
-``--sample_steps``, ``--eta`` or ``--guidance`` say otherwise; their metric keys name
+``--sample_steps``, ``--eta``, ``--variance`` or ``--guidance`` say otherwise; their metric keys name
 how the samples were drawn (``test/domain_ddim50_eta0_fid``). ``--save_samples`` writes the samples as float32 NHWC in [0, 1] (``.npy``) for any
 outside tool; ``--real_baseline`` scores real training images instead (printed only),
 the floor these numbers have with this protocol.
@@ -38,13 +40,15 @@ _SAMPLER = flags.DEFINE_enum("sampler", None, ["ddpm", "ddim", "dpm++2m"],
                               "Diffusion runs: the sampler (default: the run's config.sampler).")
 _STEPS = flags.DEFINE_integer("sample_steps", None, "Diffusion runs: sampling steps.")
 _ETA = flags.DEFINE_float("eta", None, "Diffusion runs: DDIM's η in [0, 1].")
+_VARIANCE = flags.DEFINE_enum("variance", None, ["large", "small"], "Diffusion runs: the "
+                               "ancestral sampler's σ² (large: β, small: the posterior's β̃).")
 _GUIDANCE = flags.DEFINE_float("guidance", None, "Conditional diffusion runs: the "
                                "classifier-free guidance scale w.")
 _FLOOR = flags.DEFINE_bool("real_baseline", False, "Score real training images instead of "
                            "samples: what a perfect generator would reach with this protocol.")
 
 
-SAMPLING = ("sampler", "sample_steps", "eta", "guidance")  # what a diffusion run may change
+SAMPLING = ("sampler", "sample_steps", "eta", "variance", "guidance")  # what a diffusion run may change
 
 
 def evaluate_run(workdir: str, num_samples: int, save_samples: str | None = None,
@@ -57,7 +61,7 @@ def evaluate_run(workdir: str, num_samples: int, save_samples: str | None = None
     from genjax import loop, record, rng
     from genjax.checkpoint import Checkpointer
     from genjax.report import MetricWriter
-    from genjax.tasks.common import collect_images
+    from genjax.tasks.common import collect_images, domain_extractor_for, sample_class_accuracy
 
     config = _with_sampling(record.run_config(workdir), sampling or {})
     if num_samples < 2:
@@ -89,8 +93,14 @@ def evaluate_run(workdir: str, num_samples: int, save_samples: str | None = None
     if num_samples > gdata.num_examples(eval_spec, "test"):
         logging.warning("The test split is smaller than --num_samples=%d; the metrics use as many "
                         "samples as it has images.", num_samples)
-    results = loop.score_samples(fake, num_samples, config, eval_spec, scorer,
-                                 prefix=f"test/{extractor}_{_sampling_tag(config)}")
+    scored = []  # the samples scoring used, kept for a conditional run's class check
+    prefix = f"test/{extractor}_{_sampling_tag(config)}"
+    results = loop.score_samples(_kept(fake, scored), num_samples, config, eval_spec, scorer,
+                                 prefix=prefix)
+    classifier = domain_extractor_for(config, image_shape)
+    if config.get("num_classes") and classifier is not None and not real_baseline:
+        results.update(sample_class_accuracy(scored, config, classifier,
+                                             f"test/domain_{_sampling_tag(config)}"))
     for _ in fake:  # --save_samples: write the samples that scoring did not need
         pass
     if not real_baseline:  # the baseline is not this run's result
@@ -98,6 +108,13 @@ def evaluate_run(workdir: str, num_samples: int, save_samples: str | None = None
         writer.scalars(int(state.step), results)
         writer.close()
     return results
+
+
+def _kept(batches, kept: list):
+    """The batches, each also appended to ``kept`` as it passes."""
+    for b in batches:
+        kept.append(b)
+        yield b
 
 
 def _with_sampling(config, sampling: dict):
@@ -117,11 +134,12 @@ def _with_sampling(config, sampling: dict):
 
 def _sampling_tag(config) -> str:
     """How a diffusion run's samples were drawn, for its metric keys (``ddim50_eta0_``,
-    ``dpm++2m20_w1.5_``); empty for other families."""
+    ``ddpm50_large_``, ``dpm++2m20_w1.5_``); empty for other families."""
     if config.task != "diffusion":
         return ""
     tag = f"{config.sampler}{config.sample_steps}_"
     tag += f"eta{config.eta:g}_" if config.sampler == "ddim" else ""
+    tag += f"{config.variance}_" if config.sampler == "ddpm" else ""
     return tag + (f"w{config.guidance:g}_" if config.num_classes else "")
 
 
@@ -151,7 +169,7 @@ def main(argv):
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
     launch.quiet_logging()
     sampling = {"sampler": _SAMPLER.value, "sample_steps": _STEPS.value, "eta": _ETA.value,
-                "guidance": _GUIDANCE.value}
+                "variance": _VARIANCE.value, "guidance": _GUIDANCE.value}
     results = evaluate_run(_WORKDIR.value, _NUM.value, _SAVE.value, _FLOOR.value,
                            _EXTRACTOR.value, _WEIGHTS.value, sampling)
     width = max(map(len, results))

@@ -10,6 +10,7 @@ import pytest
 from scipy import integrate, stats
 
 from genjax.losses import diffusion as D
+from genjax.nn.diffusion import UNet
 from genjax.steps import diffusion as dsteps
 
 
@@ -283,3 +284,61 @@ def test_conditional_config_resumes_exactly_and_evaluates_with_other_samplers(
     scores = evaluate_cli.evaluate_run(str(tmp_path), 100, sampling={
         "sampler": "dpm++2m", "sample_steps": 3, "guidance": 2.0})
     assert np.isfinite(scores["test/domain_dpm++2m3_w2_fid"]), scores
+    assert 0 <= scores["test/domain_dpm++2m3_w2_class_accuracy"] <= 1  # the same samples'
+    assert len([k for k in scores if "class_accuracy_" in k]) == 10
+
+
+def test_sampler_grid_entries_parse_or_say_what_is_wrong():
+    from benchmarks.diffusion_samplers import parse_grid
+
+    assert parse_grid(["ddim:10", "ddpm:50:small"]) == [("ddim", 10, None), ("ddpm", 50, "small")]
+    for bad in ("ddim", "ddim:0", "ddim:x", "ddpm:50:small:1"):
+        with pytest.raises(ValueError, match="must be sampler:steps"):
+            parse_grid([bad])
+
+def _randomised(tree, key):
+    """``tree`` with every array redrawn (so that no layer is zero, as some start), its
+    dict order kept (jax.tree.map would sort the keys)."""
+    if not isinstance(tree, dict):
+        return 0.3 * jax.random.normal(key, tree.shape)
+    keys = jax.random.split(key, len(tree))
+    return {name: _randomised(sub, k) for (name, sub), k in zip(tree.items(), keys)}
+
+
+def _flax_layers(tree):
+    """The parameter dicts of a Flax tree's layers, in creation order."""
+    if "kernel" in tree or "scale" in tree or "embedding" in tree:
+        return [tree]
+    return [layer for sub in tree.values() for layer in _flax_layers(sub)]
+
+
+@pytest.mark.parametrize("num_classes", [0, 10])
+def test_pytorch_reference_unet_is_the_same_function(num_classes):
+    """The benchmark's PyTorch peer (benchmarks/torch_reference.py) is the same network:
+    genjax's parameters loaded into it give the same outputs."""
+    torch = pytest.importorskip("torch")
+    from benchmarks import torch_reference as ref
+
+    model = UNet(channels=8, channel_mult=(1, 2), num_classes=num_classes, groups=4)
+    x = jax.random.normal(jax.random.key(0), (3, 28, 28, 1))
+    t, labels = jnp.array([0, 400, 999]), jnp.array([1, 10, 3])  # 10: no label
+    params = _randomised(model.init(jax.random.key(1), x, t, labels if num_classes else None
+                                    )["params"], jax.random.key(2))
+    peer = ref.UNet(8, (1, 2), 1, True, num_classes, 4)
+    layers = [m for m in peer.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear,
+                                                         torch.nn.GroupNorm, torch.nn.Embedding))]
+    flax_layers = _flax_layers(params)
+    assert len(layers) == len(flax_layers)
+    with torch.no_grad():
+        for m, p in zip(layers, flax_layers):
+            w = np.asarray(p.get("kernel", p.get("scale", p.get("embedding"))))
+            w = w.transpose(3, 2, 0, 1) if w.ndim == 4 else w.T if "kernel" in p else w
+            assert tuple(m.weight.shape) == w.shape, (m, w.shape)
+            m.weight.copy_(torch.from_numpy(np.array(w)))
+            if "bias" in p:
+                m.bias.copy_(torch.from_numpy(np.array(p["bias"])))
+        ours = model.apply({"params": params}, x, t, labels if num_classes else None)
+        theirs = peer(torch.from_numpy(np.asarray(x).transpose(0, 3, 1, 2)),
+                      torch.from_numpy(np.asarray(t)),
+                      torch.from_numpy(np.asarray(labels)) if num_classes else None)
+    np.testing.assert_allclose(theirs.numpy().transpose(0, 2, 3, 1), ours, atol=2e-5, rtol=1e-4)

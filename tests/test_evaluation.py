@@ -171,3 +171,21 @@ def test_classifier_evaluation_counts_only_real_rows():
     np.testing.assert_allclose(got["test/cross_entropy"], float(np.mean(ce)), rtol=1e-5)
     np.testing.assert_allclose(got["test/accuracy"],
                                float(np.mean(np.argmax(logits, -1) == labels)), rtol=1e-6)
+
+
+def test_class_accuracy_scores_each_sample_against_the_class_it_was_asked_for():
+    """Draws in chunks of eval_batch_size ask for 0, 1, ..., k-1, 0, ... (the tasks' order);
+    a classifier that names class 2 wherever it was asked for 2 and class 0 elsewhere is
+    right exactly on the asked 0s and 2s."""
+    import ml_collections
+
+    from genjax.tasks.common import sample_class_accuracy
+
+    config = ml_collections.ConfigDict({"num_classes": 3, "eval_batch_size": 4})
+    asked = np.array([0, 1, 2, 0] * 2 + [0, 1])  # two full chunks and a short last one
+    draws = [asked[:4, None], asked[4:8, None], asked[8:, None]]  # each "image" is its label
+    named = lambda x: (None, np.eye(3)[np.where(x[:, 0] == 2, 2, 0)])
+    scores = sample_class_accuracy(draws, config, named, "p/")
+    assert scores["p/class_accuracy"] == pytest.approx(7 / 10)  # 5 zeros + 2 twos right
+    assert (scores["p/class_accuracy_0"], scores["p/class_accuracy_1"],
+            scores["p/class_accuracy_2"]) == (1.0, 0.0, 1.0)

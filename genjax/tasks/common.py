@@ -183,20 +183,28 @@ def class_accuracy(config, image_shape: tuple[int, ...],
     the domain classifier recognises the class each sample was asked for, overall and per
     class ({} for unconditional models or other data). ``sample`` must ask for the
     classes 0, 1, ..., k-1, 0, ... in every chunk of ``config.eval_batch_size``."""
-    k = config.num_classes
 
     def evaluate(state: TrainState, batches: Iterable[Batch]) -> dict[str, float]:
         del batches
-        extractor = domain_extractor_for(config, image_shape) if k else None
+        extractor = domain_extractor_for(config, image_shape) if config.num_classes else None
         if extractor is None:
             return {}
-        n = config.eval_samples
-        draws = sample(state, rng.stream(config.seed, "eval_metrics"), n)
-        probs = np.concatenate([extractor(x)[1] for x in draws])
-        asked = np.arange(n) % config.eval_batch_size % k  # the labels of every chunk
-        hit = probs.argmax(-1) == asked
-        per_class = {f"test/domain_class_accuracy_{c}": float(hit[asked == c].mean())
-                     for c in range(k) if np.any(asked == c)}
-        return {"test/domain_class_accuracy": float(hit.mean()), **per_class}
+        draws = sample(state, rng.stream(config.seed, "eval_metrics"), config.eval_samples)
+        return sample_class_accuracy(draws, config, extractor)
 
     return evaluate
+
+
+def sample_class_accuracy(draws: Iterable[np.ndarray], config, extractor: Callable,
+                          prefix: str = "test/domain_") -> dict[str, float]:
+    """``{prefix}class_accuracy`` (and ``_<c>`` per class): how often ``extractor``'s
+    classifier names the class each of the conditional samples ``draws`` was asked for;
+    the draws ask for 0, 1, ..., k-1, 0, ... in every chunk of ``config.eval_batch_size``
+    (the order of the tasks' ``sample``)."""
+    k = config.num_classes
+    probs = np.concatenate([extractor(x)[1] for x in draws])
+    asked = np.arange(len(probs)) % config.eval_batch_size % k
+    hit = probs.argmax(-1) == asked
+    per_class = {f"{prefix}class_accuracy_{c}": float(hit[asked == c].mean())
+                 for c in range(k) if np.any(asked == c)}
+    return {f"{prefix}class_accuracy": float(hit.mean()), **per_class}
