@@ -38,9 +38,10 @@ def parse_grid(grid: list[str]) -> list[tuple[str, int, str | None]]:
     for entry in grid:
         name, _, rest = entry.partition(":")
         steps, *variance = rest.split(":")
-        if not steps.isdigit() or int(steps) < 1 or len(variance) > 1:
-            raise ValueError(f"--grid entry {entry!r} must be sampler:steps[:variance], "
-                             "e.g. ddim:50 or ddpm:50:small.")
+        bad_variance = variance and (name != "ddpm" or variance[0] not in ("large", "small"))
+        if not steps.isdigit() or int(steps) < 1 or len(variance) > 1 or bad_variance:
+            raise ValueError(f"--grid entry {entry!r} must be sampler:steps, or ddpm:steps:"
+                             "large|small, e.g. ddim:50 or ddpm:50:small.")
         out.append((name, int(steps), variance[0] if variance else None))
     return out
 
@@ -60,7 +61,7 @@ def sweep(workdir: str, grid: list[tuple[str, int, str | None]], guidance: list[
             scores = evaluate.evaluate_run(workdir, num_samples, sampling=sampling)
             # The keys are test/domain_<how the samples were drawn>_<metric>.
             config = evaluate._with_sampling(record.run_config(workdir), sampling)
-            prefix = f"test/domain_{evaluate._sampling_tag(config)}"
+            prefix = f"test/domain_{evaluate.metric_tag(config, num_samples)}"
             rows.append({"sampler": name, "steps": steps, "guidance": w,
                          "variance": config.variance if name == "ddpm" else None,
                          "wall_s": round(time.time() - start, 1),

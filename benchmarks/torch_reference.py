@@ -295,6 +295,8 @@ def _diffusion_step(config, wrap):
     """The ε-prediction DDPM step a PyTorch user writes (the diffusers training-script
     pattern): uniform t, q(x_t | x_0), MSE, Adam with the gradient norm clipped, then the
     EMA of the weights with one foreach lerp; label dropout for a conditional config."""
+    if (config.schedule, config.prediction, config.loss_weighting) != ("linear", "eps", "none"):
+        raise ValueError("The PyTorch diffusion step is ε-prediction, L_simple, linear schedule.")
     model = UNet(config.channels, tuple(config.channel_mult), config.num_res_blocks,
                  config.attention, config.num_classes, config.groups)
     net = wrap(model)
@@ -305,7 +307,7 @@ def _diffusion_step(config, wrap):
     betas = torch.linspace(1e-4 * 1000 / T, 0.02 * 1000 / T, T, dtype=torch.float64)
     alpha_bar = torch.cumprod(1 - betas, 0).float()
     x0 = torch.rand(b, 1, 28, 28) * 2 - 1
-    labels = torch.randint(0, 10, (b,))
+    labels = torch.randint(0, max(config.num_classes, 1), (b,))
 
     def step():
         t = torch.randint(0, T, (b,))

@@ -17,7 +17,8 @@ classifier names the class each was asked for). The metrics are appended to
 ``<workdir>/metrics.jsonl`` at the checkpoint's step and printed as a table.
 Diffusion runs sample with their config's sampler unless ``--sampler``,
 ``--sample_steps``, ``--eta``, ``--variance`` or ``--guidance`` say otherwise; their metric keys name
-how the samples were drawn (``test/domain_ddim50_eta0_fid``). ``--save_samples`` writes the samples as float32 NHWC in [0, 1] (``.npy``) for any
+how the samples were drawn (``test/domain_ddim50_eta0_fid``), and any run's keys carry
+``n<count>_`` when ``--num_samples`` differs from the config's ``eval_samples``. ``--save_samples`` writes the samples as float32 NHWC in [0, 1] (``.npy``) for any
 outside tool; ``--real_baseline`` scores real training images instead (printed only),
 the floor these numbers have with this protocol.
 """
@@ -93,16 +94,17 @@ def evaluate_run(workdir: str, num_samples: int, save_samples: str | None = None
     if num_samples > gdata.num_examples(eval_spec, "test"):
         logging.warning("The test split is smaller than --num_samples=%d; the metrics use as many "
                         "samples as it has images.", num_samples)
-    scored = []  # the samples scoring used, kept for a conditional run's class check
-    prefix = f"test/{extractor}_{_sampling_tag(config)}"
-    results = loop.score_samples(_kept(fake, scored), num_samples, config, eval_spec, scorer,
-                                 prefix=prefix)
+    scored = []  # the samples scoring uses, kept for a conditional run's class check
+    n = min(num_samples, gdata.num_examples(eval_spec, "test"))
+    tag = metric_tag(config, num_samples)
+    results = loop.score_samples(_kept(fake, scored, n), num_samples, config, eval_spec, scorer,
+                                 prefix=f"test/{extractor}_{tag}")
     classifier = domain_extractor_for(config, image_shape)
     if config.get("num_classes") and classifier is not None and not real_baseline:
-        results.update(sample_class_accuracy(scored, config, classifier,
-                                             f"test/domain_{_sampling_tag(config)}"))
-    for _ in fake:  # --save_samples: write the samples that scoring did not need
-        pass
+        results.update(sample_class_accuracy(scored, config, classifier, f"test/domain_{tag}"))
+    if save_samples:
+        for _ in fake:  # write the samples that scoring did not need
+            pass
     if not real_baseline:  # the baseline is not this run's result
         writer = MetricWriter(workdir)
         writer.scalars(int(state.step), results)
@@ -110,10 +112,13 @@ def evaluate_run(workdir: str, num_samples: int, save_samples: str | None = None
     return results
 
 
-def _kept(batches, kept: list):
-    """The batches, each also appended to ``kept`` as it passes."""
+def _kept(batches, kept: list, n: int):
+    """The batches, each also appended to ``kept`` as it passes, cut to the first ``n``
+    rows in all (the ones scoring uses)."""
     for b in batches:
-        kept.append(b)
+        left = n - sum(len(k) for k in kept)
+        if left > 0:
+            kept.append(b[:left])
         yield b
 
 
@@ -130,6 +135,15 @@ def _with_sampling(config, sampling: dict):
     with config.unlocked():
         config.update(sampling)
     return config
+
+
+def metric_tag(config, num_samples: int) -> str:
+    """What ``evaluate_run`` puts between ``test/<extractor>_`` and a metric's name: how a
+    diffusion run's samples were drawn, and ``n<count>_`` when ``num_samples`` differs
+    from the config's ``eval_samples`` (so that a smaller check never shares a key with
+    the run's own figures)."""
+    count = f"n{num_samples}_" if num_samples != config.eval_samples else ""
+    return _sampling_tag(config) + count
 
 
 def _sampling_tag(config) -> str:

@@ -281,10 +281,10 @@ def test_conditional_config_resumes_exactly_and_evaluates_with_other_samplers(
     resumed = loop.train_and_evaluate(c, str(tmp_path))
     assert re.search(r"Resumed from .* at step 2\b", capsys.readouterr().out)
     chex.assert_trees_all_equal(jax.device_get(resumed), jax.device_get(straight))
-    scores = evaluate_cli.evaluate_run(str(tmp_path), 100, sampling={
+    scores = evaluate_cli.evaluate_run(str(tmp_path), 50, sampling={
         "sampler": "dpm++2m", "sample_steps": 3, "guidance": 2.0})
-    assert np.isfinite(scores["test/domain_dpm++2m3_w2_fid"]), scores
-    assert 0 <= scores["test/domain_dpm++2m3_w2_class_accuracy"] <= 1  # the same samples'
+    assert np.isfinite(scores["test/domain_dpm++2m3_w2_n50_fid"]), scores  # not eval_samples
+    assert 0 <= scores["test/domain_dpm++2m3_w2_n50_class_accuracy"] <= 1  # same samples'
     assert len([k for k in scores if "class_accuracy_" in k]) == 10
 
 
@@ -292,7 +292,8 @@ def test_sampler_grid_entries_parse_or_say_what_is_wrong():
     from benchmarks.diffusion_samplers import parse_grid
 
     assert parse_grid(["ddim:10", "ddpm:50:small"]) == [("ddim", 10, None), ("ddpm", 50, "small")]
-    for bad in ("ddim", "ddim:0", "ddim:x", "ddpm:50:small:1"):
+    for bad in ("ddim", "ddim:0", "ddim:x", "ddpm:50:small:1", "ddim:10:small", "ddpm:50:",
+                "ddpm:50:huge"):
         with pytest.raises(ValueError, match="must be sampler:steps"):
             parse_grid([bad])
 
@@ -342,3 +343,20 @@ def test_pytorch_reference_unet_is_the_same_function(num_classes):
                       torch.from_numpy(np.asarray(t)),
                       torch.from_numpy(np.asarray(labels)) if num_classes else None)
     np.testing.assert_allclose(theirs.numpy().transpose(0, 2, 3, 1), ours, atol=2e-5, rtol=1e-4)
+
+
+def test_unet_profile_sums_operation_kinds_and_their_covered_wall_time():
+    """benchmarks.unet_profile: per-kind sums per call, and the union of overlapping
+    events (two threads) counted once."""
+    from benchmarks.unet_profile import _CALLS, op_kinds
+
+    op = lambda name, ts, dur: {"ph": "X", "name": name, "ts": ts, "dur": dur,
+                                "args": {"hlo_op": name}}
+    events = [op("transpose_copy_fusion.3", 0, 3000 * _CALLS),
+              op("transpose_copy_fusion.7", 1000, 1000 * _CALLS),
+              op("convolution.2", 10**7, 1000 * _CALLS),
+              {"ph": "X", "name": "ThunkExecutor::Execute", "ts": 0, "dur": 10**8},  # no op
+              {"ph": "M", "name": "thread_name"}]
+    kinds, covered = op_kinds({"traceEvents": events})
+    assert kinds == {"transpose_copy_fusion": pytest.approx(4.0), "convolution": pytest.approx(1.0)}
+    assert covered == pytest.approx(4.0)  # 3 of overlap-merged transposes + 1 of convolution
