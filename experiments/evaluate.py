@@ -95,10 +95,9 @@ def evaluate_run(workdir: str, num_samples: int, save_samples: str | None = None
         logging.warning("The test split is smaller than --num_samples=%d; the metrics use as many "
                         "samples as it has images.", num_samples)
     scored = []  # the samples scoring uses, kept for a conditional run's class check
-    n = min(num_samples, gdata.num_examples(eval_spec, "test"))
     tag = metric_tag(config, num_samples)
-    results = loop.score_samples(_kept(fake, scored, n), num_samples, config, eval_spec, scorer,
-                                 prefix=f"test/{extractor}_{tag}")
+    results = loop.score_samples(fake, num_samples, config, eval_spec, scorer,
+                                 prefix=f"test/{extractor}_{tag}", scored=scored)
     classifier = domain_extractor_for(config, image_shape)
     if config.get("num_classes") and classifier is not None and not real_baseline:
         results.update(sample_class_accuracy(scored, config, classifier, f"test/domain_{tag}"))
@@ -110,16 +109,6 @@ def evaluate_run(workdir: str, num_samples: int, save_samples: str | None = None
         writer.scalars(int(state.step), results)
         writer.close()
     return results
-
-
-def _kept(batches, kept: list, n: int):
-    """The batches, each also appended to ``kept`` as it passes, cut to the first ``n``
-    rows in all (the ones scoring uses)."""
-    for b in batches:
-        left = n - sum(len(k) for k in kept)
-        if left > 0:
-            kept.append(b[:left])
-        yield b
 
 
 def _with_sampling(config, sampling: dict):

@@ -100,13 +100,14 @@ def _check_skipped(steps_seen: tuple[int, int], n_skipped: int, limit: float,
 
 def score_samples(fake: Iterable[np.ndarray], num: int, config: ml_collections.ConfigDict,
                   eval_spec: gdata.DataSpec, extractor: Extractor | None = None,
-                  prefix: str = "test/domain_") -> dict[str, float]:
+                  prefix: str = "test/domain_", scored: list | None = None) -> dict[str, float]:
     """FID/IS/KID/precision/recall/coverage of ``num`` samples, given as batches [b, H, W, C]
     in [0, 1], against as many test images (all of them if the split is smaller; then
     only that many samples count), with ``extractor`` (default: the shipped mnist5k
-    domain classifier, for [b, 28, 28, 1] images)."""
+    domain classifier, for [b, 28, 28, 1] images). ``scored``: a list that receives the
+    batches that counted, for other checks of the same samples."""
     n = min(num, gdata.num_examples(eval_spec, "test"))
-    fake = _first(fake, n)
+    fake = _first(fake, n, scored)
     if extractor is None:
         extractor = domain_extractor()
     real = lambda: collect_images(gdata.eval_iterator(
@@ -115,11 +116,14 @@ def score_samples(fake: Iterable[np.ndarray], num: int, config: ml_collections.C
     return sample_metrics(fake, real, key, extractor, prefix)
 
 
-def _first(batches: Iterable[np.ndarray], n: int) -> Iterator[np.ndarray]:
-    """The batches cut to their first ``n`` rows in all."""
+def _first(batches: Iterable[np.ndarray], n: int, kept: list | None = None
+           ) -> Iterator[np.ndarray]:
+    """The batches cut to their first ``n`` rows in all, each also appended to ``kept``."""
     for b in batches:
         if n <= 0:
             return
+        if kept is not None:
+            kept.append(b[:n])
         yield b[:n]
         n -= len(b)
 
