@@ -30,10 +30,6 @@ from absl import app, flags  # noqa: E402
 
 from benchmarks import machine  # noqa: E402
 
-_CONFIG = flags.DEFINE_string("config", "ddpm_mnist", "A diffusion config in experiments/configs.")
-_BATCH = flags.DEFINE_integer("batch_size", 64, "Batch size.")
-_OUT = flags.DEFINE_string("out", os.path.join(os.path.dirname(os.path.abspath(__file__)),
-                                               "results", "unet_profile.json"), "Result file.")
 _CALLS = 3
 
 
@@ -70,9 +66,9 @@ def main(_):
     from genjax import xla_cpu
     from genjax.tasks import diffusion as tdiff
 
-    config = importlib.import_module(f"experiments.configs.{_CONFIG.value}").get_config()
+    config = importlib.import_module(f"experiments.configs.{flags.FLAGS.config}").get_config()
     model = tdiff.build_model(config)
-    b = _BATCH.value
+    b = flags.FLAGS.batch_size
     x = jnp.asarray(np.random.default_rng(0).normal(size=(b, 28, 28, 1)), jnp.float32)
     t = jnp.arange(b) * (config.timesteps // b)
     labels = jnp.arange(b) % config.num_classes if config.num_classes else None
@@ -96,15 +92,15 @@ def main(_):
     if covered > traced_ms:
         raise RuntimeError(f"Operation events cover {covered:.1f} ms of a {traced_ms:.1f} ms "
                            "call: the trace holds events this script does not expect.")
-    out = {"machine": machine.describe(), "config": _CONFIG.value, "batch_size": b,
+    out = {"machine": machine.describe(), "config": flags.FLAGS.config, "batch_size": b,
            "cpu_dots": "eigen" if options else "ynnpack", "gflop": round(flops / 1e9, 2),
            "best_ms": round(1000 * best, 1), "traced_call_ms": round(traced_ms, 1),
            "ops_cover_ms": round(covered, 1), "untraced_ms": round(traced_ms - covered, 1),
            "ms_by_kind": {k: round(v, 2) for k, v in kinds.items()},
            "command": "python -m benchmarks.unet_profile " + " ".join(sys.argv[1:])}
-    with open(_OUT.value, "w") as f:
+    with open(flags.FLAGS.out, "w") as f:
         json.dump(out, f, indent=1)
-    print(f"gradient of {_CONFIG.value} at batch {b}: {out['best_ms']} ms "
+    print(f"gradient of {flags.FLAGS.config} at batch {b}: {out['best_ms']} ms "
           f"({flops / 1e9 / best:.1f} GFLOP/s); traced calls {out['traced_call_ms']} ms, "
           f"operation events cover {out['ops_cover_ms']} ms, untraced (convolutions) "
           f"{out['untraced_ms']} ms")
@@ -118,5 +114,9 @@ def _time(fn) -> float:
     return time.perf_counter() - start
 
 
-if __name__ == "__main__":
+if __name__ == "__main__":  # flags only here: tests import op_kinds beside other modules' flags
+    flags.DEFINE_string("config", "ddpm_mnist", "A diffusion config in experiments/configs.")
+    flags.DEFINE_integer("batch_size", 64, "Batch size.")
+    flags.DEFINE_string("out", os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                            "results", "unet_profile.json"), "Result file.")
     app.run(main)
