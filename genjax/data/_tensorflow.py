@@ -13,13 +13,17 @@ def import_tensorflow() -> None:
     tfds). TensorFlow catches the ImportError; Keras imports normally afterwards, for
     whoever wants it.
 
-    Quiet: TensorFlow's C++ INFO lines (the oneDNN banner and the like) are turned off
-    unless ``TF_CPP_MIN_LOG_LEVEL`` is already set; its warnings and errors still show.
+    Quiet: TensorFlow's C++ INFO lines are turned off unless ``TF_CPP_MIN_LOG_LEVEL`` is
+    already set; its warnings and errors still show. On CPUs with AVX-512 TensorFlow
+    turns its oneDNN custom ops on and announces it at import whatever the log level;
+    tf.data and tfds use none of them, so they stay off unless ``TF_ENABLE_ONEDNN_OPTS``
+    is already set (benchmarks/throughput.py sets it for its Keras peer).
     TensorFlow sees no GPU: it only feeds host batches, and JAX owns the accelerators.
     """
     if "tensorflow" in sys.modules or "keras.src.optimizers" in sys.modules:
         return
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
+    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
     sys.modules["keras.src.optimizers"] = None  # type: ignore[assignment]
     try:
         import tensorflow as tf
