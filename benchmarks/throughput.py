@@ -48,6 +48,7 @@ import sys
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")  # the Keras peer as users run it
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from absl import app, flags, logging  # noqa: E402
@@ -56,7 +57,7 @@ from benchmarks import machine  # noqa: E402
 
 _CONFIGS = flags.DEFINE_list("configs", ["vae_mnist", "gan_mlp_mnist", "dcgan_mnist",
                                          "lsgan_mnist", "wgan_gp_mnist", "sngan_mnist",
-                                         "ddpm_mnist"],
+                                         "ddpm_mnist", "gated_pixelcnn_mnist"],
                              "Configs to time.")
 _BATCH_SIZES = flags.DEFINE_list("batch_sizes", ["64", "256"], "Global batch sizes (empty: "
                                  "each config's own).")

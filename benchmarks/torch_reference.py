@@ -33,7 +33,7 @@ from benchmarks.peer_timing import timed_row
 torch.set_num_threads(os.cpu_count() or 1)
 
 _SUPPORTED = ("vae_mnist", "gan_mlp_mnist", "dcgan_mnist", "lsgan_mnist", "wgan_gp_mnist",
-              "ddpm_mnist", "ddpm_mnist_cond")
+              "ddpm_mnist", "ddpm_mnist_cond", "gated_pixelcnn_mnist", "gated_pixelcnn_cond_mnist")
 
 
 def version() -> str:
@@ -210,6 +210,50 @@ class UNet(nn.Module):
         return self.head(h)
 
 
+class GatedPixelCNN(nn.Module):
+    """genjax's `GatedPixelCNN` in PyTorch, layer for layer (NCHW; 1x1 convolutions for
+    its dense layers): vertical (k//2 + 1) x k and horizontal 1 x (k//2 + 1) convolutions
+    padded on the top and left, the vertical stack linked one row down, gated units,
+    residual and skip connections, per-layer class biases."""
+
+    def __init__(self, outputs: int, features: int, num_layers: int, head: int,
+                 num_classes: int = 0, channels: int = 1):
+        super().__init__()
+        p, self.sizes = features, [7] + [3] * (num_layers - 1)
+        ins = [channels] + [p] * (num_layers - 1)
+        self.vertical = nn.ModuleList(nn.Conv2d(c, 2 * p, (k // 2 + 1, k))
+                                      for c, k in zip(ins, self.sizes))
+        self.horizontal = nn.ModuleList(nn.Conv2d(c, 2 * p, (1, k // 2 + 1))
+                                        for c, k in zip(ins, self.sizes))
+        self.links = nn.ModuleList(nn.Conv2d(2 * p, 2 * p, 1) for _ in self.sizes)
+        self.residuals = nn.ModuleList(nn.Conv2d(p, p, 1) for _ in self.sizes)
+        self.skips = nn.ModuleList(nn.Conv2d(p, head, 1) for _ in self.sizes)
+        classes = self.sizes if num_classes else []
+        self.v_classes = nn.ModuleList(nn.Embedding(num_classes, 2 * p) for _ in classes)
+        self.h_classes = nn.ModuleList(nn.Embedding(num_classes, 2 * p) for _ in classes)
+        self.last, self.hidden = nn.Conv2d(p, head, 1), nn.Conv2d(head, head, 1)
+        self.out = nn.Conv2d(head, outputs, 1)
+
+    @staticmethod
+    def _gate(x: torch.Tensor) -> torch.Tensor:
+        a, b = x.chunk(2, dim=1)
+        return torch.tanh(a) * torch.sigmoid(b)
+
+    def forward(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        v, h, skip = x, x, 0.0
+        for i, k in enumerate(self.sizes):
+            cls = ((self.v_classes[i](labels)[:, :, None, None],
+                    self.h_classes[i](labels)[:, :, None, None]) if len(self.v_classes) else (0, 0))
+            pre = self.vertical[i](F.pad(v, (k // 2, k // 2, k // 2, 0)))
+            link = self.links[i](F.pad(pre, (0, 0, 1, 0))[:, :, :-1])
+            v = self._gate(pre + cls[0])
+            h_in = F.pad(h, (1, 0))[:, :, :, :-1] if i == 0 else h
+            gated = self._gate(self.horizontal[i](F.pad(h_in, (k // 2, 0))) + link + cls[1])
+            h = self.residuals[i](gated) + (h if i else 0.0)
+            skip = skip + self.skips[i](gated)
+        return self.out(F.relu(self.hidden(F.relu(skip + self.last(h)))))
+
+
 def _gan_losses(loss: str):
     """(d_loss(real_scores, fake_scores), g_loss(fake_scores)) as in genjax.losses.gan."""
     bce = F.binary_cross_entropy_with_logits
@@ -246,6 +290,8 @@ def make_step(config, one_forward: bool = True, compiled: bool = False):
         return vae_step, b
     if config.task == "diffusion":
         return _diffusion_step(config, wrap), b
+    if config.task == "pixelcnn":
+        return _pixelcnn_step(config, wrap), b
     conv = config.generator == "conv"
     gen = wrap(conv_generator(config.latent_dim) if conv else mlp_generator(config.latent_dim))
     disc = conv_discriminator() if conv else mlp_discriminator()
@@ -325,6 +371,30 @@ def _diffusion_step(config, wrap):
         if config.ema_decay:
             with torch.no_grad():
                 torch._foreach_lerp_(ema, params, 1 - config.ema_decay)
+
+    return step
+
+
+def _pixelcnn_step(config, wrap):
+    """The Gated PixelCNN step with Bernoulli pixels a PyTorch user writes: the summed
+    binary cross-entropy per image, averaged, Adam with the gradient norm clipped."""
+    if (config.model, config.likelihood) != ("gated", "bernoulli"):
+        raise ValueError("The PyTorch PixelCNN step is the Gated PixelCNN with Bernoulli pixels.")
+    model = GatedPixelCNN(1, config.features, config.num_layers, config.head, config.num_classes)
+    net = wrap(model)
+    opt = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
+    params = list(model.parameters())
+    b = config.batch_size
+    x = (torch.rand(b, 1, 28, 28) < 0.5).float()
+    labels = torch.randint(0, max(config.num_classes, 1), (b,)) if config.num_classes else None
+
+    def step():
+        opt.zero_grad(set_to_none=True)
+        logits = net(x, labels)
+        F.binary_cross_entropy_with_logits(logits, x, reduction="sum").div(b).backward()
+        if config.clip_norm:
+            torch.nn.utils.clip_grad_norm_(params, config.clip_norm)
+        opt.step()
 
     return step
 

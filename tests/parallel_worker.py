@@ -2,8 +2,8 @@
 
   python tests/parallel_worker.py drivers OUT.json CONFIG
       3 steps of CONFIG (the VAE, the DCGAN with BatchNorm, WGAN-GP with n_critic 2 and
-      spectral norm, or the class-conditional diffusion model with label dropout and
-      EMA) under every driver on 4 simulated devices, in float64 and, for the
+      spectral norm, the class-conditional diffusion model with label dropout and
+      EMA, or the class-conditional Gated PixelCNN) under every driver on 4 simulated devices, in float64 and, for the
       VAE, also in float32; writes the relative difference of each state component from
       the one-device state, the trace counts and whether pmap replicas agree bitwise.
   python tests/parallel_worker.py vae OUT.npz DRIVER [PROCESS_ID NUM_PROCESSES PORT]

@@ -12,7 +12,8 @@ from absl import flags
 from ml_collections import config_flags
 
 from experiments import launch
-from experiments.configs import dcgan_mnist, ddpm_mnist, vae_mnist
+from experiments.configs import (dcgan_mnist, ddpm_mnist, gated_pixelcnn_mnist, pixelcnn_pp_mnist,
+                                 vae_mnist)
 from genjax import loop, parallel, rng, spectral
 from genjax.checkpoint import Checkpointer, CheckpointMismatchError
 from genjax.data import DatasetUnavailableError
@@ -42,6 +43,7 @@ def _foreign_checkpoint(tmp_path):
 
 
 GAN, VAE, DDPM = dcgan_mnist, vae_mnist, ddpm_mnist
+PIXELCNN, PIXELCNN_PP = gated_pixelcnn_mnist, pixelcnn_pp_mnist
 # (id, config module, overrides, workdir maker or None, exception, message pattern)
 CONFIG_CASES = [
     ("unknown loss", GAN, {"loss": "wasserstein"}, None, ValueError,
@@ -123,6 +125,17 @@ CONFIG_CASES = [
     ("DDIM eta above 1", DDPM, {"eta": 1.5}, None, ValueError, r"config.eta must be in \[0, 1\]"),
     ("label dropout 1", DDPM, {"label_dropout": 1.0}, None, ValueError,
      r"config.label_dropout must be in \[0, 1\)"),
+    ("unknown autoregressive model", PIXELCNN, {"model": "pixelrnn"}, None, ValueError,
+     r"config.model must be one of pixelcnn, gated, pixelcnn\+\+, got 'pixelrnn'"),
+    ("Bernoulli pixels on 8-bit images", PIXELCNN, {"preprocess": "symmetric"}, None, ValueError,
+     r"likelihood='bernoulli' models binary pixels: config.preprocess must be one of "
+     r"binarize_static, binarize_dynamic, got 'symmetric'"),
+    ("logistic mixture on binary test digits", PIXELCNN_PP, {"eval_preprocess": "binarize_static"},
+     None, ValueError, r"config.eval_preprocess must be one of symmetric"),
+    ("a mixture of no components", PIXELCNN_PP, {"num_mixtures": 0}, None, ValueError,
+     r"config.num_mixtures must be positive for the logistic mixture, got 0"),
+    ("no gated layers", PIXELCNN, {"num_layers": 0}, None, ValueError,
+     r"config.num_layers must be positive, got 0"),
     ("zero timesteps", DDPM, {"timesteps": 0}, None, ValueError,
      r"config.timesteps must be positive, got 0"),
     ("workdir not writable", VAE, {}, _file_in_the_way, PermissionError,

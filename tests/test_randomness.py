@@ -151,6 +151,25 @@ def test_diffusion_init_step_sampler_and_bound_consume_each_key_once():
     assert not reused_keys(lambda k: vlb(None, eval_batch, k), jax.random.key(0))
 
 
+def test_pixelcnn_init_step_and_samplers_consume_each_key_once():
+    from experiments.configs import gated_pixelcnn_cond_mnist, pixelcnn_pp_mnist
+    from genjax.tasks import pixelcnn
+
+    for c in (gated_pixelcnn_cond_mnist.get_config("test"), pixelcnn_pp_mnist.get_config("test")):
+        c.num_classes = 10
+        task = pixelcnn.build(c, (6, 6, 1))
+        assert not reused_keys(task.init, jax.random.key(0))
+        state = jax.eval_shape(task.init, jax.random.key(0))
+        batch = {"image": jnp.zeros((4, 6, 6, 1)), "label": jnp.zeros((4,), jnp.int32)}
+        assert not reused_keys(task.train_step, state, batch)
+        model = pixelcnn.build_model(c, 1)
+        draw = pixelcnn.make_sampler(model, c, (6, 6, 1))
+        params = jax.eval_shape(task.init, jax.random.key(0)).nets["model"].params
+        params = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), params)
+        labels = jnp.zeros((2,), jnp.int32)
+        assert not reused_keys(lambda k: draw(params, k, jnp.zeros((2, 6, 6, 1)), labels), jax.random.key(0))
+
+
 def test_named_streams_are_distinct_and_stable():
     data = {name: np.asarray(jax.random.key_data(rng.stream(0, name))) for name in rng.STREAMS}
     assert len({d.tobytes() for d in data.values()}) == len(rng.STREAMS)

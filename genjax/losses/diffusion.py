@@ -30,11 +30,12 @@ import jax.numpy as jnp
 import numpy as np
 from jax.scipy.special import log_ndtr
 
+from genjax.losses.discretized import discretized_log_likelihood
+
 SCHEDULES = ("linear", "cosine")
 PREDICTIONS = ("eps", "v")
 VARIANCES = ("small", "large")
 WEIGHTINGS = ("none", "min_snr")
-BIN = 1.0 / 255.0  # half the width of one 8-bit level in [-1, 1]
 
 
 class Schedule(NamedTuple):
@@ -195,27 +196,13 @@ def normal_kl(mean1: jax.Array, logvar1: jax.Array, mean2: jax.Array, logvar2: j
                   + jnp.square(mean1 - mean2) * jnp.exp(-logvar2))
 
 
-def _log1mexp(x: jax.Array) -> jax.Array:
-    """log(1 - e^x) for x <= 0, accurate at both ends (Mächler 2012)."""
-    return jnp.where(x > -np.log(2.0), jnp.log(-jnp.expm1(x)), jnp.log1p(-jnp.exp(x)))
-
-
-def _log_mass(lo: jax.Array, hi: jax.Array) -> jax.Array:
-    """log(Φ(hi) - Φ(lo)) for lo < hi, taken in the tail where it does not cancel."""
-    upper = log_ndtr(-lo) + _log1mexp(log_ndtr(-hi) - log_ndtr(-lo))  # both above 0
-    lower = log_ndtr(hi) + _log1mexp(log_ndtr(lo) - log_ndtr(hi))
-    return jnp.where(lo > 0, upper, lower)
-
-
 def discretized_gaussian_log_likelihood(x: jax.Array, mean: jax.Array, log_scale: jax.Array
                                         ) -> jax.Array:
     """log P(x) per pixel for x on the 8-bit grid in [-1, 1]: the mass of N(mean, e^{2 log_scale})
     on [x - 1/255, x + 1/255], with the bin of -1 open to -inf and that of 1 open to +inf.
-    Exact (log Φ tails, no 1e-12 floor), so the 256 probabilities of a pixel sum to 1."""
-    inv = jnp.exp(-log_scale)
-    lo, hi = (x - BIN - mean) * inv, (x + BIN - mean) * inv
-    return jnp.where(x < -1.0 + BIN, log_ndtr(hi),
-                     jnp.where(x > 1.0 - BIN, log_ndtr(-lo), _log_mass(lo, hi)))
+    Exact (log Φ tails, no 1e-12 floor; `genjax.losses.discretized`), so the 256
+    probabilities of a pixel sum to 1."""
+    return discretized_log_likelihood(x, mean, log_scale, log_ndtr)
 
 
 def prior_kl(schedule: Schedule, x0: jax.Array) -> jax.Array:

@@ -7,10 +7,12 @@ from genjax.nn.gan import (Conditional, ConvDiscriminator, ConvGenerator, DCGAND
                            DCGANGenerator, Head, MLPDiscriminator, MLPGenerator,
                            SNGANDiscriminator, SNGANGenerator)
 from genjax.nn.minibatch import MinibatchDiscrimination, minibatch_stddev
+from genjax.nn.pixelcnn import GatedPixelCNN, MaskedConv, PixelCNN, PixelCNNPP
 from genjax.nn.progressive import ProDiscriminator, ProGenerator, growth_schedule
 
 __all__ = ["AutoEncoder", "ConvDecoder", "ConvEncoder", "MLPDecoder", "MLPEncoder", "VAE",
            "ConvDiscriminator", "ConvGenerator", "DCGANDiscriminator", "DCGANGenerator",
            "MLPDiscriminator", "MLPGenerator", "SNGANDiscriminator", "SNGANGenerator",
            "Conditional", "Head", "MinibatchDiscrimination", "minibatch_stddev",
-           "ProDiscriminator", "ProGenerator", "growth_schedule", "UNet"]
+           "ProDiscriminator", "ProGenerator", "growth_schedule", "UNet",
+           "GatedPixelCNN", "MaskedConv", "PixelCNN", "PixelCNNPP"]

@@ -1,4 +1,5 @@
-"""Exact fast replacements for Flax's strided (transposed) convolutions.
+"""Exact fast replacements for Flax's strided (transposed) convolutions, and `Dense` for
+per-pixel layers on feature maps (a 2-D matrix product; see its docstring).
 
 On XLA:CPU the gradient of a strided transposed convolution is several times slower
 than that of a stride-1 convolution of the same arithmetic (measured on 2 cores,
@@ -193,6 +194,25 @@ class ConvTranspose(nn.Module):
         if self.use_bias:
             y = y + self.param("bias", self.bias_init, (self.features,), jnp.float32).astype(x.dtype)
         return y
+
+
+class Dense(nn.Module):
+    """Drop-in for `flax.linen.Dense` (same ``kernel`` [in, out] and ``bias``, same
+    initialisers) that multiplies as one 2-D matrix product: [..., in] is flattened to
+    [N, in] first. On XLA:CPU the gradient of Flax's dot over a [B, H, W, C] feature map
+    (a contraction over three axes) ran 1.7x slower than the 2-D product's (2 cores,
+    64x28x28x64 -> 64: 21.4 against 12.7 ms), which per-pixel layers pay in every block."""
+
+    features: int
+    kernel_init: nn.initializers.Initializer = nn.initializers.lecun_normal()
+    bias_init: nn.initializers.Initializer = nn.initializers.zeros_init()
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        kernel = self.param("kernel", self.kernel_init, (x.shape[-1], self.features), jnp.float32)
+        bias = self.param("bias", self.bias_init, (self.features,), jnp.float32)
+        y = x.reshape(-1, x.shape[-1]) @ kernel.astype(x.dtype) + bias.astype(x.dtype)
+        return y.reshape(*x.shape[:-1], self.features)
 
 
 def conv_transpose_layer(fast: bool) -> type[nn.Module]:

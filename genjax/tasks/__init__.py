@@ -1,9 +1,10 @@
 """Model families for the training loop: ``TASKS[config.task](config, image_shape, axis_name)``."""
 
-from genjax.tasks import classifier, diffusion, gan, vae
+from genjax.tasks import classifier, diffusion, gan, pixelcnn, vae
 from genjax.tasks.common import Task
 
 TASKS = {"vae": vae.build, "gan": gan.build, "diffusion": diffusion.build,
+         "pixelcnn": pixelcnn.build,
          "classifier": classifier.build}
 
 __all__ = ["TASKS", "Task"]

@@ -24,11 +24,12 @@ TRAJECTORY_IMAGES, TRAJECTORY_SNAPSHOTS = 10, 10  # the x_T -> x_0 grid: one row
 def check(config: ml_collections.ConfigDict, image_shape: tuple[int, ...]) -> None:
     """Refuse names and sizes the diffusion pieces cannot use, before anything compiles."""
     for field, valid in (("schedule", D.SCHEDULES), ("prediction", D.PREDICTIONS),
-                         ("variance", D.VARIANCES), ("loss_weighting", D.WEIGHTINGS),
+                         ("variance", D.VARIANCES), ("bound_variance", D.VARIANCES),
+                         ("loss_weighting", D.WEIGHTINGS),
                          ("sampler", dsteps.SAMPLERS)):
-        if config[field] not in valid:
-            raise ValueError(f"config.{field} must be one of {', '.join(valid)}, "
-                             f"got {config[field]!r}.")
+        value = bound_variance(config) if field == "bound_variance" else config[field]
+        if value not in valid:
+            raise ValueError(f"config.{field} must be one of {', '.join(valid)}, got {value!r}.")
     if config.preprocess != "symmetric":
         raise ValueError(f"Diffusion models noise images in [-1, 1]: config.preprocess must be "
                          f"'symmetric', got {config.preprocess!r}.")
@@ -42,6 +43,12 @@ def check(config: ml_collections.ConfigDict, image_shape: tuple[int, ...]) -> No
     if config.guidance and not config.num_classes:
         raise ValueError(f"config.guidance={config.guidance} needs a conditional model "
                          f"(config.num_classes > 0).")
+
+
+def bound_variance(config: ml_collections.ConfigDict) -> str:
+    """The reverse-step σ² of the bound's KL terms (``config.bound_variance``); a run whose
+    recorded config has no such field used its sampler's ``variance`` for the bound too."""
+    return config.get("bound_variance", config.variance)
 
 
 def build_model(config: ml_collections.ConfigDict) -> UNet:
@@ -84,7 +91,7 @@ def _make_evaluate(config: ml_collections.ConfigDict, apply, schedule, image_sha
     images, or all when 0), its prior and decoder parts, and, for a conditional
     model on MNIST-like data, the domain classifier's accuracy on the asked classes."""
     vlb = jax.jit(dsteps.make_vlb(apply, schedule, prediction=config.prediction,
-                                  variance=config.variance, timesteps=config.vlb_timesteps,
+                                  variance=bound_variance(config), timesteps=config.vlb_timesteps,
                                   clip=config.clip_denoised))
     accuracy = class_accuracy(config, image_shape, sample)
     eval_key = rng.stream(config.seed, "eval_bound")  # apart from the class check's samples

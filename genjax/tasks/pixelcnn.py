@@ -1,0 +1,163 @@
+"""Autoregressive models (PixelCNN, Gated PixelCNN, PixelCNN++): config -> network,
+optimizer, step, the exact test NLL, samples and completions."""
+
+from __future__ import annotations
+
+import functools
+from typing import Iterable
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+from genjax import precision, rng
+from genjax import state as gstate
+from genjax.losses import pixelcnn as L
+from genjax.nn import pixelcnn as P
+from genjax.steps import make_train_step
+from genjax.steps import pixelcnn as psteps
+from genjax.tasks.common import Task, class_accuracy, make_optimizer, sampler, to_unit_range
+
+MODELS = ("pixelcnn", "gated", "pixelcnn++")
+COMPLETIONS, COMPLETION_DRAWS = 10, 8  # the completion grid: 10 digits, 8 bottom halves each
+_PREPROCESS = {"bernoulli": ("binarize_static", "binarize_dynamic"),
+               "logistic_mixture": ("symmetric",)}
+
+
+def check(config: ml_collections.ConfigDict, image_shape: tuple[int, ...]) -> None:
+    """Refuse names and combinations the autoregressive pieces cannot use, before anything
+    compiles."""
+    if config.model not in MODELS:
+        raise ValueError(f"config.model must be one of {', '.join(MODELS)}, got {config.model!r}.")
+    if config.likelihood not in L.LIKELIHOODS:
+        raise ValueError(f"config.likelihood must be one of {', '.join(L.LIKELIHOODS)}, "
+                         f"got {config.likelihood!r}.")
+    for field in ("preprocess", "eval_preprocess"):
+        value = config.get(field) or config.preprocess
+        if value not in _PREPROCESS[config.likelihood]:
+            raise ValueError(f"config.likelihood={config.likelihood!r} models "
+                             f"{'binary' if config.likelihood == 'bernoulli' else '8-bit'} "
+                             f"pixels: config.{field} must be one of "
+                             f"{', '.join(_PREPROCESS[config.likelihood])}, got {value!r}.")
+    if config.likelihood == "logistic_mixture" and config.num_mixtures < 1:
+        raise ValueError(f"config.num_mixtures must be positive for the logistic mixture, "
+                         f"got {config.num_mixtures}.")
+    if len(image_shape) != 3:
+        raise ValueError(f"Autoregressive models take images [H, W, C], got shape {image_shape}.")
+
+
+def build_model(config: ml_collections.ConfigDict, channels: int):
+    """The network of ``config.model`` with the output width of ``config.likelihood``."""
+    outputs = L.num_params(config.likelihood, channels, config.num_mixtures)
+    k = config.num_classes
+    if config.model == "pixelcnn":
+        return P.PixelCNN(outputs, config.features, config.num_layers, config.head, k)
+    if config.model == "gated":
+        return P.GatedPixelCNN(outputs, config.features, config.num_layers, config.head, k)
+    return P.PixelCNNPP(outputs, config.features, config.num_layers, k)
+
+
+def _apply(model, config: ml_collections.ConfigDict, method: str = "__call__"):
+    """``apply(params, *inputs)`` of ``model``'s ``method`` in the compute dtype."""
+    run = precision.in_compute_dtype(functools.partial(model.apply, method=method),
+                                     config.compute_dtype)
+    return lambda params, *inputs: run({"params": params}, *inputs)
+
+
+def make_sampler(model, config: ml_collections.ConfigDict, image_shape: tuple[int, ...]):
+    """The pixel-by-pixel sampler of ``model``: row by row with a context computed once per
+    row for the Gated PixelCNN and PixelCNN++ (`genjax.steps.pixelcnn.make_sampler`), a
+    whole pass per pixel for the plain PixelCNN."""
+    rowwise = ((_apply(model, config, "context"), _apply(model, config, "rows"))
+               if isinstance(model, (P.GatedPixelCNN, P.PixelCNNPP)) else None)
+    return psteps.make_sampler(_apply(model, config), config.likelihood, tuple(image_shape),
+                               config.num_mixtures, rowwise)
+
+
+def _make_evaluate(config, apply, image_shape, sample):
+    """``evaluate(state, batches)``: the exact test NLL in nats per image (mean and standard
+    error over images) and in bits/dim, and a conditional model's class accuracy."""
+    evaluate_batch = jax.jit(psteps.make_eval(apply, config.likelihood, config.num_mixtures,
+                                              bool(config.num_classes)))
+    accuracy = class_accuracy(config, image_shape, sample)
+    dims = int(np.prod(image_shape))
+
+    def evaluate(state: gstate.TrainState, batches: Iterable[dict]) -> dict[str, float]:
+        params, totals = state.nets["model"].params, None
+        for batch in batches:
+            sums = evaluate_batch(params, batch)
+            totals = sums if totals is None else jax.tree.map(jnp.add, totals, sums)
+        t = {k: float(v) for k, v in jax.device_get(totals).items()}
+        n, mean = t["count"], t["nll"] / t["count"]
+        var = max(t["nll_sq"] / n - mean * mean, 0.0) * n / max(n - 1, 1)
+        return {"test/nll": mean, "test/nll_stderr": float(np.sqrt(var / n)),
+                "test/bits_per_dim": mean / (dims * np.log(2.0)), **accuracy(state, ())}
+
+    return evaluate
+
+
+def _make_images(config, draw, image_shape):
+    """``images(state, batch)``: samples from a fixed key (one row per class for a
+    conditional model) and completions: for each of the first test digits its top half,
+    bottom halves drawn given it, and the digit itself, one row per digit."""
+    h, w, c = image_shape
+    k = config.num_classes
+    key = rng.stream(config.seed, "sample_grid")
+    n = k * k if k else 100
+    labels = jnp.repeat(jnp.arange(k), k) if k else None
+    half = (h // 2) * w
+    sample_key, completion_key = jax.random.split(key)
+
+    @jax.jit
+    def pictures(params, digits, digit_labels):
+        samples = draw(params, sample_key, jnp.zeros((n, h, w, c)), labels)
+        top = digits.at[:, h // 2:].set(0.0 if config.likelihood == "bernoulli" else -1.0)
+        tops = jnp.repeat(top, COMPLETION_DRAWS, axis=0)
+        cond = jnp.repeat(digit_labels, COMPLETION_DRAWS) if k else None
+        filled = draw(params, completion_key, tops, cond, first=half)
+        rows = jnp.concatenate([top[:, None], filled.reshape(len(top), COMPLETION_DRAWS, h, w, c),
+                                digits[:, None]], axis=1)
+        return samples, rows.reshape(-1, h, w, c)
+
+    def images(state: gstate.TrainState, batch: dict) -> dict[str, np.ndarray]:
+        digits = jnp.asarray(batch["image"][:COMPLETIONS])
+        given = batch.get("label", np.zeros(len(batch["image"]), np.int32))[:COMPLETIONS]
+        samples, completions = pictures(state.nets["model"].params, digits, jnp.asarray(given))
+        unit = lambda x: np.asarray(to_unit_range(x, config.preprocess))
+        return {"samples": unit(samples), "completions": unit(completions)}
+
+    return images
+
+
+def build(config: ml_collections.ConfigDict, image_shape: tuple[int, ...],
+          axis_name: str | None = None) -> Task:
+    """Assemble the autoregressive task (see experiments/configs/gated_pixelcnn_mnist.py)."""
+    check(config, image_shape)
+    model = build_model(config, image_shape[-1])
+    apply = _apply(model, config)
+    tx = make_optimizer("adam", config.learning_rate, clip_norm=config.clip_norm or None)
+    loss = psteps.nll_loss(apply, config.likelihood, config.num_mixtures, bool(config.num_classes))
+    step = make_train_step(loss, tx, axis_name=axis_name)
+    dummy = np.zeros((1, *image_shape), np.float32)
+
+    def init(key: jax.Array) -> gstate.TrainState:
+        param_key, state_rng = jax.random.split(key)
+        labels = np.zeros((1,), np.int32) if config.num_classes else None
+        params = model.init(param_key, dummy, labels)["params"]
+        return gstate.create(state_rng, {"model": gstate.create_net(params, tx)})
+
+    b = config.eval_batch_size
+    eval_labels = jnp.arange(b) % config.num_classes if config.num_classes else None
+    draw = make_sampler(model, config, image_shape)
+
+    @jax.jit
+    def _draw(state: gstate.TrainState, key: jax.Array) -> jax.Array:
+        x = draw(state.nets["model"].params, key, jnp.zeros((b, *image_shape)), eval_labels)
+        return to_unit_range(x, config.preprocess)
+
+    sample = sampler(_draw, b)
+    return Task(init=init, train_step=step,
+                evaluate=_make_evaluate(config, apply, image_shape, sample),
+                images=_make_images(config, draw, image_shape),
+                examples_per_step=config.batch_size, sample=sample)
