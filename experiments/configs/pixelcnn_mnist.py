@@ -19,6 +19,5 @@ from experiments.configs import gated_pixelcnn_mnist
 def get_config(variant: str = "") -> ml_collections.ConfigDict:
     c = gated_pixelcnn_mnist.get_config(variant)
     c.model = "pixelcnn"
-    if not variant:
-        c.num_layers = 7  # 3x3 masked layers after the 7x7 one
+    c.num_layers = 7 if not variant else 1  # 3x3 masked layers after the 7x7 one
     return c

@@ -27,4 +27,5 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
         c.num_layers = 3  # gated residual blocks on each of the two passes
     else:
         c.num_mixtures = 2
+        c.num_layers = 1
     return c
