@@ -13,6 +13,8 @@ from genjax.losses import diffusion as D
 from genjax.nn.diffusion import UNet
 from genjax.steps import diffusion as dsteps
 
+from conftest import short_run_config
+
 
 def test_linear_and_cosine_schedules_have_their_closed_forms():
     lin = D.make_schedule("linear", 1000)
@@ -237,15 +239,6 @@ def test_unet_shapes_time_embedding_and_labels():
     assert not np.allclose(a[0], b[0]) and np.allclose(a[1], b[1])
 
 
-def _test_config(name: str, data_dir: str):
-    import importlib
-
-    c = importlib.import_module(f"experiments.configs.{name}").get_config("test")
-    c.data_dir, c.num_steps, c.checkpoint_every, c.sample_every = data_dir, 4, 2, 4
-    c.eval_samples = c.eval_batch_size = 100
-    return c
-
-
 def test_config_trains_and_scores(data_dir, tmp_path):
     """The `:test` config trains 4 steps through the real loop and leaves the bound in
     bits/dim (with its standard error), the domain metrics, and the sample and
@@ -254,7 +247,7 @@ def test_config_trains_and_scores(data_dir, tmp_path):
 
     from genjax import loop
 
-    state = loop.train_and_evaluate(_test_config("ddpm_mnist", data_dir), str(tmp_path))
+    state = loop.train_and_evaluate(short_run_config("ddpm_mnist", data_dir), str(tmp_path))
     assert int(state.step) == 4 and "ema" in state.extra
     assert (tmp_path / "samples.png").exists() and (tmp_path / "trajectory.png").exists()
     final = [json.loads(line) for line in open(tmp_path / "metrics.jsonl")][-1]
@@ -274,7 +267,7 @@ def test_conditional_config_resumes_exactly_and_evaluates_with_other_samplers(
     from experiments import evaluate as evaluate_cli
     from genjax import loop
 
-    c = _test_config("ddpm_mnist_cond", data_dir)
+    c = short_run_config("ddpm_mnist_cond", data_dir)
     straight = loop.train_and_evaluate(c, str(tmp_path))
     shutil.rmtree(tmp_path / "checkpoints" / "4")
     capsys.readouterr()

@@ -15,6 +15,8 @@ from genjax.losses import pixelcnn as L
 from genjax.nn import pixelcnn as P
 from genjax.steps import pixelcnn as psteps
 
+from conftest import short_run_config
+
 
 def _random_params(model, x, labels=None, scale=0.3, seed=0):
     """Initial parameters with every leaf perturbed (zero-initialised layers would hide
@@ -253,15 +255,6 @@ def test_nll_loss_gradient_matches_finite_differences():
         np.testing.assert_allclose(analytic, numeric, rtol=1e-6)
 
 
-def _test_config(name: str, data_dir: str):
-    import importlib
-
-    c = importlib.import_module(f"experiments.configs.{name}").get_config("test")
-    c.data_dir, c.num_steps, c.checkpoint_every, c.sample_every = data_dir, 4, 2, 4
-    c.eval_samples = c.eval_batch_size = 100
-    return c
-
-
 def test_config_trains_and_scores(data_dir, tmp_path):
     """The default `:test` config trains 4 steps through the real loop and leaves the exact
     test NLL (with its standard error), the domain metrics, and the sample and completion
@@ -270,7 +263,7 @@ def test_config_trains_and_scores(data_dir, tmp_path):
 
     from genjax import loop
 
-    state = loop.train_and_evaluate(_test_config("gated_pixelcnn_mnist", data_dir), str(tmp_path))
+    state = loop.train_and_evaluate(short_run_config("gated_pixelcnn_mnist", data_dir), str(tmp_path))
     assert int(state.step) == 4
     assert (tmp_path / "samples.png").exists() and (tmp_path / "completions.png").exists()
     final = [json.loads(line) for line in open(tmp_path / "metrics.jsonl")][-1]
@@ -324,7 +317,7 @@ def test_each_config_trains_and_resumes_exactly(name, data_dir, tmp_path, capsys
 
     from genjax import loop
 
-    c = _test_config(name, data_dir)
+    c = short_run_config(name, data_dir)
     c.eval_samples = c.eval_batch_size = 50
     if name == "pixelcnn_pp_mnist":
         c.num_classes = 10

@@ -97,6 +97,14 @@ def check_config(config) -> None:
                          f"use likelihood='bernoulli', or preprocess='unit' for grey values.")
 
 
+def mean_and_stderr(total: float, total_sq: float, count: float) -> tuple[float, float]:
+    """The mean of per-image values from their sum, sum of squares and count, and its
+    standard error (sample variance with n - 1)."""
+    mean = total / count
+    var = max(total_sq / count - mean * mean, 0.0) * count / max(count - 1, 1)
+    return mean, float(np.sqrt(var / count))
+
+
 def make_optimizer(name: str, learning_rate: float, *, b1: float = 0.9, b2: float = 0.999,
                    clip_norm: float | None = None) -> optax.GradientTransformation:
     """Adam (``b1``, ``b2``) or RMSprop, optionally after global-norm gradient clipping."""

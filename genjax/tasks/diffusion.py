@@ -16,7 +16,8 @@ from genjax.losses import diffusion as D
 from genjax.nn.diffusion import UNet
 from genjax.steps import make_train_step, with_ema
 from genjax.steps import diffusion as dsteps
-from genjax.tasks.common import Task, class_accuracy, make_optimizer, sampler, to_unit_range
+from genjax.tasks.common import (Task, class_accuracy, make_optimizer, mean_and_stderr, sampler,
+                                 to_unit_range)
 
 TRAJECTORY_IMAGES, TRAJECTORY_SNAPSHOTS = 10, 10  # the x_T -> x_0 grid: one row per image
 
@@ -105,9 +106,9 @@ def _make_evaluate(config: ml_collections.ConfigDict, apply, schedule, image_sha
             totals = sums if totals is None else jax.tree.map(jnp.add, totals, sums)
             seen += int(np.sum(batch["mask"]))
         t = {k: float(v) for k, v in jax.device_get(totals).items()}
-        n, mean = t["count"], t["bits_per_dim"] / t["count"]
-        var = max(t["bits_per_dim_sq"] / n - mean * mean, 0.0) * n / max(n - 1, 1)
-        return {"test/bits_per_dim": mean, "test/bits_per_dim_stderr": float(np.sqrt(var / n)),
+        n = t["count"]
+        mean, stderr = mean_and_stderr(t["bits_per_dim"], t["bits_per_dim_sq"], n)
+        return {"test/bits_per_dim": mean, "test/bits_per_dim_stderr": stderr,
                 "test/nll_bound": t["nll_bound"] / n,
                 "test/prior_bits_per_dim": t["prior_bits_per_dim"] / n,
                 "test/decoder_bits_per_dim": t["decoder_bits_per_dim"] / n,

@@ -17,7 +17,8 @@ from genjax.losses import pixelcnn as L
 from genjax.nn import pixelcnn as P
 from genjax.steps import make_train_step
 from genjax.steps import pixelcnn as psteps
-from genjax.tasks.common import Task, class_accuracy, make_optimizer, sampler, to_unit_range
+from genjax.tasks.common import (Task, class_accuracy, make_optimizer, mean_and_stderr, sampler,
+                                 to_unit_range)
 
 MODELS = ("pixelcnn", "gated", "pixelcnn++")
 COMPLETIONS, COMPLETION_DRAWS = 10, 8  # the completion grid: 10 digits, 8 bottom halves each
@@ -89,9 +90,8 @@ def _make_evaluate(config, apply, image_shape, sample):
             sums = evaluate_batch(params, batch)
             totals = sums if totals is None else jax.tree.map(jnp.add, totals, sums)
         t = {k: float(v) for k, v in jax.device_get(totals).items()}
-        n, mean = t["count"], t["nll"] / t["count"]
-        var = max(t["nll_sq"] / n - mean * mean, 0.0) * n / max(n - 1, 1)
-        return {"test/nll": mean, "test/nll_stderr": float(np.sqrt(var / n)),
+        mean, stderr = mean_and_stderr(t["nll"], t["nll_sq"], t["count"])
+        return {"test/nll": mean, "test/nll_stderr": stderr,
                 "test/bits_per_dim": mean / (dims * np.log(2.0)), **accuracy(state, ())}
 
     return evaluate
