@@ -21,7 +21,12 @@ WGAN-GP (5 critic updates per generator update, lambda 0.1 as in the WGAN-GP aut
 toy-data code); minibatch discrimination (20 kernels of dimension 5: cost grows with
 kernels x batch^2); LSGAN; PacGAN (Lin et al. 2018) with packs of 2 and of 4: the
 discriminator scores the step's samples m at a time (the same samples per step as every
-other method, so batch / m critic inputs).
+other method, so batch / m critic inputs). Normalizing flows for comparison
+(`experiments/configs/flow_ring2d.py`): 8 x (ActNorm, coupling with a 2x128 ReLU MLP),
+affine or rational-quadratic spline couplings, trained by maximum likelihood with the
+same optimizer, batch and number of updates.
+
+  python -m benchmarks.modes --methods=flow_affine,flow_spline --out=benchmarks/results/modes_flows.json
 """
 
 import json
@@ -43,10 +48,13 @@ METHODS = {
     "pacgan_2": {"pack": 2},
     "pacgan_4": {"pack": 4},
 }
+# Normalizing flows beside the GANs (`experiments/configs/flow_ring2d.py`: 8 x (ActNorm,
+# coupling with a 2 x 128 ReLU MLP), maximum likelihood, the same batch and step count).
+FLOWS = {"flow_affine": {"coupling": "affine"}, "flow_spline": {"coupling": "spline"}}
 DATASETS = ("ring8", "grid25")
 RESULTS = os.path.join(os.path.dirname(__file__), "results")
 
-_METHODS = flags.DEFINE_list("methods", list(METHODS), "Methods to compare.")
+_METHODS = flags.DEFINE_list("methods", list(METHODS) + list(FLOWS), "Methods to compare.")
 _DATASETS = flags.DEFINE_list("datasets", list(DATASETS), "Mixtures: ring8, grid25.")
 _SEEDS = flags.DEFINE_integer("seeds", 3, "Seeds per method and dataset.")
 _STEPS = flags.DEFINE_integer("steps", 5000, "Generator updates per run.")
@@ -63,9 +71,15 @@ _OUT = flags.DEFINE_string("out", os.path.join(RESULTS, "modes.json"), "Result f
 
 
 def config_for(dataset: str, method: str, seed: int):
-    """The shared 2-D GAN config with ``method``'s changes."""
-    from experiments.configs import gan_mlp_mnist
+    """The shared 2-D GAN config with ``method``'s changes, or the 2-D flow's."""
+    from experiments.configs import flow_ring2d, gan_mlp_mnist
 
+    if method in FLOWS:
+        c = flow_ring2d.get_config()
+        c.dataset, c.data_dir, c.seed = f"gaussian_mixtures/{dataset}", _DATA_DIR.value, seed
+        c.batch_size, c.learning_rate, c.eval_batch_size = _BATCH.value, _LR.value, 500
+        c.update(FLOWS[method])
+        return c
     c = gan_mlp_mnist.get_config()
     c.dataset, c.data_dir, c.preprocess = f"gaussian_mixtures/{dataset}", _DATA_DIR.value, "raw"
     c.generator = c.discriminator = "points"
@@ -89,18 +103,22 @@ def run(job: tuple[str, str, int, dict]) -> tuple[dict, "np.ndarray"]:
     from genjax import loop, parallel, rng
     from genjax.data import mixtures
     from genjax.metrics.modes import mode_metrics
-    from genjax.tasks import gan
+    from genjax.tasks import TASKS
 
     c = config_for(dataset, method, seed)
-    task = gan.build(c, (2,))
+    task = TASKS[c.task](c, (2,))
     k = _STEPS_PER_CALL.value
     if _STEPS.value % k:
         raise ValueError(f"--steps must be a multiple of --steps_per_call ({k}).")
     driver = parallel.make_driver("none", task.train_step, donate=True, steps_per_call=k)
     start = time.perf_counter()
-    state = driver.place(jax.jit(task.init)(rng.stream(seed, "init")))
+    state = jax.jit(task.init)(rng.stream(seed, "init"))
     spec = loop.data_specs(c)[0]
     batches = gdata.train_iterator(spec, "train", global_batch_size=task.examples_per_step)
+    if task.data_init is not None:  # a flow's ActNorm, from the first batch (as the loop does)
+        first = gdata.train_iterator(spec, "train", global_batch_size=task.examples_per_step)
+        state = jax.jit(task.data_init)(state, {k: np.asarray(v) for k, v in next(first).items()})
+    state = driver.place(state)
     for _ in range(_STEPS.value // k):
         state, metrics = driver.step(state, driver.put_batch(loop.next_batches(batches, k, True)))
     state = driver.local(state)
@@ -118,11 +136,12 @@ def step_times(methods: list[str]) -> dict[str, float]:
     import jax
 
     from genjax import parallel
-    from genjax.tasks import gan
+    from genjax.tasks import TASKS
 
     k, times = _STEPS_PER_CALL.value, {}
     for method in methods:
-        task = gan.build(config_for("ring8", method, 0), (2,))
+        c = config_for("ring8", method, 0)
+        task = TASKS[c.task](c, (2,))
         driver = parallel.make_driver("none", task.train_step, donate=True, steps_per_call=k)
         state = driver.place(jax.jit(task.init)(jax.random.key(0)))
         n = task.examples_per_step
@@ -163,7 +182,8 @@ def plot(dataset: str, samples: dict, path: str) -> None:
 
 def _cost(method: str) -> int:
     """Rough relative cost of a method's step, for scheduling."""
-    return {"minibatch_disc": 5, "unrolled_10": 5, "wgan_gp": 4, "unrolled_5": 3}.get(method, 2)
+    return {"minibatch_disc": 5, "unrolled_10": 5, "wgan_gp": 4, "unrolled_5": 3,
+            "flow_spline": 4, "flow_affine": 3}.get(method, 2)
 
 
 def summarize(results: list[dict]) -> list[dict]:
@@ -183,10 +203,10 @@ def summarize(results: list[dict]) -> list[dict]:
 def main(_):
     import jax
 
-    unknown = set(_METHODS.value) - set(METHODS) or set(_DATASETS.value) - set(DATASETS)
+    unknown = set(_METHODS.value) - set(METHODS) - set(FLOWS) or set(_DATASETS.value) - set(DATASETS)
     if unknown:
         raise app.UsageError(f"Unknown methods/datasets {sorted(unknown)}; valid: "
-                             f"{', '.join(METHODS)}; {', '.join(DATASETS)}.")
+                             f"{', '.join([*METHODS, *FLOWS])}; {', '.join(DATASETS)}.")
     if _STEP_TIMES.value:
         with open(_OUT.value, "w") as f:
             json.dump({"machine": machine.describe(),

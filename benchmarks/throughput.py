@@ -57,7 +57,7 @@ from benchmarks import machine  # noqa: E402
 
 _CONFIGS = flags.DEFINE_list("configs", ["vae_mnist", "gan_mlp_mnist", "dcgan_mnist",
                                          "lsgan_mnist", "wgan_gp_mnist", "sngan_mnist",
-                                         "ddpm_mnist", "gated_pixelcnn_mnist"],
+                                         "ddpm_mnist", "gated_pixelcnn_mnist", "realnvp_mnist"],
                              "Configs to time.")
 _BATCH_SIZES = flags.DEFINE_list("batch_sizes", ["64", "256"], "Global batch sizes (empty: "
                                  "each config's own).")

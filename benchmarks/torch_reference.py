@@ -33,7 +33,8 @@ from benchmarks.peer_timing import timed_row
 torch.set_num_threads(os.cpu_count() or 1)
 
 _SUPPORTED = ("vae_mnist", "gan_mlp_mnist", "dcgan_mnist", "lsgan_mnist", "wgan_gp_mnist",
-              "ddpm_mnist", "ddpm_mnist_cond", "gated_pixelcnn_mnist", "gated_pixelcnn_cond_mnist")
+              "ddpm_mnist", "ddpm_mnist_cond", "gated_pixelcnn_mnist", "gated_pixelcnn_cond_mnist",
+              "realnvp_mnist")
 
 
 def version() -> str:
@@ -254,6 +255,116 @@ class GatedPixelCNN(nn.Module):
         return self.out(F.relu(self.hidden(F.relu(skip + self.last(h)))))
 
 
+class _CouplingNet(nn.Module):
+    """genjax's `flows.ConvNet`: 3x3 conv, residual blocks of two 3x3 convs, zero 3x3 output."""
+
+    def __init__(self, cin: int, hidden: int, num_blocks: int, out: int):
+        super().__init__()
+        self.first = nn.Conv2d(cin, hidden, 3, padding=1)
+        self.blocks = nn.ModuleList(nn.ModuleList([nn.Conv2d(hidden, hidden, 3, padding=1),
+                                                   nn.Conv2d(hidden, hidden, 3, padding=1)])
+                                    for _ in range(num_blocks))
+        self.last = nn.Conv2d(hidden, out, 3, padding=1)
+        nn.init.zeros_(self.last.weight)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.first(x)
+        for a, b in self.blocks:
+            h = h + b(F.relu(a(F.relu(h))))
+        return self.last(F.relu(h))
+
+
+class RealNVP(nn.Module):
+    """genjax's `flows.MultiScaleFlow` of kind 'realnvp' in PyTorch (NCHW), operation for
+    operation from the same `genjax.nn.flows.plan`: logit, checkerboard and channel affine
+    couplings with tanh-bounded scales, ActNorm, squeeze and split. ``forward`` returns
+    log p(x~) per image."""
+
+    def __init__(self, ops: list[tuple], hidden: int, num_blocks: int, alpha: float):
+        super().__init__()
+        self.ops, self.alpha = ops, alpha
+        self.nets, self.scales, self.locs, self.log_scales = (nn.ModuleList(), nn.ParameterList(),
+                                                              nn.ParameterList(), nn.ParameterList())
+        for op in ops:
+            if op[0] == "coupling":
+                c = op[3]
+                changed = c if op[1] == "checkerboard" else (c - c // 2 if op[2] == 0 else c // 2)
+                cin = c + 1 if op[1] == "checkerboard" else c - changed
+                self.nets.append(_CouplingNet(cin, hidden, num_blocks, 2 * changed))
+                self.scales.append(nn.Parameter(torch.ones(changed, 1, 1)))
+            elif op[0] == "actnorm":
+                self.locs.append(nn.Parameter(torch.zeros(op[1], 1, 1)))
+                self.log_scales.append(nn.Parameter(torch.zeros(op[1], 1, 1)))
+
+    @staticmethod
+    def _squeeze(x: torch.Tensor) -> torch.Tensor:
+        b, c, h, w = x.shape
+        x = x.reshape(b, c, h // 2, 2, w // 2, 2).permute(0, 3, 5, 1, 2, 4)
+        return x.reshape(b, 4 * c, h // 2, w // 2)
+
+    def _coupling(self, x, op, k):
+        c, parity = op[3], op[2]
+        if op[1] == "checkerboard":
+            i, j = torch.meshgrid(torch.arange(x.shape[2]), torch.arange(x.shape[3]), indexing="ij")
+            b = ((i + j + parity) % 2 == 0).float()[None, None]
+            raw, t = self.nets[k](torch.cat([x * b, b.expand(x.shape[0], 1, -1, -1)], 1)).chunk(2, 1)
+            log_s, t = self.scales[k] * torch.tanh(raw) * (1 - b), t * (1 - b)
+            return x * torch.exp(log_s) + t, log_s.flatten(1).sum(1)
+        kept, changed = (x[:, :c // 2], x[:, c // 2:]) if parity == 0 else (x[:, c // 2:], x[:, :c // 2])
+        raw, t = self.nets[k](kept).chunk(2, 1)
+        log_s = self.scales[k] * torch.tanh(raw)
+        changed = changed * torch.exp(log_s) + t
+        return torch.cat([kept, changed] if parity == 0 else [changed, kept], 1), log_s.flatten(1).sum(1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        p = self.alpha + (1 - 2 * self.alpha) * x
+        log_det = (math.log1p(-2 * self.alpha) - torch.log(p) - torch.log1p(-p)).flatten(1).sum(1)
+        x, zs, k, a = torch.log(p) - torch.log1p(-p), [], 0, 0
+        for op in self.ops[1:]:
+            if op[0] == "squeeze":
+                x = self._squeeze(x)
+            elif op[0] == "split":
+                half = x.shape[1] // 2
+                zs.append(x[:, half:].flatten(1))
+                x = x[:, :half]
+            elif op[0] == "actnorm":
+                x = (x + self.locs[a]) * torch.exp(self.log_scales[a])
+                log_det = log_det + x.shape[2] * x.shape[3] * self.log_scales[a].sum()
+                a += 1
+            else:
+                x, ld = self._coupling(x, op, k)
+                log_det, k = log_det + ld, k + 1
+        z = torch.cat(zs + [x.flatten(1)], 1)
+        return -0.5 * (z * z).sum(1) - 0.5 * z.shape[1] * math.log(2 * math.pi) + log_det
+
+
+def _flow_step(config, wrap):
+    """The RealNVP maximum-likelihood step a PyTorch user writes: fresh uniform
+    dequantisation noise, -log p(x~) + D log 256 per image averaged, Adam with the gradient
+    norm clipped."""
+    from genjax.nn.flows import plan  # the same architecture list, pure Python
+
+    if config.model != "realnvp":
+        raise ValueError("The PyTorch flow step is RealNVP.")
+    model = RealNVP(plan((28, 28, 1), "realnvp", config.levels, config.num_layers),
+                    config.width, config.num_blocks, config.alpha)
+    net = wrap(model)
+    opt = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
+    params = list(model.parameters())
+    b = config.batch_size
+    x = torch.randint(0, 256, (b, 1, 28, 28)).float()
+
+    def step():
+        opt.zero_grad(set_to_none=True)
+        log_p = net((x + torch.rand_like(x)) / 256)
+        (-log_p.mean() + 784 * math.log(256)).backward()
+        if config.clip_norm:
+            torch.nn.utils.clip_grad_norm_(params, config.clip_norm)
+        opt.step()
+
+    return step
+
+
 def _gan_losses(loss: str):
     """(d_loss(real_scores, fake_scores), g_loss(fake_scores)) as in genjax.losses.gan."""
     bce = F.binary_cross_entropy_with_logits
@@ -292,6 +403,8 @@ def make_step(config, one_forward: bool = True, compiled: bool = False):
         return _diffusion_step(config, wrap), b
     if config.task == "pixelcnn":
         return _pixelcnn_step(config, wrap), b
+    if config.task == "flow":
+        return _flow_step(config, wrap), b
     conv = config.generator == "conv"
     gen = wrap(conv_generator(config.latent_dim) if conv else mlp_generator(config.latent_dim))
     disc = conv_discriminator() if conv else mlp_discriminator()

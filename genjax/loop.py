@@ -30,6 +30,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
+from jax.experimental import multihost_utils
 
 from genjax import data as gdata
 from genjax import parallel, record, rng, steps
@@ -182,8 +183,17 @@ class Setup:
 
     def init_state(self) -> TrainState:
         """The fresh state of this run (jitted: eager Flax init compiles every initialiser
-        op on its own)."""
-        return jax.jit(self.task.init)(self.init_key)
+        op on its own), initialised from the first training batch where the task asks for
+        it (``Task.data_init``)."""
+        state = jax.jit(self.task.init)(self.init_key)
+        if self.task.data_init is None:
+            return state
+        batches = gdata.train_iterator(self.train_spec, "train",
+                                       global_batch_size=self.config.batch_size)
+        first = {k: np.asarray(v) for k, v in next(batches).items()}
+        if jax.process_count() > 1:  # every process starts from process 0's batch
+            first = multihost_utils.broadcast_one_to_all(first)
+        return jax.jit(self.task.data_init)(state, first)
 
     def evaluate(self, state: TrainState) -> dict[str, float]:
         """`evaluate` of ``state`` (one local copy)."""

@@ -21,6 +21,7 @@ STREAMS = {
     "eval_samples": 2,   # the samples scored by FID/IS/KID/precision/recall
     "eval_metrics": 3,   # other evaluation draws (posterior noise, conditional-class checks)
     "eval_bound": 4,     # the timesteps and noise of a diffusion model's variational bound
+    "data_init": 5,      # draws of a data-dependent initialisation (a flow's dequantisation)
 }
 
 

@@ -12,8 +12,8 @@ from absl import flags
 from ml_collections import config_flags
 
 from experiments import launch
-from experiments.configs import (dcgan_mnist, ddpm_mnist, gated_pixelcnn_mnist, pixelcnn_pp_mnist,
-                                 vae_mnist)
+from experiments.configs import (dcgan_mnist, ddpm_mnist, flow_ring2d, gated_pixelcnn_mnist,
+                                 pixelcnn_pp_mnist, realnvp_mnist, vae_mnist)
 from genjax import loop, parallel, rng, spectral
 from genjax.checkpoint import Checkpointer, CheckpointMismatchError
 from genjax.data import DatasetUnavailableError
@@ -44,6 +44,7 @@ def _foreign_checkpoint(tmp_path):
 
 GAN, VAE, DDPM = dcgan_mnist, vae_mnist, ddpm_mnist
 PIXELCNN, PIXELCNN_PP = gated_pixelcnn_mnist, pixelcnn_pp_mnist
+FLOW, FLOW2D = realnvp_mnist, flow_ring2d
 # (id, config module, overrides, workdir maker or None, exception, message pattern)
 CONFIG_CASES = [
     ("unknown loss", GAN, {"loss": "wasserstein"}, None, ValueError,
@@ -88,7 +89,7 @@ CONFIG_CASES = [
     ("EMA decay 1", GAN, {"ema_decay": 1.0}, None, ValueError, r"config.ema_decay must be in \[0, 1\)"),
     ("label smoothing 1", GAN, {"label_smoothing": 1.0}, None, ValueError,
      r"config.label_smoothing must be in \[0, 1\)"),
-    ("unknown task", VAE, {"task": "flow"}, None, ValueError, r"Unknown task 'flow'; valid: vae, gan"),
+    ("unknown task", VAE, {"task": "rbm"}, None, ValueError, r"Unknown task 'rbm'; valid: vae, gan"),
     ("unknown generator", GAN, {"generator": "resnet"}, None, ValueError,
      r"Unknown generator 'resnet'; valid: mlp, conv, dcgan, sngan"),
     ("unknown minibatch feature", GAN, {"minibatch": "mbstd"}, None, ValueError,
@@ -136,6 +137,22 @@ CONFIG_CASES = [
      r"config.num_mixtures must be positive for the logistic mixture, got 0"),
     ("no gated layers", PIXELCNN, {"num_layers": 0}, None, ValueError,
      r"config.num_layers must be positive, got 0"),
+    ("unknown flow", FLOW, {"model": "nice"}, None, ValueError,
+     r"config.model must be one of realnvp, glow, points, got 'nice'"),
+    ("flow on binarised digits", FLOW, {"preprocess": "binarize_dynamic"}, None, ValueError,
+     r"Image flows dequantise 8-bit pixels k/255: config.preprocess must be 'unit'"),
+    ("flow with too many squeezes", FLOW, {"levels": 3}, None, ValueError,
+     r"3 level\(s\) squeeze the image by 8: height and width must divide by it, got 28x28"),
+    ("logit margin of one half", FLOW, {"alpha": 0.5}, None, ValueError,
+     r"config.alpha \(the logit's margin\) must be in \(0, 0.5\), got 0.5"),
+    ("spline couplings on images", FLOW2D, {"model": "realnvp"}, None, ValueError,
+     r"The image flows have affine couplings; config.coupling='spline' is for model='points'"),
+    ("zero temperature", FLOW, {"temperature": 0.0}, None, ValueError,
+     r"config.temperature must be positive, got 0.0"),
+    ("point flow on images", FLOW, {"model": "points"}, None, ValueError,
+     r"config.model='points' fits points \[D\] with preprocess='raw'"),
+    ("image flow on points", FLOW2D, {"model": "glow", "coupling": "affine"}, None, ValueError,
+     r"Image flows take images \[H, W, C\], got shape \(2,\)"),
     ("zero timesteps", DDPM, {"timesteps": 0}, None, ValueError,
      r"config.timesteps must be positive, got 0"),
     ("workdir not writable", VAE, {}, _file_in_the_way, PermissionError,

@@ -170,6 +170,28 @@ def test_pixelcnn_init_step_and_samplers_consume_each_key_once():
         assert not reused_keys(lambda k: draw(params, k, jnp.zeros((2, 6, 6, 1)), labels), jax.random.key(0))
 
 
+def test_flow_init_step_evaluation_and_sampler_consume_each_key_once():
+    from experiments.configs import glow_mnist
+    from genjax.nn import flows as F
+    from genjax.steps import flows as fsteps
+    from genjax.tasks import flows
+
+    c = glow_mnist.get_config("test")
+    task = flows.build(c, (4, 4, 1))
+    assert not reused_keys(task.init, jax.random.key(0))
+    state = jax.eval_shape(task.init, jax.random.key(0))
+    batch = {"image": jnp.zeros((4, 4, 4, 1)), "label": jnp.zeros((4,), jnp.int32)}
+    assert not reused_keys(task.train_step, state, batch)
+    assert not reused_keys(task.data_init, state, batch)
+    forward, inverse = F.bijector_fns(flows.build_model(c, (4, 4, 1)))
+    params = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), state.nets["model"].params)
+    evaluate = fsteps.make_eval(forward, True, draws=3)
+    eval_batch = {"image": jnp.zeros((2, 4, 4, 1)), "mask": jnp.ones(2)}
+    assert not reused_keys(lambda k: evaluate(params, eval_batch, k), jax.random.key(0))
+    draw = fsteps.make_sampler(inverse, (4, 4, 1), 0.7)
+    assert not reused_keys(lambda k: draw(params, k, 2), jax.random.key(0))
+
+
 def test_named_streams_are_distinct_and_stable():
     data = {name: np.asarray(jax.random.key_data(rng.stream(0, name))) for name in rng.STREAMS}
     assert len({d.tobytes() for d in data.values()}) == len(rng.STREAMS)

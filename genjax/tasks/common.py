@@ -32,6 +32,9 @@ class Task(NamedTuple):
         [0, 1], n images in all (EMA weights when kept; batches, so that 50k samples never
         sit in memory at once), or None for models that do not generate (autoencoders,
         classifiers).
+      data_init: (fresh state, the run's first training batch) -> the state to train from,
+        for models whose initial parameters depend on data (the flows' ActNorm); None
+        for the rest. The loop applies it to every fresh state, never to a restored one.
     """
 
     init: Callable[[jax.Array], TrainState]
@@ -40,6 +43,7 @@ class Task(NamedTuple):
     images: Callable[[TrainState, Batch], dict[str, np.ndarray]]
     examples_per_step: int
     sample: Callable[[TrainState, jax.Array, int], Iterator[np.ndarray]] | None = None
+    data_init: Callable[[TrainState, Batch], TrainState] | None = None
 
 
 OPTIMIZERS = ("adam", "rmsprop")
@@ -53,11 +57,12 @@ _RULES = {
                               "keep_checkpoints", "iwae_samples", "base_width",
                               "steps_per_call", "fade_steps", "stable_steps", "timesteps",
                               "channels", "num_res_blocks", "sample_steps", "groups",
-                              "snr_gamma", "features", "num_layers", "head")},
+                              "snr_gamma", "features", "num_layers", "head", "levels",
+                              "width", "eval_draws", "temperature", "bins")},
     **{f: _OFF_OR_POSITIVE for f in ("gp_weight", "r1_weight", "clip_value", "beta",
                                      "eval_every", "train_minutes", "unroll_steps",
                                      "num_classes", "guidance", "vlb_timesteps", "clip_norm",
-                                     "bound_images", "num_mixtures")},
+                                     "bound_images", "num_mixtures", "num_blocks")},
     "label_smoothing": (lambda v: 0 <= v < 1, "in [0, 1)"),
     "label_dropout": (lambda v: 0 <= v < 1, "in [0, 1)"),
     "eta": (lambda v: 0 <= v <= 1, "in [0, 1]"),
