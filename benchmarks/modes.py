@@ -23,10 +23,11 @@ kernels x batch^2); LSGAN; PacGAN (Lin et al. 2018) with packs of 2 and of 4: th
 discriminator scores the step's samples m at a time (the same samples per step as every
 other method, so batch / m critic inputs). Normalizing flows for comparison
 (`experiments/configs/flow_ring2d.py`): 8 x (ActNorm, coupling with a 2x128 ReLU MLP),
-affine or rational-quadratic spline couplings, trained by maximum likelihood with the
-same optimizer, batch and number of updates.
+affine or rational-quadratic spline couplings (16 bins), trained by maximum likelihood
+with the same optimizer, batch and number of updates, the learning rate decayed to 0 by
+a cosine.
 
-  python -m benchmarks.modes --methods=flow_affine,flow_spline --out=benchmarks/results/modes_flows.json
+  python -m benchmarks.modes --methods=flow_affine,flow_spline --out=benchmarks/results/modes_flows/modes.json
 """
 
 import json
@@ -49,7 +50,8 @@ METHODS = {
     "pacgan_4": {"pack": 4},
 }
 # Normalizing flows beside the GANs (`experiments/configs/flow_ring2d.py`: 8 x (ActNorm,
-# coupling with a 2 x 128 ReLU MLP), maximum likelihood, the same batch and step count).
+# coupling with a 2 x 128 ReLU MLP), maximum likelihood, the same batch and step count,
+# the learning rate decayed to 0 by a cosine over the run).
 FLOWS = {"flow_affine": {"coupling": "affine"}, "flow_spline": {"coupling": "spline"}}
 DATASETS = ("ring8", "grid25")
 RESULTS = os.path.join(os.path.dirname(__file__), "results")

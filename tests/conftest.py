@@ -53,3 +53,25 @@ def short_run_config(name: str, data_dir: str):
     c.data_dir, c.num_steps, c.checkpoint_every, c.sample_every = data_dir, 4, 2, 4
     c.eval_samples = c.eval_batch_size = 100
     return c
+
+
+def check_resumes_exactly(config, workdir, capsys) -> dict:
+    """Train ``config`` (a `short_run_config`: checkpoints at 2 and 4) in ``workdir``, remove
+    the step-4 checkpoint and run again: the second run must resume from step 2 and end
+    bitwise equal to the first. Returns the final metrics row of ``metrics.jsonl``."""
+    import json
+    import re
+    import shutil
+
+    import chex
+    import jax
+
+    from genjax import loop
+
+    straight = loop.train_and_evaluate(config, str(workdir))
+    shutil.rmtree(workdir / "checkpoints" / "4")
+    capsys.readouterr()
+    resumed = loop.train_and_evaluate(config, str(workdir))
+    assert re.search(r"Resumed from .* at step 2\b", capsys.readouterr().out)
+    chex.assert_trees_all_equal(jax.device_get(resumed), jax.device_get(straight))
+    return [json.loads(line) for line in open(workdir / "metrics.jsonl")][-1]

@@ -13,7 +13,7 @@ from genjax.losses import diffusion as D
 from genjax.nn.diffusion import UNet
 from genjax.steps import diffusion as dsteps
 
-from conftest import short_run_config
+from conftest import check_resumes_exactly, short_run_config
 
 
 def test_linear_and_cosine_schedules_have_their_closed_forms():
@@ -261,19 +261,9 @@ def test_conditional_config_resumes_exactly_and_evaluates_with_other_samplers(
     """The conditional `:test` config (label dropout, guidance, EMA): with its step-4
     checkpoint removed, the same run resumes from step 2 and ends bitwise equal; then
     `experiments.evaluate` scores it with another sampler and guidance scale."""
-    import re
-    import shutil
-
     from experiments import evaluate as evaluate_cli
-    from genjax import loop
 
-    c = short_run_config("ddpm_mnist_cond", data_dir)
-    straight = loop.train_and_evaluate(c, str(tmp_path))
-    shutil.rmtree(tmp_path / "checkpoints" / "4")
-    capsys.readouterr()
-    resumed = loop.train_and_evaluate(c, str(tmp_path))
-    assert re.search(r"Resumed from .* at step 2\b", capsys.readouterr().out)
-    chex.assert_trees_all_equal(jax.device_get(resumed), jax.device_get(straight))
+    check_resumes_exactly(short_run_config("ddpm_mnist_cond", data_dir), tmp_path, capsys)
     scores = evaluate_cli.evaluate_run(str(tmp_path), 50, sampling={
         "sampler": "dpm++2m", "sample_steps": 3, "guidance": 2.0})
     assert np.isfinite(scores["test/domain_dpm++2m3_w2_n50_fid"]), scores  # not eval_samples

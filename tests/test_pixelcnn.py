@@ -15,7 +15,7 @@ from genjax.losses import pixelcnn as L
 from genjax.nn import pixelcnn as P
 from genjax.steps import pixelcnn as psteps
 
-from conftest import short_run_config
+from conftest import check_resumes_exactly, short_run_config
 
 
 def _random_params(model, x, labels=None, scale=0.3, seed=0):
@@ -311,23 +311,11 @@ def test_each_config_trains_and_resumes_exactly(name, data_dir, tmp_path, capsys
     here; `pixelcnn_pp_cifar10:test` is its network) train 4 steps through the loop; with its step-4
     checkpoint removed, the same run resumes from step 2 and ends bitwise equal; the final
     evaluation reports the exact NLL (bits/dim) and, when conditional, the class accuracy."""
-    import json
-    import re
-    import shutil
-
-    from genjax import loop
-
     c = short_run_config(name, data_dir)
     c.eval_samples = c.eval_batch_size = 50
     if name == "pixelcnn_pp_mnist":
         c.num_classes = 10
-    straight = loop.train_and_evaluate(c, str(tmp_path))
-    shutil.rmtree(tmp_path / "checkpoints" / "4")
-    capsys.readouterr()
-    resumed = loop.train_and_evaluate(c, str(tmp_path))
-    assert re.search(r"Resumed from .* at step 2\b", capsys.readouterr().out)
-    chex.assert_trees_all_equal(jax.device_get(resumed), jax.device_get(straight))
-    final = [json.loads(line) for line in open(tmp_path / "metrics.jsonl")][-1]
+    final = check_resumes_exactly(c, tmp_path, capsys)
     assert 0 < final["test/bits_per_dim"] < 8, final
     if c.num_classes:
         assert 0 <= final["test/domain_class_accuracy"] <= 1

@@ -6,7 +6,11 @@ and of the flows).
 Command:
   python -m experiments.pixelcnn --config=experiments/configs/pixelcnn_pp_mnist.py --workdir=runs/pixelcnn_pp
 
-Budget and result: not yet measured.
+Budget and result (2-core AMD EPYC, family 26, with ``--config.train_minutes=15
+--config.num_steps=5000``): stopped at step 501 after 15 training minutes (about 36
+examples/s), final evaluation 6 minutes. Test NLL 703.9 nats (standard error 5.3):
+**1.295 bits/dim** on the 8-bit test digits; 1,000 samples: domain FID 944.5 (stroke
+fragments).
 
 Variants: ``:test`` is a tiny, seconds-long configuration for tests and smoke runs.
 """

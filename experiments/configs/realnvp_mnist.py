@@ -6,7 +6,13 @@ test bits/dim counts the 8-bit discretisation and every log-det.
 Command:
   python -m experiments.flow --workdir=runs/realnvp
 
-Budget and result: not yet measured.
+Budget and result (2-core AMD EPYC, family 26, with ``--config.train_minutes=15
+--config.num_steps=100000`` for seeds 0, 1, 2, which stopped at steps 2,930 / 2,734 /
+2,912; the default 2,900 steps is that budget): about 200 examples/s, then 2 minutes of
+final evaluation. Test bits/dim (dequantised, one draw per digit) 1.567 / 1.563 / 1.541,
+median **1.563**; inversion error on real test digits at most 3.4e-5; 1,000 samples at
+temperature 0.7: domain FID median 472.6, precision 0.657, every class present but the
+rarest at 1.2-4.4 %.
 
 Variants: ``:test`` is a tiny, seconds-long configuration for tests and smoke runs.
 """
@@ -28,8 +34,9 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
     c.temperature = 0.7      # the samples' latent scale
     c.eval_draws = 1         # dequantisation draws per test image
     c.learning_rate = 1e-3
+    c.lr_decay = "none"      # none | cosine: the learning rate to 0 over num_steps
     c.clip_norm = 100.0
-    common.add_data_and_loop(c, preprocess="unit", batch_size=64, num_steps=2000, every=500)
+    common.add_data_and_loop(c, preprocess="unit", batch_size=64, num_steps=2900, every=500)
     if variant == "test":
         c.levels = 1
         c.num_layers = 1

@@ -2,9 +2,12 @@
 distributions and bijectors (``distrax.Transformed``, ``distrax.Chain``, ...).
 
 distrax is optional (``pip install distrax``; the ``test`` extra installs it): this module
-imports it when called. genjax's ``forward`` maps data to noise; distrax's
-``Transformed(base, bijector)`` samples by ``bijector.forward`` of base draws, so the
-wrapped bijector's forward is the genjax ``inverse`` unless ``data_to_noise=True``.
+imports it when called. Import distrax before TensorFlow (which `genjax.data` loads):
+TFP, under distrax, requires the ``tf_keras`` package once TensorFlow is in the process.
+
+genjax's ``forward`` maps data to noise; distrax's ``Transformed(base, bijector)``
+samples by ``bijector.forward`` of base draws, so the wrapped bijector's forward is the
+genjax ``inverse`` unless ``data_to_noise=True``.
 """
 
 from __future__ import annotations

@@ -66,6 +66,7 @@ _RULES = {
     "label_smoothing": (lambda v: 0 <= v < 1, "in [0, 1)"),
     "label_dropout": (lambda v: 0 <= v < 1, "in [0, 1)"),
     "eta": (lambda v: 0 <= v <= 1, "in [0, 1]"),
+    "lr_decay": (lambda v: v in ("none", "cosine"), "'none' or 'cosine'"),
     "cpu_dots": (lambda v: v in CPU_DOTS, f"one of {', '.join(CPU_DOTS)}"),
     "compute_dtype": (lambda v: v in COMPUTE_DTYPES, f"one of {', '.join(COMPUTE_DTYPES)}"),
     "ema_decay": (lambda v: 0 <= v < 1, "in [0, 1) (0: off)"),
@@ -111,8 +112,13 @@ def mean_and_stderr(total: float, total_sq: float, count: float) -> tuple[float,
 
 
 def make_optimizer(name: str, learning_rate: float, *, b1: float = 0.9, b2: float = 0.999,
-                   clip_norm: float | None = None) -> optax.GradientTransformation:
-    """Adam (``b1``, ``b2``) or RMSprop, optionally after global-norm gradient clipping."""
+                   clip_norm: float | None = None, decay_steps: int = 0
+                   ) -> optax.GradientTransformation:
+    """Adam (``b1``, ``b2``) or RMSprop, optionally after global-norm gradient clipping;
+    with ``decay_steps`` > 0 the learning rate follows a cosine from its value to 0 over
+    that many steps."""
+    if decay_steps:
+        learning_rate = optax.cosine_decay_schedule(learning_rate, decay_steps)
     if name == "adam":
         tx = optax.adam(learning_rate, b1=b1, b2=b2)
     elif name == "rmsprop":

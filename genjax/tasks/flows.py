@@ -74,7 +74,14 @@ def _make_evaluate(config, forward, inverse, image_shape, sample):
     images = config.model != "points"
     evaluate_batch = jax.jit(fsteps.make_eval(forward, images, config.eval_draws))
     dims = int(np.prod(image_shape))
-    key = rng.stream(config.seed, "eval_metrics")
+    key, trip_key = jax.random.split(rng.stream(config.seed, "eval_metrics"))
+
+    @jax.jit
+    def round_trip_error(params, x):
+        """max |x - inverse(forward(x))| (images dequantised first)."""
+        if images:
+            x = L.dequantize(x, jax.random.uniform(trip_key, x.shape))
+        return jnp.max(jnp.abs(inverse(params, forward(params, x)[0])[0] - x))
 
     def evaluate(state: gstate.TrainState, batches: Iterable[dict]) -> dict[str, float]:
         params, totals, first = state.nets["model"].params, None, None
@@ -85,7 +92,7 @@ def _make_evaluate(config, forward, inverse, image_shape, sample):
         t = {k: float(v) for k, v in jax.device_get(totals).items()}
         mean, stderr = mean_and_stderr(t["nll"], t["nll_sq"], t["count"])
         out = {"test/nll": mean, "test/nll_stderr": stderr,
-               "test/inversion_error": inversion_error(state, first)}
+               "test/inversion_error": float(round_trip_error(params, first))}
         if images:
             out["test/bits_per_dim"] = float(L.bits_per_dim(mean, dims))
         if _mixture(config):
@@ -98,16 +105,6 @@ def _make_evaluate(config, forward, inverse, image_shape, sample):
             out.update({f"test/{k}": float(v) for k, v in found.items()})
         return out
 
-    @jax.jit
-    def _round_trip(params, x):
-        if images:
-            x = L.dequantize(x, jax.random.uniform(key, x.shape))
-        z, _ = forward(params, x)
-        return jnp.max(jnp.abs(inverse(params, z)[0] - x))
-
-    def inversion_error(state, x) -> float:
-        return float(_round_trip(state.nets["model"].params, x))
-
     return evaluate
 
 
@@ -116,14 +113,14 @@ def _make_images(config, forward, inverse, draw):
     reconstructions (each test digit, dequantised, through z and back, beside itself)."""
     if config.model == "points":
         return lambda state, batch: {}
-    key = rng.stream(config.seed, "sample_grid")
+    sample_key, noise_key = jax.random.split(rng.stream(config.seed, "sample_grid"))
 
     @jax.jit
     def pictures(params, x):
-        x = L.dequantize(x, jax.random.uniform(key, x.shape))
+        x = L.dequantize(x, jax.random.uniform(noise_key, x.shape))
         back = inverse(params, forward(params, x)[0])[0]
         pairs = jnp.stack([x, back], axis=1).reshape(-1, *x.shape[1:])
-        return draw(params, key, 100), pairs
+        return draw(params, sample_key, 100), pairs
 
     def images(state: gstate.TrainState, batch: dict) -> dict[str, np.ndarray]:
         samples, pairs = pictures(state.nets["model"].params,
@@ -156,7 +153,8 @@ def build(config: ml_collections.ConfigDict, image_shape: tuple[int, ...],
     model = build_model(config, image_shape)
     forward, inverse = F.bijector_fns(model)
     images = config.model != "points"
-    tx = make_optimizer("adam", config.learning_rate, clip_norm=config.clip_norm or None)
+    tx = make_optimizer("adam", config.learning_rate, clip_norm=config.clip_norm or None,
+                        decay_steps=config.num_steps if config.get("lr_decay") == "cosine" else 0)
     step = make_train_step(fsteps.nll_loss(forward, images, axis_name), tx, axis_name=axis_name)
     dummy = np.full((1, *image_shape), 0.5, np.float32)
 
