@@ -114,13 +114,10 @@ def run(job: tuple[str, str, int, dict]) -> tuple[dict, "np.ndarray"]:
         raise ValueError(f"--steps must be a multiple of --steps_per_call ({k}).")
     driver = parallel.make_driver("none", task.train_step, donate=True, steps_per_call=k)
     start = time.perf_counter()
-    state = jax.jit(task.init)(rng.stream(seed, "init"))
     spec = loop.data_specs(c)[0]
+    state = driver.place(loop.data_initialized(task, jax.jit(task.init)(rng.stream(seed, "init")),
+                                               spec, task.examples_per_step))
     batches = gdata.train_iterator(spec, "train", global_batch_size=task.examples_per_step)
-    if task.data_init is not None:  # a flow's ActNorm, from the first batch (as the loop does)
-        first = gdata.train_iterator(spec, "train", global_batch_size=task.examples_per_step)
-        state = jax.jit(task.data_init)(state, {k: np.asarray(v) for k, v in next(first).items()})
-    state = driver.place(state)
     for _ in range(_STEPS.value // k):
         state, metrics = driver.step(state, driver.put_batch(loop.next_batches(batches, k, True)))
     state = driver.local(state)

@@ -183,21 +183,26 @@ class Setup:
 
     def init_state(self) -> TrainState:
         """The fresh state of this run (jitted: eager Flax init compiles every initialiser
-        op on its own), initialised from the first training batch where the task asks for
-        it (``Task.data_init``)."""
-        state = jax.jit(self.task.init)(self.init_key)
-        if self.task.data_init is None:
-            return state
-        batches = gdata.train_iterator(self.train_spec, "train",
-                                       global_batch_size=self.config.batch_size)
-        first = {k: np.asarray(v) for k, v in next(batches).items()}
-        if jax.process_count() > 1:  # every process starts from process 0's batch
-            first = multihost_utils.broadcast_one_to_all(first)
-        return jax.jit(self.task.data_init)(state, first)
+        op on its own), before any `data_initialized`."""
+        return jax.jit(self.task.init)(self.init_key)
 
     def evaluate(self, state: TrainState) -> dict[str, float]:
         """`evaluate` of ``state`` (one local copy)."""
         return evaluate(self.task, state, self.config, self.eval_spec, self.image_shape)
+
+
+def data_initialized(task: Task, state: TrainState, spec: gdata.DataSpec,
+                     batch_size: int) -> TrainState:
+    """``state`` through ``task.data_init`` with the first training batch of ``spec``
+    (process 0's batch on every process), or ``state`` itself for tasks without one. For
+    fresh states only: a restored state already holds its data-set parameters."""
+    if task.data_init is None:
+        return state
+    first = next(gdata.train_iterator(spec, "train", global_batch_size=batch_size))
+    first = {k: np.asarray(v) for k, v in first.items()}
+    if jax.process_count() > 1:
+        first = multihost_utils.broadcast_one_to_all(first)
+    return jax.jit(task.data_init)(state, first)
 
 
 def setup(config: ml_collections.ConfigDict) -> Setup:
@@ -243,7 +248,8 @@ def _start(run: Setup, driver: parallel.Driver, ckpt: Checkpointer, workdir: str
     so a resumed run reuses the fresh run's executable. The start is recorded
     (`genjax.record`) and said in one line."""
     c = run.config
-    state = driver.place(run.init_state())
+    fresh = run.init_state()
+    state = driver.place(fresh)
     restored = ckpt.restore(driver.saveable(state), start_over=c.get("start_over", False))
     step = 0 if restored is None else int(restored.step)
     changed, moved = {}, 0
@@ -254,6 +260,8 @@ def _start(run: Setup, driver: parallel.Driver, ckpt: Checkpointer, workdir: str
         if ckpt.set_aside():
             info(f"Starting over from step 0 (config.start_over); the damaged checkpoints stay "
                  f"in {ckpt.aside_directory}.")
+        if run.task.data_init is not None:
+            state = driver.place(data_initialized(run.task, fresh, run.train_spec, c.batch_size))
         return state
     notes = [f"config changed since it started: {record.describe(changed)} (recorded in "
              f"{record.RESUMES})"] if changed else []

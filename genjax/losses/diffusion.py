@@ -30,7 +30,10 @@ import jax.numpy as jnp
 import numpy as np
 from jax.scipy.special import log_ndtr
 
+from genjax.losses import discretized
 from genjax.losses.discretized import discretized_log_likelihood
+
+bits_per_dim = discretized.bits_per_dim  # nats -> bits/dim, shared by every 8-bit likelihood
 
 SCHEDULES = ("linear", "cosine")
 PREDICTIONS = ("eps", "v")
@@ -226,6 +229,3 @@ def vlb_term(schedule: Schedule, x0: jax.Array, xt: jax.Array, t: jax.Array, x0_
     return jnp.where(t == 0, nll, kl)
 
 
-def bits_per_dim(nats: jax.Array, num_dims: int) -> jax.Array:
-    """nats / (D ln 2): a bound in nats per image as bits per dimension."""
-    return nats / (num_dims * np.log(2.0))

@@ -14,6 +14,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+
+def bits_per_dim(nats: jax.Array, num_dims: int) -> jax.Array:
+    """nats / (D ln 2): a negative log-likelihood (or bound) in nats per image as bits per
+    dimension, the unit of every 8-bit likelihood here."""
+    return nats / (num_dims * np.log(2.0))
+
 BIN = 1.0 / 255.0  # half the width of one 8-bit level in [-1, 1]
 LogCdf = Callable[[jax.Array], jax.Array]  # log F(z) of a distribution symmetric about 0
 

@@ -19,6 +19,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from genjax.losses import discretized
+
 LEVELS = 256  # 8-bit data
 
 
@@ -49,6 +51,4 @@ def discrete_nll(log_density: jax.Array, dims: int) -> jax.Array:
     return -log_density + dims * np.log(LEVELS)
 
 
-def bits_per_dim(nats: jax.Array, dims: int) -> jax.Array:
-    """Nats per image to bits per dimension: nats / (D ln 2)."""
-    return nats / (dims * np.log(2.0))
+bits_per_dim = discretized.bits_per_dim  # nats -> bits/dim, shared by every 8-bit likelihood

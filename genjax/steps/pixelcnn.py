@@ -14,13 +14,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from genjax.losses import pixelcnn as L
+from genjax.losses.discretized import bits_per_dim
 from genjax.steps.common import LossFn, check_images
 
 Apply = Callable[[object, jax.Array, jax.Array | None], jax.Array]
-
-
-def _bits(nats: jax.Array, dims: int) -> jax.Array:
-    return nats / (dims * np.log(2.0))
 
 
 def nll_loss(apply: Apply, likelihood: str, num_mixtures: int = 0,
@@ -35,7 +32,7 @@ def nll_loss(apply: Apply, likelihood: str, num_mixtures: int = 0,
         out = apply(params, x, batch["label"] if conditional else None)
         nll = -L.log_likelihood(likelihood, out, x, num_mixtures)
         value = jnp.mean(nll)
-        return value, {"nll": value, "bits_per_dim": _bits(value, int(np.prod(x.shape[1:])))}
+        return value, {"nll": value, "bits_per_dim": bits_per_dim(value, int(np.prod(x.shape[1:])))}
 
     return loss
 

@@ -14,6 +14,7 @@ import numpy as np
 from genjax import precision, rng
 from genjax import state as gstate
 from genjax.losses import pixelcnn as L
+from genjax.losses.discretized import bits_per_dim
 from genjax.nn import pixelcnn as P
 from genjax.steps import make_train_step
 from genjax.steps import pixelcnn as psteps
@@ -92,7 +93,7 @@ def _make_evaluate(config, apply, image_shape, sample):
         t = {k: float(v) for k, v in jax.device_get(totals).items()}
         mean, stderr = mean_and_stderr(t["nll"], t["nll_sq"], t["count"])
         return {"test/nll": mean, "test/nll_stderr": stderr,
-                "test/bits_per_dim": mean / (dims * np.log(2.0)), **accuracy(state, ())}
+                "test/bits_per_dim": float(bits_per_dim(mean, dims)), **accuracy(state, ())}
 
     return evaluate
 
