@@ -138,7 +138,7 @@ CONFIG_CASES = [
     ("no gated layers", PIXELCNN, {"num_layers": 0}, None, ValueError,
      r"config.num_layers must be positive, got 0"),
     ("unknown flow", FLOW, {"model": "nice"}, None, ValueError,
-     r"config.model must be one of realnvp, glow, points, got 'nice'"),
+     r"config.model must be one of realnvp, glow, maf, points, got 'nice'"),
     ("flow on binarised digits", FLOW, {"preprocess": "binarize_dynamic"}, None, ValueError,
      r"Image flows dequantise 8-bit pixels k/255: config.preprocess must be 'unit'"),
     ("flow with too many squeezes", FLOW, {"levels": 3}, None, ValueError,

@@ -15,6 +15,7 @@ from scipy import stats
 
 from genjax.losses import flows as L
 from genjax.nn import flows as F
+from genjax.nn import maf as M
 from genjax.steps import flows as fsteps
 
 from conftest import check_resumes_exactly, short_run_config
@@ -78,6 +79,31 @@ def test_point_flow_inverts_with_the_jacobians_log_det(coupling):
     _check_bijector(F.PointFlow(2, 4, 16, 2, coupling), jax.random.normal(jax.random.key(4), (5, 2)))
 
 
+@pytest.mark.parametrize("reverse", [False, True])
+def test_made_output_i_depends_on_exactly_the_inputs_before_i(reverse):
+    """MADE's masks: d out_i / d x_j is exactly 0 unless x_j comes before x_i in the order,
+    and (summed over a few inputs) non-zero for every earlier x_j."""
+    module = M.MADE(6, 16, 2, reverse)
+    x = jax.random.normal(jax.random.key(12), (8, 6))
+    params = _perturbed(module.init(jax.random.key(0), x)["params"], 0.5)
+    jac = jax.vmap(jax.jacfwd(lambda v: jnp.concatenate(module.apply({"params": params}, v[None]),
+                                                        -1)[0]))(x)
+    order = np.arange(6)[::-1] if reverse else np.arange(6)  # position of each input in the order
+    earlier = order[None, :] < order[:, None]  # [i, j]: x_j before x_i
+    for block in (jac[:, :6], jac[:, 6:]):  # raw log-scales, then shifts
+        magnitude = np.abs(np.asarray(block)).sum(0)
+        np.testing.assert_array_equal(magnitude[~earlier], 0)
+        assert np.all(magnitude[earlier] > 0)
+
+
+@pytest.mark.parametrize("module,shape", [(M.MAFLayer(6, 16, 2, True), (3, 6)),
+                                          (M.MAF((2, 2, 3), 3, 16, 2), (2, 2, 2, 3))],
+                         ids=["layer", "maf"])
+def test_maf_inverts_sequentially_with_the_jacobians_log_det(module, shape):
+    x = jax.random.uniform(jax.random.key(13), shape, minval=0.05, maxval=0.95)
+    _check_bijector(module, x)
+
+
 def test_spline_coupling_inverts_with_the_jacobians_log_det_inside_and_outside_its_bound():
     module = F.SplineCoupling(2, 1, 16, 2, bins=5, bound=2.0)
     x = jnp.array([[0.3, -1.7], [1.2, 0.9], [-0.5, 1.99], [3.0, -2.5], [-0.2, 0.01]])
@@ -136,8 +162,9 @@ def test_actnorm_data_init_normalises_its_batch_per_channel():
 
 
 @pytest.mark.parametrize("module,shape", [(F.PointFlow(2, 3, 16, 1), (64, 2)),
-                                          (F.MultiScaleFlow((4, 4, 1), "glow", 2, 2, 8, 1), (32, 4, 4, 1))],
-                         ids=["points", "glow"])
+                                          (F.MultiScaleFlow((4, 4, 1), "glow", 2, 2, 8, 1), (32, 4, 4, 1)),
+                                          (M.MAF((4, 4, 1), 4, 16, 1), (32, 4, 4, 1))],
+                         ids=["points", "glow", "maf"])
 def test_data_init_normalises_each_actnorm_after_the_layers_before_it(module, shape):
     """In a flow, each ActNorm is set from what reaches it: on the init batch, every
     ActNorm's output has zero mean and unit variance per channel."""
@@ -228,10 +255,25 @@ def test_config_trains_scores_and_inverts_real_digits(data_dir, tmp_path):
     assert np.isfinite(final["test/domain_fid"])
 
 
+def test_glow_cifar10_config_builds_for_32x32_colour_images():
+    """The CIFAR-10 config (needs the download) checks and builds for its 32x32x3 data:
+    its three levels divide 32, and every level's latent is accounted for."""
+    from experiments.configs import glow_cifar10
+    from genjax.tasks import flows as tasks
+
+    config = glow_cifar10.get_config()
+    assert config.dataset == "cifar10"
+    module = tasks.build_model(config, (32, 32, 3))
+    x = jnp.full((1, 32, 32, 3), 0.5)
+    shapes = jax.eval_shape(lambda: module.init_with_output(jax.random.key(0), x, method="forward"))
+    z, log_det = shapes[0]
+    assert z.shape == (1, 32 * 32 * 3) and log_det.shape == (1,)
+
+
 @pytest.mark.slow  # 15-20 s each on 2 cores
-@pytest.mark.parametrize("name", ["glow_mnist", "flow_ring2d"])
+@pytest.mark.parametrize("name", ["glow_mnist", "maf_mnist", "flow_ring2d"])
 def test_each_config_trains_and_resumes_exactly(name, data_dir, tmp_path, capsys):
-    """Glow's and the 2-D flow's `:test` variants train 4 steps; with the step-4 checkpoint
+    """Glow's, MAF's and the 2-D flow's `:test` variants train 4 steps; with the step-4 checkpoint
     removed the same run resumes from step 2 (ActNorm's init is not redone on the restored
     state) and ends bitwise equal; the 2-D run reports the mode metrics."""
     final = check_resumes_exactly(short_run_config(name, data_dir), tmp_path, capsys)
@@ -269,6 +311,30 @@ def test_pytorch_reference_realnvp_is_the_same_function():
                     conv.bias.copy_(torch.from_numpy(np.array(p["net"][f"Conv_{k}"]["bias"])))
                 peer.scales[coupling].copy_(torch.from_numpy(np.array(p["scale"]))[:, None, None])
                 coupling += 1
+        theirs = peer(torch.from_numpy(np.array(x).transpose(0, 3, 1, 2))).numpy()
+    ours = L.log_likelihood(*module.apply({"params": params}, x, method="forward"))
+    np.testing.assert_allclose(theirs, ours, rtol=1e-4, atol=1e-3)
+
+
+def test_pytorch_reference_maf_is_the_same_function():
+    """The benchmark's PyTorch MAF is genjax's: the same parameters, the same log-density."""
+    torch = pytest.importorskip("torch")
+    from benchmarks import torch_reference as ref
+
+    module = M.MAF((4, 4, 1), 3, 16, 2, 0.05)
+    x = jax.random.uniform(jax.random.key(14), (3, 4, 4, 1), minval=0.01, maxval=0.99)
+    params = _params(module, x, 0.2)
+    peer = ref.MAF(16, 3, 16, 2, 0.05)
+    as_torch = lambda a: torch.from_numpy(np.array(a))  # noqa: E731
+    with torch.no_grad():
+        for k in range(3):
+            norm, layer = params[f"layers_{2 * k}"], params[f"layers_{2 * k + 1}"]
+            peer.locs[k].copy_(as_torch(norm["loc"])[0])
+            peer.log_scales[k].copy_(as_torch(norm["log_scale"])[0])
+            peer.scales[k].copy_(as_torch(layer["scale"]))
+            for i, lin in enumerate(peer.made[k]):
+                lin.weight.copy_(as_torch(layer["made"][f"MaskedDense_{i}"]["kernel"]).T)
+                lin.bias.copy_(as_torch(layer["made"][f"MaskedDense_{i}"]["bias"]))
         theirs = peer(torch.from_numpy(np.array(x).transpose(0, 3, 1, 2))).numpy()
     ours = L.log_likelihood(*module.apply({"params": params}, x, method="forward"))
     np.testing.assert_allclose(theirs, ours, rtol=1e-4, atol=1e-3)

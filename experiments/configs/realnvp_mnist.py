@@ -25,7 +25,7 @@ from experiments.configs import common
 def get_config(variant: str = "") -> ml_collections.ConfigDict:
     c = ml_collections.ConfigDict()
     c.task = "flow"
-    c.model = "realnvp"      # realnvp | glow (images) | points (2-D mixtures)
+    c.model = "realnvp"      # realnvp | glow | maf (images) | points (2-D mixtures)
     c.levels = 2             # scales: each squeezes 2x2 into channels and factors out half
     c.num_layers = 3         # couplings per group (RealNVP) / flow steps per level (Glow)
     c.width = 32             # conditioner width

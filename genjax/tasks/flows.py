@@ -1,4 +1,4 @@
-"""Normalizing flows (RealNVP, Glow, coupling flows on 2-D points): config -> flow,
+"""Normalizing flows (RealNVP, Glow, MAF, coupling flows on 2-D points): config -> flow,
 optimizer, step, ActNorm's data-dependent initialisation, test bits/dim, samples and
 reconstructions, mode coverage on the 2-D mixtures."""
 
@@ -16,11 +16,12 @@ from genjax import state as gstate
 from genjax.losses import flows as L
 from genjax.metrics.modes import mode_metrics
 from genjax.nn import flows as F
+from genjax.nn.maf import MAF
 from genjax.steps import make_train_step
 from genjax.steps import flows as fsteps
 from genjax.tasks.common import Task, make_optimizer, mean_and_stderr, sampler, to_unit_range
 
-MODELS = ("realnvp", "glow", "points")
+MODELS = ("realnvp", "glow", "maf", "points")
 RECONSTRUCTIONS = 50  # test digits in the x -> z -> x grid
 
 
@@ -49,7 +50,8 @@ def check(config: ml_collections.ConfigDict, image_shape: tuple[int, ...]) -> No
                              f"be 'unit', got {config.get(field)!r}.")
     if not 0 < config.alpha < 0.5:
         raise ValueError(f"config.alpha (the logit's margin) must be in (0, 0.5), got {config.alpha}.")
-    F.plan(image_shape, config.model, config.levels, config.num_layers)  # raises on bad sizes
+    if config.model != "maf":
+        F.plan(image_shape, config.model, config.levels, config.num_layers)  # raises on bad sizes
 
 
 def build_model(config: ml_collections.ConfigDict, image_shape: tuple[int, ...]):
@@ -57,6 +59,9 @@ def build_model(config: ml_collections.ConfigDict, image_shape: tuple[int, ...])
     if config.model == "points":
         return F.PointFlow(image_shape[0], config.num_layers, config.width, config.num_blocks,
                            config.coupling, config.bins)
+    if config.model == "maf":
+        return MAF(tuple(image_shape), config.num_layers, config.width, config.num_blocks,
+                   config.alpha)
     return F.MultiScaleFlow(tuple(image_shape), config.model, config.levels, config.num_layers,
                             config.width, config.num_blocks, config.alpha)
 
