@@ -5,8 +5,11 @@ convolution (LU-parameterised) and a channel affine coupling, then a split.
 Command:
   python -m experiments.flow --config=experiments/configs/glow_mnist.py --workdir=runs/glow
 
-Budget and result: not yet run at this budget (the tests train it end to end and check
-it under every driver).
+Budget and result (one seed, 2-core Intel Xeon family 6 model 167, with
+``--config.train_minutes=15 --config.num_steps=100000``): 3,448 steps in 15 minutes,
+test **1.752 bits/dim** (standard error 0.011), inversion error 1.4e-6; its samples at
+temperature 0.7 are strokes rather than digits (domain FID 4222, precision 0.19):
+docs/results.md, "Normalizing flows".
 
 Variants: ``:test`` is a tiny, seconds-long configuration for tests and smoke runs.
 """
