@@ -67,13 +67,23 @@ class MADE(nn.Module):
     num_blocks: int = 1
     reverse: bool = False
 
+    def masks(self) -> list[np.ndarray]:
+        """The kernel masks of the hidden layers and the output layer, in order."""
+        return made_masks(made_degrees(self.dims, self.hidden, self.num_blocks, self.reverse), 2)
+
     @nn.compact
     def __call__(self, x: jax.Array) -> tuple[jax.Array, jax.Array]:
-        masks = made_masks(made_degrees(self.dims, self.hidden, self.num_blocks, self.reverse), 2)
+        masks = self.masks()
         for mask in masks[:-1]:
             x = nn.relu(MaskedDense(self.hidden)(x, mask))
         out = MaskedDense(2 * self.dims, nn.initializers.zeros_init())(x, masks[-1])
         return out[:, :self.dims], out[:, self.dims:]
+
+    def masked_layers(self) -> list[tuple[jax.Array, jax.Array]]:
+        """[(kernel * mask, bias)] of the hidden layers and the output layer, in order."""
+        params = self.variables["params"]
+        return [(params[f"MaskedDense_{i}"]["kernel"] * m, params[f"MaskedDense_{i}"]["bias"])
+                for i, m in enumerate(self.masks())]
 
 
 class MAFLayer(nn.Module):
@@ -98,38 +108,37 @@ class MAFLayer(nn.Module):
         return x * jnp.exp(log_s) + t, per_example_sum(log_s)
 
     def inverse(self, y: jax.Array) -> tuple[jax.Array, jax.Array]:
-        """D sequential steps (`sequential_inverse`), then one pass for the log-det."""
-        params = self.made.variables["params"]
-        masks = made_masks(made_degrees(self.dims, self.hidden, self.num_blocks, self.reverse), 2)
-        layers = [(params[f"MaskedDense_{i}"]["kernel"] * m, params[f"MaskedDense_{i}"]["bias"])
-                  for i, m in enumerate(masks)]
-        x = sequential_inverse(layers, self.scale, y, self.reverse)
-        return x, -per_example_sum(self._shift_scale(x)[0])
+        return sequential_inverse(self.made.masked_layers(), self.scale, y, self.reverse)
 
 
 def sequential_inverse(layers: list[tuple[jax.Array, jax.Array]], scale: jax.Array,
-                       y: jax.Array, reverse: bool) -> jax.Array:
-    """x with y = x * exp(scale * tanh(raw(x))) + t(x), MADE's masked ``layers`` [(kernel
-    * mask, bias)] giving (raw, t): one coordinate per step in the order, each from the
-    ones before it. The first layer's pre-activations are updated by the new coordinate's
-    row alone and only that coordinate's two outputs are computed, so a step costs the
-    hidden-to-hidden layers (nothing more with one hidden layer) instead of a whole MADE
-    pass: with one hidden layer the D steps together cost about one forward pass."""
+                       y: jax.Array, reverse: bool) -> tuple[jax.Array, jax.Array]:
+    """(x, log_det) with y = x * exp(log_s(x)) + t(x), log_s = scale * tanh(raw), MADE's
+    masked ``layers`` [(kernel * mask, bias)] giving (raw, t): one coordinate per step in
+    the order, each from the ones before it, and log_det = -sum log_s accumulated on the
+    way (each coordinate's log_s depends only on coordinates already final). The first
+    layer's pre-activations are updated by the new coordinate's row alone and only that
+    coordinate's two outputs are computed, so a step costs the hidden-to-hidden layers
+    (nothing more with one hidden layer) instead of a whole MADE pass: with one hidden
+    layer the D steps together cost about one forward pass."""
     d = y.shape[1]
     (first, first_bias), (out, out_bias) = layers[0], layers[-1]
 
     def step(k, carry):
-        x, pre = carry
+        x, pre, log_det = carry
         p = d - 1 - k if reverse else k
         h = jax.nn.relu(pre)
         for kernel, bias in layers[1:-1]:
             h = jax.nn.relu(h @ kernel + bias)
         raw, t = h @ out[:, p] + out_bias[p], h @ out[:, d + p] + out_bias[d + p]
-        value = (y[:, p] - t) * jnp.exp(-scale[p] * jnp.tanh(raw))
-        return x.at[:, p].set(value), pre + value[:, None] * first[p]
+        log_s = scale[p] * jnp.tanh(raw)
+        value = (y[:, p] - t) * jnp.exp(-log_s)
+        return x.at[:, p].set(value), pre + value[:, None] * first[p], log_det - log_s
 
-    start = (jnp.zeros_like(y), jnp.broadcast_to(first_bias, (y.shape[0], first.shape[1])))
-    return jax.lax.fori_loop(0, d, step, start)[0]
+    b = y.shape[0]
+    start = (jnp.zeros_like(y), jnp.broadcast_to(first_bias, (b, first.shape[1])), jnp.zeros((b,)))
+    x, _, log_det = jax.lax.fori_loop(0, d, step, start)
+    return x, log_det
 
 
 class MAF(nn.Module):
