@@ -3,7 +3,8 @@
   python tests/parallel_worker.py drivers OUT.json CONFIG
       3 steps of CONFIG (the VAE, the DCGAN with BatchNorm, WGAN-GP with n_critic 2 and
       spectral norm, the class-conditional diffusion model with label dropout and
-      EMA, or the class-conditional Gated PixelCNN) under every driver on 4 simulated devices, in float64 and, for the
+      EMA, the class-conditional Gated PixelCNN, Glow, or the centered PCD RBM with its
+      persistent chains and offsets) under every driver on 4 simulated devices, in float64 and, for the
       VAE, also in float32; writes the relative difference of each state component from
       the one-device state, the trace counts and whether pmap replicas agree bitwise.
   python tests/parallel_worker.py vae OUT.npz DRIVER [PROCESS_ID NUM_PROCESSES PORT]

@@ -13,7 +13,7 @@ from ml_collections import config_flags
 
 from experiments import launch
 from experiments.configs import (dcgan_mnist, ddpm_mnist, flow_ring2d, gated_pixelcnn_mnist,
-                                 pixelcnn_pp_mnist, realnvp_mnist, vae_mnist)
+                                 pixelcnn_pp_mnist, rbm_pcd_mnist, realnvp_mnist, vae_mnist)
 from genjax import loop, parallel, rng, spectral
 from genjax.checkpoint import Checkpointer, CheckpointMismatchError
 from genjax.data import DatasetUnavailableError
@@ -45,6 +45,7 @@ def _foreign_checkpoint(tmp_path):
 GAN, VAE, DDPM = dcgan_mnist, vae_mnist, ddpm_mnist
 PIXELCNN, PIXELCNN_PP = gated_pixelcnn_mnist, pixelcnn_pp_mnist
 FLOW, FLOW2D = realnvp_mnist, flow_ring2d
+RBM = rbm_pcd_mnist
 # (id, config module, overrides, workdir maker or None, exception, message pattern)
 CONFIG_CASES = [
     ("unknown loss", GAN, {"loss": "wasserstein"}, None, ValueError,
@@ -153,6 +154,16 @@ CONFIG_CASES = [
      r"config.model='points' fits points \[D\] with preprocess='raw'"),
     ("image flow on points", FLOW2D, {"model": "glow", "coupling": "affine"}, None, ValueError,
      r"Image flows take images \[H, W, C\], got shape \(2,\)"),
+    ("rbm on grey pixels", RBM, {"preprocess": "unit"}, None, ValueError,
+     r"Bernoulli RBMs model binary pixels: config.preprocess must be 'binarize_static'"),
+    ("rbm momentum of one", RBM, {"momentum": 1.0}, None, ValueError,
+     r"config.momentum must be in \[0, 1\), got 1.0"),
+    ("rbm zero gibbs sweeps", RBM, {"cd_k": 0}, None, ValueError,
+     r"config.cd_k must be positive, got 0"),
+    ("rbm too few temperatures", RBM, {"ais_temperatures": 2}, None, ValueError,
+     r"config.ais_temperatures must be 0 \(no AIS\) or at least 3, got 2"),
+    ("rbm negative weight decay", RBM, {"weight_decay": -1e-4}, None, ValueError,
+     r"config.weight_decay must be 0 \(off\) or positive"),
     ("zero timesteps", DDPM, {"timesteps": 0}, None, ValueError,
      r"config.timesteps must be positive, got 0"),
     ("workdir not writable", VAE, {}, _file_in_the_way, PermissionError,

@@ -52,8 +52,8 @@ TOLERANCE = {"float64": 1e-9, "float32": 1e-5}
 
 @pytest.mark.slow
 def test_drivers_equal_one_device_and_trace_once(tmp_path):
-    names = ("vae_mnist", "dcgan_mnist", "wgan_gp_mnist", "dcgan_mnist+shared",
-             "ddpm_mnist_cond", "gated_pixelcnn_cond_mnist", "glow_mnist")  # in parallel
+    names = ("vae_mnist", "dcgan_mnist", "wgan_gp_mnist", "dcgan_mnist+shared",  # in parallel
+             "ddpm_mnist_cond", "gated_pixelcnn_cond_mnist", "glow_mnist", "rbm_centered_mnist")
     _finish([_worker("drivers", str(tmp_path / f"{n}.json"), n) for n in names], timeout=500)
     results = {n: json.loads((tmp_path / f"{n}.json").read_text()) for n in names}
     components = {"vae_mnist": {"model/params", "model/opt_state"},
@@ -62,7 +62,8 @@ def test_drivers_equal_one_device_and_trace_once(tmp_path):
                   "dcgan_mnist+shared": {"gen/batch_stats", "gen/opt_state"},
                   "ddpm_mnist_cond": {"model/params", "extra/ema"},
                   "gated_pixelcnn_cond_mnist": {"model/params", "model/opt_state"},
-                  "glow_mnist": {"model/params", "model/opt_state"}}
+                  "glow_mnist": {"model/params", "model/opt_state"},
+                  "rbm_centered_mnist": {"layer0/params", "extra/chains", "extra/offsets"}}
     assert set(results["vae_mnist"]) == {"float64", "float32"}
     for name, by_precision in results.items():
         assert "float64" in by_precision, name

@@ -192,6 +192,28 @@ def test_flow_init_step_evaluation_and_sampler_consume_each_key_once():
     assert not reused_keys(lambda k: draw(params, k, 2), jax.random.key(0))
 
 
+def test_rbm_init_step_and_estimators_consume_each_key_once():
+    from experiments.configs import dbn_mnist, rbm_centered_mnist
+    from genjax.metrics import ais as A
+    from genjax.tasks import rbm
+
+    for module in (rbm_centered_mnist, dbn_mnist):
+        c = module.get_config("test")
+        task = rbm.build(c, (4, 4, 1))
+        assert not reused_keys(task.init, jax.random.key(0))
+        state = jax.eval_shape(task.init, jax.random.key(0))
+        batch = {"image": jnp.zeros((16, 4, 4, 1)), "label": jnp.zeros((16,), jnp.int32)}
+        assert not reused_keys(task.train_step, state, batch)
+        assert not reused_keys(task.data_init, state, batch)
+    params = {"W": jnp.zeros((16, 5)), "b": jnp.zeros(16), "c": jnp.zeros(5)}
+    schedule = jnp.asarray(A.betas(6))
+    assert not reused_keys(lambda k: A.ais_log_z(params, params["b"], schedule, 4, k),
+                           jax.random.key(0))
+    assert not reused_keys(lambda k: A.reverse_ais_log_likelihood(
+        params, params["b"], schedule, jnp.zeros((3, 16)), k), jax.random.key(0))
+    assert not reused_keys(lambda k: rbm.draw_samples([params], k, 3, 4), jax.random.key(0))
+
+
 def test_named_streams_are_distinct_and_stable():
     data = {name: np.asarray(jax.random.key_data(rng.stream(0, name))) for name in rng.STREAMS}
     assert len({d.tobytes() for d in data.values()}) == len(rng.STREAMS)

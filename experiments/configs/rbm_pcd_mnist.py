@@ -1,0 +1,47 @@
+"""A Bernoulli RBM with 500 hidden units trained by persistent contrastive divergence
+(PCD-1, Tieleman 2008) on the embedded mnist5k digits, binarised afresh every epoch; the
+test log-likelihood on the statically binarised test digits by AIS, with reverse AIS
+beside it as the lower end of a bracket.
+
+Command:
+  python -m experiments.rbm --workdir=runs/rbm
+
+Budget and result: not measured yet.
+
+Variants: ``:test`` is a tiny, seconds-long configuration for tests and smoke runs.
+"""
+
+import ml_collections
+
+from experiments.configs import common
+
+
+def get_config(variant: str = "") -> ml_collections.ConfigDict:
+    c = ml_collections.ConfigDict()
+    c.task = "rbm"
+    c.hidden = [500]             # hidden units per layer; more than one: a deep belief net
+    c.cd_k = 1                   # Gibbs sweeps per update
+    c.persistent = True          # PCD (chains kept across updates) or CD-k (from the data)
+    c.num_chains = 100           # persistent chains (a multiple of the devices)
+    c.centering_rate = 0.0       # > 0: a centered RBM whose offsets move at this rate
+    c.learning_rate = 0.05
+    c.lr_decay = "cosine"        # none | cosine: the learning rate to 0 over num_steps
+    c.momentum = 0.5
+    c.weight_decay = 1e-4        # L2 on the weights
+    c.sample_steps = 1000        # Gibbs sweeps of each independent sampling chain
+    c.ais_temperatures = 14500   # AIS / reverse-AIS betas (Salakhutdinov & Murray's 14,500)
+    c.ais_runs = 100             # forward AIS chains
+    common.add_data_and_loop(c, preprocess="binarize_dynamic", batch_size=100,
+                             num_steps=4000, every=1000)
+    c.eval_preprocess = "binarize_static"
+    if variant == "test":
+        c.hidden = [16]
+        c.num_chains = 16
+        c.sample_steps = 5
+        c.ais_temperatures = 30
+        c.ais_runs = 8
+        common.shrink_for_tests(c, steps=8)
+        c.batch_size = 16
+    elif variant:
+        raise ValueError(f"Unknown config variant {variant!r}; valid: '' or 'test'.")
+    return c
