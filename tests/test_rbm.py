@@ -137,6 +137,20 @@ def test_centered_gradient_is_the_free_energy_difference_and_offsets_shift_witho
     np.testing.assert_allclose(g["W"], want, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.parametrize("centered", [False, True])
+def test_closed_form_cd_gradient_equals_autodiff_of_the_surrogate(centered):
+    params = _rbm(11, 6, 4)
+    offsets = _offsets(12, 6, 4) if centered else L.zero_offsets(params)
+    data, negatives = _states(6)[::5], _states(6)[1::3]
+    loss, grads, free = L.cd_gradient(params, offsets, data, negatives)
+    want_loss, want = jax.value_and_grad(L.cd_loss)(params, offsets, data, negatives)
+    np.testing.assert_allclose(loss, want_loss, rtol=1e-5, atol=1e-5)
+    for name in want:
+        np.testing.assert_allclose(grads[name], want[name], rtol=1e-5, atol=1e-6)
+    plain = L.to_plain(params, offsets)
+    np.testing.assert_allclose(free, jnp.mean(L.free_energy(plain, data)), rtol=1e-5, atol=1e-5)
+
+
 def _trained_like(key, d=16, h=10):
     """An RBM with weights large enough to make AIS work for its answer."""
     return _rbm(key, d, h, scale=0.7)

@@ -29,8 +29,9 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
     c.momentum = 0.5
     c.weight_decay = 1e-4        # L2 on the weights
     c.sample_steps = 1000        # Gibbs sweeps of each independent sampling chain
-    c.ais_temperatures = 14500   # AIS / reverse-AIS betas (Salakhutdinov & Murray's 14,500)
+    c.ais_temperatures = 14500   # forward AIS betas (Salakhutdinov & Murray's 14,500); 0: no AIS
     c.ais_runs = 100             # forward AIS chains
+    c.reverse_ais_temperatures = 2000  # reverse AIS betas (one chain per test digit)
     common.add_data_and_loop(c, preprocess="binarize_dynamic", batch_size=100,
                              num_steps=4000, every=1000)
     c.eval_preprocess = "binarize_static"
@@ -38,7 +39,7 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
         c.hidden = [16]
         c.num_chains = 16
         c.sample_steps = 5
-        c.ais_temperatures = 30
+        c.ais_temperatures = c.reverse_ais_temperatures = 30
         c.ais_runs = 8
         common.shrink_for_tests(c, steps=8)
         c.batch_size = 16

@@ -41,10 +41,14 @@ def betas(num: int) -> np.ndarray:
     return np.concatenate(parts + [np.ones(1)]).astype(np.float32)
 
 
-def log_f(params: L.Params, base_bias: jax.Array, h: jax.Array, beta: jax.Array) -> jax.Array:
-    """log f_beta(h) per row of ``h``: the annealed path's unnormalised hidden marginal."""
+def log_f(params: L.Params, base_bias: jax.Array, h: jax.Array, beta: jax.Array,
+          pre: jax.Array | None = None) -> jax.Array:
+    """log f_beta(h) per row of ``h``: the annealed path's unnormalised hidden marginal.
+    ``pre``: b + W h when already computed (the annealing loops share it between the
+    weights and the next sweep)."""
+    pre = params["b"] + h @ params["W"].T if pre is None else pre
     return beta * (h @ params["c"]) + jnp.sum(
-        jax.nn.softplus(L.visible_logits(params, h, beta, base_bias)), -1)
+        jax.nn.softplus(beta * pre + (1.0 - beta) * base_bias), -1)
 
 
 def log_z_base(base_bias: jax.Array, hidden: int) -> jax.Array:
@@ -52,26 +56,38 @@ def log_z_base(base_bias: jax.Array, hidden: int) -> jax.Array:
     return hidden * jnp.log(2.0) + jnp.sum(jax.nn.softplus(base_bias))
 
 
-def _transition(params, base_bias, h, beta, key):
-    """One Gibbs sweep h -> v -> h' that leaves p_beta(h) invariant (reversible)."""
+def _sweep(params, base_bias, h, pre, beta, key):
+    """One Gibbs sweep h -> v -> h' at ``beta`` (it leaves p_beta(h) invariant and is
+    reversible), from h and its ``pre`` = b + W h; returns h' and its own pre."""
     v_key, h_key = jax.random.split(key)
-    v = bernoulli(v_key, jax.nn.sigmoid(L.visible_logits(params, h, beta, base_bias)))
-    return bernoulli(h_key, L.hidden_probs(params, v, beta))
+    v = bernoulli(v_key, jax.nn.sigmoid(beta * pre + (1.0 - beta) * base_bias))
+    h = bernoulli(h_key, L.hidden_probs(params, v, beta))
+    return h, params["b"] + h @ params["W"].T
 
 
-def _anneal(params, base_bias, h, schedule, key):
-    """Run the chains ``h`` through ``schedule`` (a sequence of betas); at each next beta
-    add log f_next(h) - log f_prev(h), then move h by a sweep at the next beta. Returns
-    the summed log weights per chain."""
+def _anneal(params, base_bias, h, schedule, key, *, sweep_first: bool):
+    """Run the chains ``h`` along ``schedule`` (betas s_0, ..., s_K) and return each chain's
+    summed log f_{s_{k+1}}(h) - log f_{s_k}(h). Forward AIS (``sweep_first`` False) weighs
+    h then sweeps at s_{k+1}; reverse annealing sweeps at s_k first, then weighs. Each
+    step costs two products with W: the one behind a weight also drives the next sweep."""
+
+    def weigh(h, pre, k):
+        return (log_f(params, base_bias, h, schedule[k + 1], pre)
+                - log_f(params, base_bias, h, schedule[k], pre))
 
     def body(carry, k):
-        h, log_w = carry
-        prev, nxt = schedule[k], schedule[k + 1]
-        log_w = log_w + log_f(params, base_bias, h, nxt) - log_f(params, base_bias, h, prev)
-        h = _transition(params, base_bias, h, nxt, jax.random.fold_in(key, k))
-        return (h, log_w), None
+        h, pre, log_w = carry
+        step_key = jax.random.fold_in(key, k)
+        if sweep_first:
+            h, pre = _sweep(params, base_bias, h, pre, schedule[k], step_key)
+            return (h, pre, log_w + weigh(h, pre, k)), None
+        log_w = log_w + weigh(h, pre, k)
+        h, pre = _sweep(params, base_bias, h, pre, schedule[k + 1], step_key)
+        return (h, pre, log_w), None
 
-    (_, log_w), _ = jax.lax.scan(body, (h, jnp.zeros(h.shape[0])), jnp.arange(len(schedule) - 1))
+    pre = params["b"] + h @ params["W"].T
+    carry = (h, pre, jnp.zeros(h.shape[0]))
+    (_, _, log_w), _ = jax.lax.scan(body, carry, jnp.arange(len(schedule) - 1))
     return log_w
 
 
@@ -85,7 +101,7 @@ def ais_log_z(params: L.Params, base_bias: jax.Array, schedule: jax.Array, runs:
     start_key, key = jax.random.split(key)
     hidden = params["W"].shape[1]
     h = bernoulli(start_key, jnp.full((runs, hidden), 0.5))
-    log_w = _anneal(params, base_bias, h, schedule, key)
+    log_w = _anneal(params, base_bias, h, schedule, key, sweep_first=False)
     shift = jnp.max(log_w)
     w = jnp.exp(log_w - shift)
     mean, err = jnp.mean(w), 3.0 * jnp.std(w, ddof=1) / jnp.sqrt(runs)
@@ -105,15 +121,6 @@ def reverse_ais_log_likelihood(params: L.Params, base_bias: jax.Array, schedule:
     of the annealed model, which tends to p(v) as the schedule gets finer."""
     start_key, key = jax.random.split(key)
     h = bernoulli(start_key, L.hidden_probs(params, v))
-    # Reverse: sweep at beta_k first, then weigh the move from beta_k to beta_{k-1}.
-    rev = schedule[::-1]
-
-    def body(carry, k):
-        h, log_w = carry
-        h = _transition(params, base_bias, h, rev[k], jax.random.fold_in(key, k))
-        log_w = log_w + log_f(params, base_bias, h, rev[k + 1]) - log_f(params, base_bias, h, rev[k])
-        return (h, log_w), None
-
-    (_, log_w), _ = jax.lax.scan(body, (h, jnp.zeros(v.shape[0])), jnp.arange(len(schedule) - 1))
+    log_w = _anneal(params, base_bias, h, schedule[::-1], key, sweep_first=True)
     hidden = params["W"].shape[1]
     return -L.free_energy(params, v) - log_z_base(base_bias, hidden) + log_w

@@ -35,9 +35,10 @@ def layer_name(layer: int) -> str:
     return f"layer{layer}"
 
 
-def plain_layers(state: TrainState) -> list[L.Params]:
-    """Every layer as a plain RBM (`genjax.nn.rbm.to_plain` of its offsets)."""
-    offsets = state.extra["offsets"]
+def plain_layers(state: TrainState, depth: int | None = None) -> list[L.Params]:
+    """The first ``depth`` layers (all by default) as plain RBMs (`genjax.losses.rbm.to_plain`
+    of their offsets)."""
+    offsets = state.extra["offsets"][:depth]
     return [L.to_plain(state.nets[layer_name(i)].params, o) for i, o in enumerate(offsets)]
 
 
@@ -82,17 +83,16 @@ def _train_layer(state: TrainState, batch: dict, layer: int, *, tx: optax.Gradie
     """One CD-k / PCD update of layer ``layer`` on the batch propagated up to it."""
     name, key = layer_name(layer), step_key(state)
     x = batch["image"].reshape(batch["image"].shape[0], -1)
-    data = R.propagate_up(plain_layers(state)[:layer], x, layer)
+    data = R.propagate_up(plain_layers(state, layer), x, layer)
     ns, offsets = state.nets[name], state.extra["offsets"][layer]
-    plain = L.to_plain(ns.params, offsets)
+    # A plain RBM's offsets stay zero: skip them (each use reads W once more).
+    plain = L.to_plain(ns.params, offsets) if centering_rate else ns.params
     chains = state.extra["chains"][layer]
     start = _rows(chains, axis_name) if persistent else data
     negatives = _negatives(plain, start, k, key, axis_name)
-    loss, grads = jax.value_and_grad(L.cd_loss)(ns.params, offsets, data, negatives)
-    probs = jax.nn.sigmoid(L.visible_logits(plain, L.hidden_probs(plain, data)))
-    metrics = {"loss": loss, "free_energy": jnp.mean(L.free_energy(plain, data)),
-               "reconstruction_error": jnp.mean(jnp.sum((data - probs) ** 2, -1)),
-               "layer": jnp.asarray(layer, jnp.float32)}
+    loss, grads, free_energy = L.cd_gradient(ns.params, offsets if centering_rate else None,
+                                             data, negatives)
+    metrics = {"loss": loss, "free_energy": free_energy, "layer": jnp.asarray(layer, jnp.float32)}
     grads, metrics = replica.average((grads, metrics), axis_name)
     updates, opt_state = tx.update(grads, ns.opt_state, ns.params)
     params = optax.apply_updates(ns.params, updates)

@@ -36,9 +36,9 @@ def check(config: ml_collections.ConfigDict, image_shape: tuple[int, ...]) -> No
     if not 0 <= config.centering_rate < 1:
         raise ValueError(f"config.centering_rate must be in [0, 1) (0: plain RBM), "
                          f"got {config.centering_rate}.")
-    if config.ais_temperatures and config.ais_temperatures < 3:
-        raise ValueError(f"config.ais_temperatures must be 0 (no AIS) or at least 3, "
-                         f"got {config.ais_temperatures}.")
+    for field in ("ais_temperatures", "reverse_ais_temperatures"):
+        if config.ais_temperatures and config[field] < 3:
+            raise ValueError(f"config.{field} must be 0 (no AIS) or at least 3, got {config[field]}.")
     if config.ais_temperatures and config.ais_runs < 2:
         raise ValueError(f"config.ais_runs must be at least 2 (the spread needs two), "
                          f"got {config.ais_runs}.")
@@ -53,9 +53,11 @@ def make_optimizer(config: ml_collections.ConfigDict) -> optax.GradientTransform
     lr = config.learning_rate
     if config.get("lr_decay") == "cosine":
         lr = optax.cosine_decay_schedule(lr, config.num_steps)
+    sgd = optax.sgd(lr, momentum=config.momentum or None)
+    if not config.weight_decay:
+        return sgd
     decay_mask = lambda params: {k: k == "W" for k in params}  # noqa: E731
-    return optax.chain(optax.add_decayed_weights(config.weight_decay, mask=decay_mask),
-                       optax.sgd(lr, momentum=config.momentum or None))
+    return optax.chain(optax.add_decayed_weights(config.weight_decay, mask=decay_mask), sgd)
 
 
 def layer_sizes(config: ml_collections.ConfigDict, image_shape: tuple[int, ...]) -> list[int]:
@@ -119,7 +121,7 @@ def _split_spec(config) -> gdata.DataSpec:
                           download=config.get("download", True), seed=config.seed)
 
 
-def _real_rows(batches: Iterable[dict]) -> np.ndarray:
+def flat_images(batches: Iterable[dict]) -> np.ndarray:
     """Every real (unmasked) image of ``batches``, flattened: [N, D]."""
     rows = [np.asarray(b["image"])[np.asarray(b["mask"]) > 0] for b in batches]
     rows = np.concatenate(rows)
@@ -139,15 +141,17 @@ def _monitor(plain: L.Params, test: jax.Array, train: jax.Array, key: jax.Array)
 
 
 def likelihoods(plain: L.Params, test: np.ndarray, train: np.ndarray, temperatures: int,
-                runs: int, key: jax.Array) -> dict[str, float]:
-    """The test (and train) log-likelihood in nats per image: forward AIS's estimate with
-    ``runs`` chains, its +-3 standard-error band, the reverse-AIS lower estimate (one
-    chain per test digit) and its standard error; exact as well when H <= 20."""
+                runs: int, reverse_temperatures: int, key: jax.Array) -> dict[str, float]:
+    """The test (and train) log-likelihood in nats per image: forward AIS's estimate
+    (``runs`` chains, ``temperatures`` betas), its +-3 standard-error band, the
+    reverse-AIS lower estimate (one chain per test digit, ``reverse_temperatures``
+    betas) and its standard error; exact as well when H <= 20."""
     base = A.base_rate_bias(jnp.mean(train, 0))
-    schedule = jnp.asarray(A.betas(temperatures))
     fwd_key, rev_key = jax.random.split(key)
-    z = jax.jit(A.ais_log_z, static_argnums=3)(plain, base, schedule, runs, fwd_key)
-    rev = np.asarray(jax.jit(A.reverse_ais_log_likelihood)(plain, base, schedule, test, rev_key))
+    z = jax.jit(A.ais_log_z, static_argnums=3)(plain, base, jnp.asarray(A.betas(temperatures)),
+                                               runs, fwd_key)
+    rev = np.asarray(jax.jit(A.reverse_ais_log_likelihood)(
+        plain, base, jnp.asarray(A.betas(reverse_temperatures)), test, rev_key))
     neg_f = -float(jnp.mean(L.free_energy(plain, test)))
     out = {"ais_log_likelihood": neg_f - float(z["log_z"]),
            "ais_log_likelihood_high": neg_f - float(z["log_z_low"]),
@@ -169,15 +173,15 @@ def _make_evaluate(config, image_shape):
     key = rng.stream(config.seed, "eval_metrics")
 
     def evaluate(state: gstate.TrainState, batches: Iterable[dict]) -> dict[str, float]:
-        test = _real_rows(batches)
-        train = _real_rows(gdata.eval_iterator(_split_spec(config), "train",
+        test = flat_images(batches)
+        train = flat_images(gdata.eval_iterator(_split_spec(config), "train",
                                                global_batch_size=config.eval_batch_size))
         plain = rsteps.plain_layers(state)[0]
         m = {k: float(v) for k, v in _monitor(plain, test, train, key).items()}
         m["free_energy_gap"] = m["free_energy"] - m["train_free_energy"]
         if config.ais_temperatures and len(config.hidden) == 1:
             m.update(likelihoods(plain, test, train, config.ais_temperatures, config.ais_runs,
-                                 jax.random.fold_in(key, 1)))
+                                 config.reverse_ais_temperatures, jax.random.fold_in(key, 1)))
         return {f"test/{k}": v for k, v in m.items()}
 
     return evaluate
