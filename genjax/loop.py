@@ -130,11 +130,15 @@ def _first(batches: Iterable[np.ndarray], n: int, kept: list | None = None
 
 
 def evaluate(task: Task, state: TrainState, config: ml_collections.ConfigDict,
-             eval_spec: gdata.DataSpec, image_shape: tuple[int, ...]) -> dict[str, float]:
-    """The task's own test metrics plus, for generative tasks on MNIST-like data,
-    `score_samples` of ``config.eval_samples`` samples (the same noise every time)."""
-    results = task.evaluate(state, gdata.eval_iterator(
-        eval_spec, "test", global_batch_size=config.eval_batch_size))
+             eval_spec: gdata.DataSpec, image_shape: tuple[int, ...], final: bool = False
+             ) -> dict[str, float]:
+    """The task's own test metrics (with its ``final_evaluate`` ones when ``final``) plus,
+    for generative tasks on MNIST-like data, `score_samples` of ``config.eval_samples``
+    samples (the same noise every time)."""
+    test = lambda: gdata.eval_iterator(eval_spec, "test", global_batch_size=config.eval_batch_size)  # noqa: E731
+    results = task.evaluate(state, test())
+    if final and task.final_evaluate is not None:
+        results.update(task.final_evaluate(state, test()))
     extractor = domain_extractor_for(config, image_shape)
     if task.sample is not None and extractor is not None:
         fake = task.sample(state, rng.stream(config.seed, "eval_samples"), config.eval_samples)
@@ -186,9 +190,9 @@ class Setup:
         op on its own), before any `data_initialized`."""
         return jax.jit(self.task.init)(self.init_key)
 
-    def evaluate(self, state: TrainState) -> dict[str, float]:
-        """`evaluate` of ``state`` (one local copy)."""
-        return evaluate(self.task, state, self.config, self.eval_spec, self.image_shape)
+    def evaluate(self, state: TrainState, final: bool = False) -> dict[str, float]:
+        """`evaluate` of ``state`` (one local copy); ``final``: the run's last one."""
+        return evaluate(self.task, state, self.config, self.eval_spec, self.image_shape, final)
 
 
 def data_initialized(task: Task, state: TrainState, spec: gdata.DataSpec,
@@ -349,7 +353,7 @@ def _finish(run: Setup, state: TrainState, workdir: str, writer: MetricWriter,
         for name, imgs in grids.items():
             save_grid(os.path.join(workdir, f"{name}.png"), imgs)
     try:
-        results = run.evaluate(state)
+        results = run.evaluate(state, final=True)
         bad = writer.scalars(step, results) if results else []
     finally:
         if jax.process_index() == 0:

@@ -35,6 +35,7 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
     common.add_data_and_loop(c, preprocess="binarize_dynamic", batch_size=100,
                              num_steps=4000, every=1000)
     c.eval_preprocess = "binarize_static"
+    c.eval_every = 1000          # free energies, their gap and the pseudo-likelihood; AIS at the end
     if variant == "test":
         c.hidden = [16]
         c.num_chains = 16

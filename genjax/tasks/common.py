@@ -35,6 +35,9 @@ class Task(NamedTuple):
       data_init: (fresh state, the run's first training batch) -> the state to train from,
         for models whose initial parameters depend on data (the flows' ActNorm); None
         for the rest. The loop applies it to every fresh state, never to a restored one.
+      final_evaluate: (state, test batches) -> metrics too costly for every evaluation
+        (the RBMs' AIS log-likelihood), added to the run's final evaluation only; None
+        for the rest.
     """
 
     init: Callable[[jax.Array], TrainState]
@@ -44,6 +47,7 @@ class Task(NamedTuple):
     examples_per_step: int
     sample: Callable[[TrainState, jax.Array, int], Iterator[np.ndarray]] | None = None
     data_init: Callable[[TrainState, Batch], TrainState] | None = None
+    final_evaluate: Callable[[TrainState, Iterable[Batch]], dict[str, float]] | None = None
 
 
 OPTIMIZERS = ("adam", "rmsprop")

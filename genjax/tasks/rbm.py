@@ -154,37 +154,58 @@ def likelihoods(plain: L.Params, test: np.ndarray, train: np.ndarray, temperatur
         plain, base, jnp.asarray(A.betas(reverse_temperatures)), test, rev_key))
     neg_f = -float(jnp.mean(L.free_energy(plain, test)))
     out = {"ais_log_likelihood": neg_f - float(z["log_z"]),
-           "ais_log_likelihood_high": neg_f - float(z["log_z_low"]),
            "ais_log_likelihood_low": neg_f - float(z["log_z_high"]),
            "train_ais_log_likelihood": -float(jnp.mean(L.free_energy(plain, train)))
            - float(z["log_z"]),
            "ais_log_z": float(z["log_z"]),
            "reverse_ais_log_likelihood": float(rev.mean()),
            "reverse_ais_log_likelihood_stderr": float(rev.std(ddof=1) / np.sqrt(len(rev)))}
+    if np.isfinite(float(z["log_z_low"])):  # -inf when the spread exceeds the mean
+        out["ais_log_likelihood_high"] = neg_f - float(z["log_z_low"])
     if plain["W"].shape[1] <= 20:
         out["exact_log_likelihood"] = neg_f - float(L.log_z_exact(plain))
     return out
 
 
-def _make_evaluate(config, image_shape):
+def _test_and_train(config, batches: Iterable[dict]) -> tuple[np.ndarray, np.ndarray]:
+    """The test digits of ``batches`` and every training digit (read with the evaluation
+    preprocessing), flattened."""
+    train = gdata.eval_iterator(_split_spec(config), "train",
+                                global_batch_size=config.eval_batch_size)
+    return flat_images(batches), flat_images(train)
+
+
+def _make_evaluate(config):
     """``evaluate(state, test batches)``: the monitors of `_monitor` on the test digits and
-    the free-energy gap to the training digits (first layer), then, for a single RBM
-    with ``config.ais_temperatures``, `likelihoods`."""
+    the free-energy gap to the training digits (first layer)."""
     key = rng.stream(config.seed, "eval_metrics")
 
     def evaluate(state: gstate.TrainState, batches: Iterable[dict]) -> dict[str, float]:
-        test = flat_images(batches)
-        train = flat_images(gdata.eval_iterator(_split_spec(config), "train",
-                                               global_batch_size=config.eval_batch_size))
-        plain = rsteps.plain_layers(state)[0]
+        test, train = _test_and_train(config, batches)
+        plain = rsteps.plain_layers(state, 1)[0]
         m = {k: float(v) for k, v in _monitor(plain, test, train, key).items()}
         m["free_energy_gap"] = m["free_energy"] - m["train_free_energy"]
-        if config.ais_temperatures and len(config.hidden) == 1:
-            m.update(likelihoods(plain, test, train, config.ais_temperatures, config.ais_runs,
-                                 config.reverse_ais_temperatures, jax.random.fold_in(key, 1)))
         return {f"test/{k}": v for k, v in m.items()}
 
     return evaluate
+
+
+def _make_final_evaluate(config):
+    """``final_evaluate(state, test batches)``: `likelihoods` of a single RBM (at the end
+    of a run only: AIS and reverse AIS take minutes); None for a deep belief net or
+    without ``config.ais_temperatures``."""
+    if not config.ais_temperatures or len(config.hidden) != 1:
+        return None
+    key = jax.random.fold_in(rng.stream(config.seed, "eval_metrics"), 1)
+
+    def final_evaluate(state: gstate.TrainState, batches: Iterable[dict]) -> dict[str, float]:
+        test, train = _test_and_train(config, batches)
+        found = likelihoods(rsteps.plain_layers(state, 1)[0], test, train,
+                            config.ais_temperatures, config.ais_runs,
+                            config.reverse_ais_temperatures, key)
+        return {f"test/{k}": v for k, v in found.items()}
+
+    return final_evaluate
 
 
 def _make_images(config, image_shape):
@@ -230,6 +251,6 @@ def build(config: ml_collections.ConfigDict, image_shape: tuple[int, ...],
         return x.reshape(b, *image_shape)
 
     return Task(init=_init(config, sizes, tx), train_step=step,
-                evaluate=_make_evaluate(config, image_shape),
+                evaluate=_make_evaluate(config), final_evaluate=_make_final_evaluate(config),
                 images=_make_images(config, image_shape), examples_per_step=config.batch_size,
                 sample=sampler(_draw, b), data_init=_data_init(config, tx))
