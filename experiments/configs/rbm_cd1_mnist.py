@@ -4,7 +4,12 @@ phase is one Gibbs sweep started at each training digit (Hinton 2002).
 Command:
   python -m experiments.rbm --config=experiments/configs/rbm_cd1_mnist.py --workdir=runs/rbm_cd1
 
-Budget and result: not measured yet.
+Budget and result (one seed, 2-core Intel Xeon family 6 model 167): 0.77 training
+minutes (compile included), 4.4 minutes with the evaluations. Test log-likelihood by
+AIS -126.57 nats (band -126.69 to -126.43), reverse AIS -129.17 (standard error 1.0):
+some 26-27 nats below PCD's and CD-25's, brackets far apart. Pseudo-likelihood -79.75, the best of the four
+configs: CD-1 learns the data's local structure, not a distribution chains can sample
+(independent chains from noise: domain FID 2638, rarest class 0.3 %).
 
 Variants: ``:test`` is a tiny, seconds-long configuration for tests and smoke runs.
 """

@@ -4,7 +4,12 @@ training digit per update (Salakhutdinov & Murray 2008's best-scored RBM used CD
 Command:
   python -m experiments.rbm --config=experiments/configs/rbm_cd25_mnist.py --workdir=runs/rbm_cd25
 
-Budget and result: not measured yet.
+Budget and result (one seed, 2-core Intel Xeon family 6 model 167): 6.9 training
+minutes (compile included; 25 sweeps per update make a step about 8 times PCD-1's),
+then the evaluations. Test log-likelihood by AIS -99.16 nats (band -99.62 to -98.25),
+reverse AIS -103.07 (standard error 0.9): level with PCD-1 (median -100.28) at eight
+times its cost, and 27 nats above CD-1 with brackets far apart. Pseudo-likelihood
+-80.72; samples: domain FID 415, precision 0.72, rarest class 4.3 %.
 
 Variants: ``:test`` is a tiny, seconds-long configuration for tests and smoke runs.
 """

@@ -46,7 +46,11 @@ def _rows(x: jax.Array, axis_name: str | None) -> jax.Array:
     """This replica's block of rows of a global array (all of it without an axis)."""
     if axis_name is None:
         return x
-    n = x.shape[0] // jax.lax.axis_size(axis_name)
+    replicas = jax.lax.axis_size(axis_name)
+    if x.shape[0] % replicas:
+        raise ValueError(f"config.num_chains ({x.shape[0]}) must divide by the {replicas} "
+                         f"devices: each advances an equal block of the persistent chains.")
+    n = x.shape[0] // replicas
     return jax.lax.dynamic_slice_in_dim(x, jax.lax.axis_index(axis_name) * n, n)
 
 
@@ -59,7 +63,7 @@ def shift_offsets(params: L.Params, offsets: L.Offsets, data: jax.Array, rate: f
                   axis_name: str | None) -> tuple[L.Params, L.Offsets]:
     """Move the centering offsets a fraction ``rate`` toward the batch's visible mean and
     mean hidden probability, and re-parameterise b and c so that the distribution is
-    unchanged (b += W (lam' - lam), c += W^T (mu' - mu); see `genjax.nn.rbm.to_plain`)."""
+    unchanged (b += W (lam' - lam), c += W^T (mu' - mu); see `genjax.losses.rbm.to_plain`)."""
     a = params["c"] + (data - offsets["visible"]) @ params["W"]
     means = replica.average((jnp.mean(data, 0), jnp.mean(jax.nn.sigmoid(a), 0)), axis_name)
     mu = (1.0 - rate) * offsets["visible"] + rate * means[0]
