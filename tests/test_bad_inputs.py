@@ -90,7 +90,7 @@ CONFIG_CASES = [
     ("EMA decay 1", GAN, {"ema_decay": 1.0}, None, ValueError, r"config.ema_decay must be in \[0, 1\)"),
     ("label smoothing 1", GAN, {"label_smoothing": 1.0}, None, ValueError,
      r"config.label_smoothing must be in \[0, 1\)"),
-    ("unknown task", VAE, {"task": "rbm"}, None, ValueError, r"Unknown task 'rbm'; valid: vae, gan"),
+    ("unknown task", VAE, {"task": "ebm"}, None, ValueError, r"Unknown task 'ebm'; valid: vae, gan"),
     ("unknown generator", GAN, {"generator": "resnet"}, None, ValueError,
      r"Unknown generator 'resnet'; valid: mlp, conv, dcgan, sngan"),
     ("unknown minibatch feature", GAN, {"minibatch": "mbstd"}, None, ValueError,

@@ -6,7 +6,12 @@ probabilities. Samples: Gibbs chains of the top RBM, propagated down.
 Command:
   python -m experiments.rbm --config=experiments/configs/dbn_mnist.py --workdir=runs/dbn
 
-Budget and result: not measured yet.
+Budget and result (one seed, 2-core Intel Xeon family 6 model 167, measured while the
+test suite ran beside it): 8,000 updates in 3.1 training minutes. The first RBM alone:
+free-energy gap 5.9 nats, pseudo-likelihood -81.03. The net's samples (1,000 chains of
+the top RBM from noise, 1,000 sweeps, propagated down) are not yet digits of every
+class: domain FID 2510, precision 0.999, recall 0.04, 6 classes of 10 (one seed). Its
+likelihood bound is not computed.
 
 Variants: ``:test`` is a tiny, seconds-long configuration for tests and smoke runs.
 """
