@@ -67,13 +67,15 @@ def hidden_probs(params: Params, v: jax.Array, beta: float | jax.Array = 1.0) ->
     return jax.nn.sigmoid(beta * (params["c"] + v @ params["W"]))
 
 
-def visible_logits(params: Params, h: jax.Array, beta: float | jax.Array = 1.0,
-                   base_bias: jax.Array | None = None) -> jax.Array:
-    """The logits of p(v_i = 1 | h) of a plain RBM; with ``base_bias`` those of the AIS
-    path between the base-rate model (visible biases ``base_bias``, no weights) and the
-    RBM at inverse temperature ``beta``."""
-    logits = beta * (params["b"] + h @ params["W"].T)
-    return logits if base_bias is None else logits + (1.0 - beta) * base_bias
+def visible_logits(params: Params, h: jax.Array) -> jax.Array:
+    """The logits of p(v_i = 1 | h) of a plain RBM: b + W h."""
+    return params["b"] + h @ params["W"].T
+
+
+def reconstruction(params: Params, v: jax.Array) -> jax.Array:
+    """p(v' = 1 | h) at h = p(h | v), mean field both ways (a plain RBM's reconstruction
+    of ``v``)."""
+    return jax.nn.sigmoid(visible_logits(params, hidden_probs(params, v)))
 
 
 def log_z_exact(params: Params, chunk: int = 4096) -> jax.Array:

@@ -131,7 +131,7 @@ def flat_images(batches: Iterable[dict]) -> np.ndarray:
 @jax.jit
 def _monitor(plain: L.Params, test: jax.Array, train: jax.Array, key: jax.Array):
     """Free energies, pseudo-likelihoods and reconstruction error of the digits."""
-    recon = jax.nn.sigmoid(L.visible_logits(plain, L.hidden_probs(plain, test)))
+    recon = L.reconstruction(plain, test)
     return {"free_energy": jnp.mean(L.free_energy(plain, test)),
             "train_free_energy": jnp.mean(L.free_energy(plain, train)),
             "pseudo_likelihood": jnp.mean(L.pseudo_likelihood(plain, test)),
@@ -220,7 +220,7 @@ def _make_images(config, image_shape):
         lo, hi = w.min(1, keepdims=True), w.max(1, keepdims=True)
         filters = (w - lo) / jnp.maximum(hi - lo, 1e-12)
         samples = draw_samples(layers, key, SHOWN, config.sample_steps)
-        recon = jax.nn.sigmoid(L.visible_logits(layers[0], L.hidden_probs(layers[0], x)))
+        recon = L.reconstruction(layers[0], x)
         pairs = jnp.stack([x, recon], 1).reshape(-1, x.shape[-1])
         return filters, samples, pairs
 
