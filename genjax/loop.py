@@ -324,7 +324,7 @@ def _train(run: Setup, driver: parallel.Driver, ckpt: Checkpointer, state: Train
             if step % c.log_every == 0 or saving:
                 _log(acc, n_acc, step, state, run, driver, ckpt, progress, writer, clock)
                 acc, n_acc = None, 0
-            if step % c.sample_every == 0:
+            if step % c.sample_every == 0 and not last:  # the last grid is _finish's
                 writer.images(step, task.images(driver.local(state), run.show), samples_dir)
             if c.eval_every and step % c.eval_every == 0 and not last:
                 with clock.excluded():

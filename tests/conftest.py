@@ -6,11 +6,22 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 # The tests compile many small steps and run each only a few times, so compiling is most
 # of the suite's time: XLA:CPU's LLVM backend at -O0 halves it (measured: the SNGAN run's
-# step 7.0 -> 3.5 s). Subprocesses (chaos runs) inherit it; tests/parallel_worker.py adds it.
+# step 7.0 -> 3.5 s). Subprocesses (chaos runs) inherit it; tests/parallel_worker.py sets it too.
 TEST_XLA_FLAGS = "--xla_backend_optimization_level=0"
 os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {TEST_XLA_FLAGS}".strip()
 
 import pytest  # noqa: E402
+
+
+def pytest_collection_modifyitems(items: list) -> None:
+    """Longest tests first, so that neither xdist worker is left with a long test at the
+    end while the other idles: a test's expected seconds are the largest of its
+    ``slow(seconds=...)`` marks (a parameter's or its function's); unmarked tests keep
+    their order after them."""
+    def seconds(item) -> float:
+        return max((m.kwargs.get("seconds", 0) for m in item.iter_markers("slow")), default=0)
+
+    items.sort(key=lambda item: -seconds(item))
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -30,9 +30,12 @@ import os
 import sys
 
 # One XLA:CPU dot library for every driver, XLA's default (jax.pmap takes no per-step
-# compiler options, and the flag overrides the drivers' choice), and XLA's default LLVM
-# optimisation rather than the suite's -O0 (tests/conftest.py): what users run.
+# compiler options, and the flag overrides the drivers' choice). LLVM at -O0, as in the
+# rest of the suite (tests/conftest.py): the drivers' arithmetic is XLA's, not LLVM's, and
+# compiling is most of a worker's time (measured alone on 2 cores: WGAN-GP 253 -> 67 s,
+# DCGAN 127 -> 49 s, with the same differences from one device).
 os.environ["XLA_FLAGS"] = "--xla_cpu_experimental_ynn_fusion_type=individual_dot " \
+    "--xla_backend_optimization_level=0 " \
     "--xla_force_host_platform_device_count=" + ("4" if sys.argv[1] == "drivers" else "2")
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -55,7 +58,9 @@ def config(name: str, driver: str):
     name, _, variant = name.partition("+")
     c = importlib.import_module(f"experiments.configs.{name}").get_config("test")
     c.parallel = driver
-    c.batch_size = 16
+    # 4 rows per device; the diffusion U-Net's unoptimised float64 convolutions (emitted
+    # loops, ~0.5 s per row and step) get 2.
+    c.batch_size = 8 if name == "ddpm_mnist_cond" else 16
     if name == "wgan_gp_mnist":
         # Two critic updates per step test the interleaved split of the real batches as
         # five do, at a fraction of the float64 compile (the suite's longest).
@@ -97,7 +102,7 @@ def run(name: str, driver: str, rows: slice | None = None, steps_per_call: int =
     cast = in_float64 if float64 else lambda tree: tree
     with jax.enable_x64(float64):
         d = parallel.make_driver(driver, counted, steps_per_call=steps_per_call)
-        state = d.place(cast(jax.jit(task.init)(jax.random.key(0))))
+        state = d.place(cast(initial_state(name, task)))
         host = batches(c.preprocess, task.examples_per_step, STEPS)
         if rows is not None:
             host = [{k: v[rows] for k, v in batch.items()} for batch in host]
@@ -109,6 +114,17 @@ def run(name: str, driver: str, rows: slice | None = None, steps_per_call: int =
         if driver == "pmap":
             same = all(bool(np.all(x == x[:1])) for x in flat(state))
         return d.local(state), len(traces), same
+
+
+_INITIAL: dict = {}
+
+
+def initial_state(name: str, task):
+    """``task.init(key 0)`` of config ``name``, compiled once per worker (a U-Net's init
+    compiles for 8-17 s): a task's init takes no axis, so every driver starts from it."""
+    if name not in _INITIAL:
+        _INITIAL[name] = jax.jit(task.init)(jax.random.key(0))
+    return _INITIAL[name]
 
 
 def flat(state) -> list[np.ndarray]:

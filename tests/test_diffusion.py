@@ -255,7 +255,7 @@ def test_config_trains_and_scores(data_dir, tmp_path):
     assert final["test/bits_per_dim_stderr"] > 0
 
 
-@pytest.mark.slow  # about 70 s on 2 cores
+@pytest.mark.slow(seconds=170)  # on 2 cores
 def test_conditional_config_resumes_exactly_and_evaluates_with_other_samplers(
         data_dir, tmp_path, capsys):
     """The conditional `:test` config (label dropout, guidance, EMA): with its step-4

@@ -62,7 +62,8 @@ from genjax.metrics import statistics  # noqa: E402
 
 # Building and running both networks at 299x299 on CPU takes a minute or two: the whole
 # file runs with the slow tests (.ci/run's second step).
-pytestmark = pytest.mark.slow
+# One xdist worker builds the module's networks once (`.ci/run`: --dist loadgroup).
+pytestmark = [pytest.mark.slow(seconds=130), pytest.mark.xdist_group("inception")]
 
 FEATURE_RTOL = 1e-4  # max |genjax - torch| / max |torch| for pool3 features and for logits
 CENTRED_RTOL = 1e-3  # the same for features minus their batch mean (see the test)

@@ -130,12 +130,12 @@ def test_unknown_task_is_a_clear_error(data_dir, tmp_path):
         loop.train_and_evaluate(_config(data_dir, task="gan_x"), str(tmp_path))
 
 
-@pytest.mark.slow  # 100 s (VAE) and 140 s (SNGAN) on 2 cores: five launches each
-@pytest.mark.parametrize("config", ["vae_mnist:test", "sngan_mnist:test"])
-def test_chaos_short_form_three_kills_end_bitwise_equal(config, data_dir, tmp_path):
-    """`benchmarks.chaos` with R = 3 (on the GAN: with BatchNorm, spectral norm and EMA):
-    one kill lands in a checkpoint write, and the final state equals an uninterrupted
-    run's."""
+@pytest.mark.slow(seconds=130)  # on 2 cores: five launches
+def test_chaos_short_form_three_kills_end_bitwise_equal(data_dir, tmp_path):
+    """`benchmarks.chaos` with R = 3 on the SNGAN (BatchNorm, spectral norm and EMA in the
+    state): one kill lands in a checkpoint write, and the final state equals an
+    uninterrupted run's. (The VAE's run, a subset of this state, is the benchmark's.)"""
+    config = "sngan_mnist:test"
     from benchmarks import chaos
 
     r = chaos.chaos(config, kills=3, steps=16, every=2, seed=0,

@@ -319,7 +319,7 @@ def test_plain_pixelcnn_config_builds_and_steps():
     assert int(state.step) == 1 and np.isfinite(float(metrics["loss"])) and float(metrics["loss"]) > 0
 
 
-@pytest.mark.slow  # about 3 min on 2 cores: pixel-by-pixel sampling in every run
+@pytest.mark.slow(seconds=190)  # on 2 cores: pixel-by-pixel sampling in every run
 @pytest.mark.parametrize("name", ["pixelcnn_pp_mnist"])
 def test_each_config_trains_and_resumes_exactly(name, data_dir, tmp_path, capsys):
     """PixelCNN++'s `:test` variant (class-conditional here; `pixelcnn_pp_cifar10:test` is
