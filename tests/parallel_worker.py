@@ -102,7 +102,7 @@ def run(name: str, driver: str, rows: slice | None = None, steps_per_call: int =
     cast = in_float64 if float64 else lambda tree: tree
     with jax.enable_x64(float64):
         d = parallel.make_driver(driver, counted, steps_per_call=steps_per_call)
-        state = d.place(cast(initial_state(name, task)))
+        state = d.place(cast(initial_state(name, task, float64)))
         host = batches(c.preprocess, task.examples_per_step, STEPS)
         if rows is not None:
             host = [{k: v[rows] for k, v in batch.items()} for batch in host]
@@ -119,12 +119,13 @@ def run(name: str, driver: str, rows: slice | None = None, steps_per_call: int =
 _INITIAL: dict = {}
 
 
-def initial_state(name: str, task):
-    """``task.init(key 0)`` of config ``name``, compiled once per worker (a U-Net's init
-    compiles for 8-17 s): a task's init takes no axis, so every driver starts from it."""
-    if name not in _INITIAL:
-        _INITIAL[name] = jax.jit(task.init)(jax.random.key(0))
-    return _INITIAL[name]
+def initial_state(name: str, task, float64: bool):
+    """``task.init(key 0)`` of config ``name``, compiled once per worker and precision (a
+    U-Net's init compiles for 8-17 s; under x64 some leaves come out float64): a task's
+    init takes no axis, so every driver starts from it."""
+    if (name, float64) not in _INITIAL:
+        _INITIAL[name, float64] = jax.jit(task.init)(jax.random.key(0))
+    return _INITIAL[name, float64]
 
 
 def flat(state) -> list[np.ndarray]:
