@@ -40,6 +40,7 @@ os.environ["XLA_FLAGS"] = "--xla_cpu_experimental_ynn_fusion_type=individual_dot
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+import functools  # noqa: E402
 import json  # noqa: E402
 
 import jax  # noqa: E402
@@ -102,7 +103,7 @@ def run(name: str, driver: str, rows: slice | None = None, steps_per_call: int =
     cast = in_float64 if float64 else lambda tree: tree
     with jax.enable_x64(float64):
         d = parallel.make_driver(driver, counted, steps_per_call=steps_per_call)
-        state = d.place(cast(initial_state(name, task, float64)))
+        state = d.place(cast(initial_state(name, float64)))
         host = batches(c.preprocess, task.examples_per_step, STEPS)
         if rows is not None:
             host = [{k: v[rows] for k, v in batch.items()} for batch in host]
@@ -116,16 +117,16 @@ def run(name: str, driver: str, rows: slice | None = None, steps_per_call: int =
         return d.local(state), len(traces), same
 
 
-_INITIAL: dict = {}
+@functools.cache
+def initial_state(name: str, float64: bool):
+    """The one-device task's ``init(key 0)`` of config ``name``, compiled once per worker
+    and precision (a U-Net's init compiles for 8-17 s); every driver starts from it.
+    ``float64`` keys the cache: called under ``jax.enable_x64``, some leaves come out
+    float64, which a float32 run must not start from."""
+    from genjax.tasks import TASKS
 
-
-def initial_state(name: str, task, float64: bool):
-    """``task.init(key 0)`` of config ``name``, compiled once per worker and precision (a
-    U-Net's init compiles for 8-17 s; under x64 some leaves come out float64): a task's
-    init takes no axis, so every driver starts from it."""
-    if (name, float64) not in _INITIAL:
-        _INITIAL[name, float64] = jax.jit(task.init)(jax.random.key(0))
-    return _INITIAL[name, float64]
+    c = config(name, "none")
+    return jax.jit(TASKS[c.task](c, (28, 28, 1)).init)(jax.random.key(0))
 
 
 def flat(state) -> list[np.ndarray]:

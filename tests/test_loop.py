@@ -135,10 +135,9 @@ def test_chaos_short_form_three_kills_end_bitwise_equal(data_dir, tmp_path):
     """`benchmarks.chaos` with R = 3 on the SNGAN (BatchNorm, spectral norm and EMA in the
     state): one kill lands in a checkpoint write, and the final state equals an
     uninterrupted run's. (The VAE's run, a subset of this state, is the benchmark's.)"""
-    config = "sngan_mnist:test"
     from benchmarks import chaos
 
-    r = chaos.chaos(config, kills=3, steps=16, every=2, seed=0,
+    r = chaos.chaos("sngan_mnist:test", kills=3, steps=16, every=2, seed=0,
                     root=str(tmp_path), data_dir=data_dir)
     assert r["kills"] == 3 and r["kills_during_a_write"] >= 1, r
     assert len(r["resumed_at"]) == 3, r  # every restart resumed from a checkpoint
