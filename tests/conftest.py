@@ -8,6 +8,11 @@ os.environ.setdefault("JAX_PLATFORMS", "cpu")
 # of the suite's time: XLA:CPU's LLVM backend at -O0 halves it (measured: the SNGAN run's
 # step 7.0 -> 3.5 s). Subprocesses (chaos runs) inherit it; tests/parallel_worker.py sets it too.
 TEST_XLA_FLAGS = "--xla_backend_optimization_level=0"
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # Under `pytest -n 2` each worker has one core: Eigen's pool of two threads per worker
+    # only makes the two workers' convolutions contend (measured: the GAN, loop and
+    # reliability tests 200 -> 186 s).
+    TEST_XLA_FLAGS += " --xla_cpu_multi_thread_eigen=false"
 os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {TEST_XLA_FLAGS}".strip()
 
 import pytest  # noqa: E402

@@ -306,6 +306,7 @@ def test_pytorch_reference_unet_is_the_same_function(num_classes):
     model = UNet(channels=8, channel_mult=(1, 2), num_classes=num_classes, groups=4)
     x = jax.random.normal(jax.random.key(0), (3, 28, 28, 1))
     t, labels = jnp.array([0, 400, 999]), jnp.array([1, 10, 3])  # 10: no label
+    # Initialised eagerly: a jitted init would return the layers in sorted, not creation, order.
     params = _randomised(model.init(jax.random.key(1), x, t, labels if num_classes else None
                                     )["params"], jax.random.key(2))
     peer = ref.UNet(8, (1, 2), 1, True, num_classes, 4)
@@ -321,7 +322,7 @@ def test_pytorch_reference_unet_is_the_same_function(num_classes):
             m.weight.copy_(torch.from_numpy(np.array(w)))
             if "bias" in p:
                 m.bias.copy_(torch.from_numpy(np.array(p["bias"])))
-        ours = model.apply({"params": params}, x, t, labels if num_classes else None)
+        ours = jax.jit(model.apply)({"params": params}, x, t, labels if num_classes else None)
         theirs = peer(torch.from_numpy(np.asarray(x).transpose(0, 3, 1, 2)),
                       torch.from_numpy(np.asarray(t)),
                       torch.from_numpy(np.asarray(labels)) if num_classes else None)

@@ -21,7 +21,7 @@ from conftest import check_resumes_exactly, short_run_config
 def _random_params(model, x, labels=None, scale=0.3, seed=0):
     """Initial parameters with every leaf perturbed (zero-initialised layers would hide
     paths from the gradients)."""
-    params = model.init(jax.random.key(seed), x, labels)["params"]
+    params = jax.jit(model.init)(jax.random.key(seed), x, labels)["params"]
     leaves, tree = jax.tree.flatten(params)
     keys = jax.random.split(jax.random.key(seed + 1), len(leaves))
     return jax.tree.unflatten(tree, [p + scale * jax.random.normal(k, p.shape)
@@ -33,7 +33,8 @@ def _dependence(model, shape, seed=0):
     channel), from the exact Jacobian of a random network at a random input."""
     x = jax.random.uniform(jax.random.key(seed + 7), (1, *shape), minval=-1.0)
     params = _random_params(model, x, seed=seed)
-    jac = jax.jacrev(lambda x: model.apply({"params": params}, x))(x)  # [1,H,W,P,1,H,W,C]
+    jacobian = jax.jit(jax.jacrev(lambda x: model.apply({"params": params}, x)))
+    jac = jacobian(x)  # [1,H,W,P,1,H,W,C]
     h, w = shape[:2]
     return np.abs(np.asarray(jac)).sum(axis=(0, 3, 4, 7)).reshape(h * w, h * w) > 0
 
@@ -243,8 +244,8 @@ def test_nll_loss_gradient_matches_finite_differences():
                               _random_params(model, x[:1].astype(np.float32), scale=0.05))
         apply = lambda p, x, labels=None: model.apply({"params": p}, x)
         loss = psteps.nll_loss(apply, "logistic_mixture", 2)
-        f = lambda p: loss(p, {"image": jnp.asarray(x)}, None)[0]
-        grad = jax.grad(f)(params)
+        f = jax.jit(lambda p: loss(p, {"image": jnp.asarray(x)}, None)[0])
+        grad = jax.jit(jax.grad(f))(params)
         leaves, tree = jax.tree.flatten(params)
         direction = jax.tree.unflatten(tree, [jax.random.normal(jax.random.key(i), p.shape, p.dtype)
                                               for i, p in enumerate(leaves)])

