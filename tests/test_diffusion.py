@@ -2,6 +2,8 @@
 the samplers against the exact denoiser of Gaussian data, the U-Net, and the `:test`
 config trained, scored and resumed through the loop."""
 
+import functools
+
 import chex
 import jax
 import jax.numpy as jnp
@@ -280,20 +282,32 @@ def test_sampler_grid_entries_parse_or_say_what_is_wrong():
         with pytest.raises(ValueError, match="must be sampler:steps"):
             parse_grid([bad])
 
-def _randomised(tree, key):
-    """``tree`` with every array redrawn (so that no layer is zero, as some start), its
-    dict order kept (jax.tree.map would sort the keys)."""
+
+def _randomised(tree, rng: np.random.Generator):
+    """Random arrays of the shapes of ``tree`` (so that no layer is zero, as some start at
+    initialisation); drawn by NumPy, not op by op in eager JAX (a compile per shape)."""
     if not isinstance(tree, dict):
-        return 0.3 * jax.random.normal(key, tree.shape)
-    keys = jax.random.split(key, len(tree))
-    return {name: _randomised(sub, k) for (name, sub), k in zip(tree.items(), keys)}
+        return (0.3 * rng.standard_normal(tree.shape)).astype(np.float32)
+    return {name: _randomised(sub, rng) for name, sub in tree.items()}
 
 
-def _flax_layers(tree):
-    """The parameter dicts of a Flax tree's layers, in creation order."""
-    if "kernel" in tree or "scale" in tree or "embedding" in tree:
-        return [tree]
-    return [layer for sub in tree.values() for layer in _flax_layers(sub)]
+def _layer_paths(model, *args) -> tuple[dict, list[tuple[str, ...]]]:
+    """The parameter shapes of ``model`` and its layers' paths in the order it calls them,
+    traced abstractly (nothing compiled; a parameter dict from any traced init has its keys
+    sorted, not in call order)."""
+    import flax.linen as nn
+
+    paths = []
+
+    def record(next_fun, call_args, kwargs, context):
+        if isinstance(context.module, (nn.Conv, nn.Dense, nn.GroupNorm, nn.Embed)) and \
+                context.module.path not in paths:
+            paths.append(context.module.path)
+        return next_fun(*call_args, **kwargs)
+
+    with nn.intercept_methods(record):
+        shapes = jax.eval_shape(model.init, jax.random.key(0), *args)["params"]
+    return shapes, paths
 
 
 @pytest.mark.parametrize("num_classes", [0, 10])
@@ -306,13 +320,13 @@ def test_pytorch_reference_unet_is_the_same_function(num_classes):
     model = UNet(channels=8, channel_mult=(1, 2), num_classes=num_classes, groups=4)
     x = jax.random.normal(jax.random.key(0), (3, 28, 28, 1))
     t, labels = jnp.array([0, 400, 999]), jnp.array([1, 10, 3])  # 10: no label
-    # Initialised eagerly: a jitted init would return the layers in sorted, not creation, order.
-    params = _randomised(model.init(jax.random.key(1), x, t, labels if num_classes else None
-                                    )["params"], jax.random.key(2))
+    args = (x, t, labels if num_classes else None)
+    shapes, paths = _layer_paths(model, *args)
+    params = _randomised(shapes, np.random.default_rng(2))
     peer = ref.UNet(8, (1, 2), 1, True, num_classes, 4)
     layers = [m for m in peer.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear,
                                                          torch.nn.GroupNorm, torch.nn.Embedding))]
-    flax_layers = _flax_layers(params)
+    flax_layers = [functools.reduce(dict.get, path, params) for path in paths]
     assert len(layers) == len(flax_layers)
     with torch.no_grad():
         for m, p in zip(layers, flax_layers):
@@ -322,7 +336,7 @@ def test_pytorch_reference_unet_is_the_same_function(num_classes):
             m.weight.copy_(torch.from_numpy(np.array(w)))
             if "bias" in p:
                 m.bias.copy_(torch.from_numpy(np.array(p["bias"])))
-        ours = jax.jit(model.apply)({"params": params}, x, t, labels if num_classes else None)
+        ours = jax.jit(model.apply)({"params": params}, *args)
         theirs = peer(torch.from_numpy(np.asarray(x).transpose(0, 3, 1, 2)),
                       torch.from_numpy(np.asarray(t)),
                       torch.from_numpy(np.asarray(labels)) if num_classes else None)

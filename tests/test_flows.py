@@ -19,21 +19,12 @@ from genjax.nn import flows as F
 from genjax.nn import maf as M
 from genjax.steps import flows as fsteps
 
-from conftest import check_resumes_exactly, short_run_config
-
-
-def _perturbed(params, scale=0.1, seed=1):
-    """``params`` plus Gaussian noise: zero-initialised output layers (every coupling starts
-    as the identity) become generic maps."""
-    leaves, tree = jax.tree.flatten(params)
-    keys = jax.random.split(jax.random.key(seed), len(leaves))
-    return jax.tree.unflatten(tree, [p + scale * jax.random.normal(k, p.shape)
-                                     for p, k in zip(leaves, keys)])
+from conftest import check_resumes_exactly, perturbed, short_run_config
 
 
 def _params(module, x, scale=0.1):
     init = jax.jit(functools.partial(module.init, method="forward"))  # one compile, not one per op
-    return _perturbed(init(jax.random.key(0), x).get("params", {}), scale)
+    return perturbed(init(jax.random.key(0), x).get("params", {}), scale, 1)
 
 
 def _check_bijector(module, x, params=None, atol_inv=1e-5, atol_det=1e-4):
@@ -68,8 +59,10 @@ def test_each_bijector_inverts_with_the_jacobians_log_det(module):
     _check_bijector(module, x)
 
 
-@pytest.mark.parametrize("kind,levels,shape", [("realnvp", 1, (4, 4, 2)), ("realnvp", 2, (4, 4, 1)),
-                                               ("glow", 2, (4, 4, 1)), ("glow", 1, (2, 2, 3))])
+@pytest.mark.parametrize("kind,levels,shape", [
+    pytest.param("realnvp", 1, (4, 4, 2), marks=pytest.mark.slow(seconds=17)),  # 2 cores
+    pytest.param("realnvp", 2, (4, 4, 1), marks=pytest.mark.slow(seconds=20)),
+    ("glow", 2, (4, 4, 1)), ("glow", 1, (2, 2, 3))])
 def test_whole_image_flows_invert_with_the_jacobians_log_det(kind, levels, shape):
     module = F.MultiScaleFlow(shape, kind, levels, 2, 8, 1)
     x = jax.random.uniform(jax.random.key(3), (2, *shape), minval=0.05, maxval=0.95)
@@ -87,9 +80,9 @@ def test_made_output_i_depends_on_exactly_the_inputs_before_i(reverse):
     and (summed over a few inputs) non-zero for every earlier x_j."""
     module = M.MADE(6, 16, 2, reverse)
     x = jax.random.normal(jax.random.key(12), (8, 6))
-    params = _perturbed(module.init(jax.random.key(0), x)["params"], 0.5)
-    jac = jax.vmap(jax.jacfwd(lambda v: jnp.concatenate(module.apply({"params": params}, v[None]),
-                                                        -1)[0]))(x)
+    params = perturbed(jax.jit(module.init)(jax.random.key(0), x)["params"], 0.5, 1)
+    jac = jax.jit(jax.vmap(jax.jacfwd(lambda v: jnp.concatenate(
+        module.apply({"params": params}, v[None]), -1)[0])))(x)
     order = np.arange(6)[::-1] if reverse else np.arange(6)  # position of each input in the order
     earlier = order[None, :] < order[:, None]  # [i, j]: x_j before x_i
     for block in (jac[:, :6], jac[:, 6:]):  # raw log-scales, then shifts
@@ -115,6 +108,7 @@ def test_spline_coupling_inverts_with_the_jacobians_log_det_inside_and_outside_i
     np.testing.assert_array_equal(y[3], x[3])  # outside [-2, 2]: the identity
 
 
+@pytest.mark.slow(seconds=11)  # on 2 cores
 def test_spline_is_monotone_and_maps_its_interval_onto_itself():
     k = jax.random.split(jax.random.key(11), 3)
     widths, heights = jax.random.normal(k[0], (6,)), jax.random.normal(k[1], (6,))
@@ -146,7 +140,7 @@ def test_lu_log_det_is_slogdet_of_the_assembled_matrix_and_starts_a_rotation():
     fresh = module.init(jax.random.key(5), x, method="forward")["params"]
     w0 = module.apply({"params": fresh}, method="matrix")
     np.testing.assert_allclose(w0 @ w0.T, np.eye(6), atol=1e-5)
-    params = _perturbed(fresh, 0.3)
+    params = perturbed(fresh, 0.3, 1)
     w = np.asarray(module.apply({"params": params}, method="matrix"), np.float64)
     _, log_det = module.apply({"params": params}, x, method="forward")
     sign, expected = np.linalg.slogdet(w)
@@ -164,7 +158,8 @@ def test_actnorm_data_init_normalises_its_batch_per_channel():
 
 
 @pytest.mark.parametrize("module,shape", [(F.PointFlow(2, 3, 16, 1), (64, 2)),
-                                          (F.MultiScaleFlow((4, 4, 1), "glow", 2, 2, 8, 1), (32, 4, 4, 1)),
+                                          pytest.param(F.MultiScaleFlow((4, 4, 1), "glow", 2, 2, 8, 1),
+                                                       (32, 4, 4, 1), marks=pytest.mark.slow(seconds=15)),
                                           (M.MAF((4, 4, 1), 4, 16, 1), (32, 4, 4, 1))],
                          ids=["points", "glow", "maf"])
 def test_data_init_normalises_each_actnorm_after_the_layers_before_it(module, shape):
@@ -185,7 +180,7 @@ def test_data_init_normalises_each_actnorm_after_the_layers_before_it(module, sh
         np.testing.assert_allclose(y.std(axes), 1, atol=1e-4)
 
 
-@pytest.mark.parametrize("coupling", ["affine", "spline"])
+@pytest.mark.parametrize("coupling", ["affine", pytest.param("spline", marks=pytest.mark.slow(seconds=12))])
 def test_point_flow_density_integrates_to_one(coupling):
     module = F.PointFlow(2, 4, 32, 2, coupling)
     # Larger draws give splines bins narrower than the grid's spacing.
@@ -286,6 +281,7 @@ def test_each_config_trains_and_resumes_exactly(name, data_dir, tmp_path, capsys
         assert 0 < final["test/bits_per_dim"] < 9, final
 
 
+@pytest.mark.slow(seconds=16)  # on 2 cores
 def test_pytorch_reference_realnvp_is_the_same_function():
     """The benchmark's PyTorch peer (benchmarks/torch_reference.py) is the same flow:
     genjax's parameters loaded into it, layer by layer, give the same log-density."""

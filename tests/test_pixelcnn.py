@@ -15,17 +15,14 @@ from genjax.losses import pixelcnn as L
 from genjax.nn import pixelcnn as P
 from genjax.steps import pixelcnn as psteps
 
-from conftest import check_resumes_exactly, short_run_config
+from conftest import check_resumes_exactly, perturbed, short_run_config
 
 
 def _random_params(model, x, labels=None, scale=0.3, seed=0):
     """Initial parameters with every leaf perturbed (zero-initialised layers would hide
     paths from the gradients)."""
-    params = jax.jit(model.init)(jax.random.key(seed), x, labels)["params"]
-    leaves, tree = jax.tree.flatten(params)
-    keys = jax.random.split(jax.random.key(seed + 1), len(leaves))
-    return jax.tree.unflatten(tree, [p + scale * jax.random.normal(k, p.shape)
-                                     for p, k in zip(leaves, keys)])
+    return perturbed(jax.jit(model.init)(jax.random.key(seed), x, labels)["params"], scale,
+                     seed + 1)
 
 
 def _dependence(model, shape, seed=0):
@@ -101,6 +98,7 @@ def test_bernoulli_model_is_a_distribution_over_all_binary_images(name):
         np.testing.assert_allclose(total, 1.0, rtol=1e-5)
 
 
+@pytest.mark.slow(seconds=33)  # on 2 cores
 def test_logistic_mixture_model_is_a_distribution_over_all_8bit_images():
     """Every 8-bit 1x2 image (65,536): the network's discretised mixture sums to 1."""
     levels = np.arange(256) / 127.5 - 1.0
@@ -208,8 +206,9 @@ def test_sampling_a_network_is_deterministic_per_key():
     assert set(np.unique(a)) <= {0.0, 1.0}
 
 
-@pytest.mark.parametrize("name,likelihood", [("gated", "bernoulli"),
-                                             ("pixelcnn++", "logistic_mixture")])
+@pytest.mark.parametrize("name,likelihood", [
+    ("gated", "bernoulli"),
+    pytest.param("pixelcnn++", "logistic_mixture", marks=pytest.mark.slow(seconds=24))])  # 2 cores
 def test_rowwise_sampling_equals_full_passes(name, likelihood):
     """The sampler that computes the context once per row draws the very images of the
     one that runs the whole network per pixel (same key), for a conditional model and for
@@ -234,6 +233,7 @@ def test_rowwise_sampling_equals_full_passes(name, likelihood):
     assert len(np.unique(a)) > 2 if likelihood != "bernoulli" else set(np.unique(a)) <= {0, 1}
 
 
+@pytest.mark.slow(seconds=27)  # on 2 cores
 def test_nll_loss_gradient_matches_finite_differences():
     """The training loss (mean NLL over images) against central differences in float64
     (small weights: log-scales well above their floor of -7, where the loss has a kink)."""
@@ -274,6 +274,7 @@ def test_config_trains_and_scores(data_dir, tmp_path):
                                rtol=1e-6)
 
 
+@pytest.mark.slow(seconds=9)  # each, on 2 cores
 @pytest.mark.parametrize("num_classes", [0, 10])
 def test_pytorch_reference_gated_pixelcnn_is_the_same_function(num_classes):
     """The benchmark's PyTorch peer (benchmarks/torch_reference.py) is the same network:

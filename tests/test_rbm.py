@@ -214,7 +214,8 @@ def test_betas_follow_the_three_stages():
         A.betas(2)
 
 
-@pytest.mark.parametrize("name", ["rbm_centered_mnist", "dbn_mnist"])
+@pytest.mark.parametrize("name", ["rbm_centered_mnist",
+                                  pytest.param("dbn_mnist", marks=pytest.mark.slow(seconds=20))])
 def test_config_trains_resumes_exactly_and_scores(name, data_dir, tmp_path, capsys):
     """The `:test` variants train 4 steps through the loop (the DBN: two on each layer);
     with the step-4 checkpoint removed the run resumes from step 2 and ends bitwise
