@@ -84,6 +84,17 @@ def short_run_config(name: str, data_dir: str):
     return c
 
 
+def train_unfinished(config, workdir):
+    """`loop.train_and_evaluate` without its end (final grids, evaluation and curves): for
+    runs of which a test compares only the state, checkpoints or logged losses."""
+    from unittest import mock
+
+    from genjax import loop
+
+    with mock.patch.object(loop, "_finish"):
+        return loop.train_and_evaluate(config, str(workdir))
+
+
 def check_resumes_exactly(config, workdir, capsys) -> dict:
     """Train ``config`` (a `short_run_config`: checkpoints at 2 and 4) in ``workdir``, remove
     the step-4 checkpoint and run again: the second run must resume from step 2 and end
@@ -93,15 +104,12 @@ def check_resumes_exactly(config, workdir, capsys) -> dict:
     import json
     import re
     import shutil
-    from unittest import mock
-
     import chex
     import jax
 
     from genjax import loop
 
-    with mock.patch.object(loop, "_finish"):
-        straight = loop.train_and_evaluate(config, str(workdir))
+    straight = train_unfinished(config, workdir)
     shutil.rmtree(workdir / "checkpoints" / "4")
     capsys.readouterr()
     resumed = loop.train_and_evaluate(config, str(workdir))

@@ -233,8 +233,8 @@ def test_unet_shapes_time_embedding_and_labels():
         assert jax.eval_shape(net.apply, params, x, t).shape == x.shape
     net = UNet(8, (1, 2), 1, True, num_classes=10)
     x = jax.random.normal(jax.random.key(0), (2, 28, 28, 1))
-    params = jax.jit(net.init)(jax.random.key(1), x, jnp.array([1, 2]), jnp.array([0, 1]))["params"]
-    params = jax.tree.map(lambda p: p + 0.01, params)  # leave the zero-initialised start
+    shapes = jax.eval_shape(net.init, jax.random.key(1), x, jnp.array([1, 2]), jnp.array([0, 1]))
+    params = _randomised(shapes["params"], np.random.default_rng(1))  # no layer left at zero
     apply = jax.jit(lambda labels: net.apply({"params": params}, x, jnp.array([1, 2]), labels))
     a, b = apply(jnp.array([0, 1])), apply(jnp.array([10, 1]))  # "no label" for the first
     assert a.shape == x.shape

@@ -14,6 +14,8 @@ from experiments.configs import vae_mnist
 from genjax import loop
 from genjax.checkpoint import Checkpointer, CheckpointWriteError
 
+from conftest import train_unfinished
+
 
 def _config(data_dir, **overrides):
     c = vae_mnist.get_config("test")
@@ -46,12 +48,12 @@ def test_run_leaves_every_output(straight):
 
 
 def test_corrupted_latest_checkpoint_falls_back(straight, data_dir, tmp_path):
-    loop.train_and_evaluate(_config(data_dir, num_steps=10), str(tmp_path))
+    train_unfinished(_config(data_dir, num_steps=10), tmp_path)
     ckpts = tmp_path / "checkpoints"
     (ckpts / "15" / "default").mkdir(parents=True)  # a step folder with garbage in it
     (ckpts / "15" / "default" / "manifest.ocdbt").write_bytes(b"\x00truncated")
     (ckpts / "17.orbax-checkpoint-tmp-99").mkdir()  # an interrupted write
-    resumed = loop.train_and_evaluate(_config(data_dir), str(tmp_path))
+    resumed = train_unfinished(_config(data_dir), tmp_path)
     chex.assert_trees_all_equal(jax.device_get(resumed), jax.device_get(straight[1]))
     assert os.listdir(tmp_path / "corrupt_checkpoints")[0].startswith("15-")  # kept, not deleted
 
@@ -72,7 +74,7 @@ def _nan_images_at(monkeypatch, bad_steps):
 
 def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(data_dir, tmp_path,
                                                                   monkeypatch):
-    loop.train_and_evaluate(_config(data_dir, num_steps=10), str(tmp_path))
+    train_unfinished(_config(data_dir, num_steps=10), tmp_path)
     _nan_images_at(monkeypatch, {13})
     with pytest.raises(loop.NonFiniteError, match=r"steps 11-15, seen at step 15: .*train/loss"
                                                   r".*last good checkpoint \(step 10\)"):
@@ -85,7 +87,7 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(data_dir, tmp_
 
 def test_skip_nonfinite_steps_drops_and_counts_the_bad_updates(data_dir, tmp_path, monkeypatch):
     _nan_images_at(monkeypatch, {12, 13, 18})
-    state = loop.train_and_evaluate(_config(data_dir, skip_nonfinite_steps=True), str(tmp_path))
+    state = train_unfinished(_config(data_dir, skip_nonfinite_steps=True), tmp_path)
     assert int(state.step) == 20
     assert all(np.all(np.isfinite(x)) for x in jax.tree.leaves(state.nets))
     logged = {r["step"]: r["train/nonfinite_skipped"]
@@ -109,14 +111,14 @@ def file_size_limit():
 
 def test_failed_checkpoint_write_is_clear_and_the_previous_one_resumes(
         straight, data_dir, tmp_path, file_size_limit):
-    loop.train_and_evaluate(_config(data_dir, num_steps=10), str(tmp_path))
+    train_unfinished(_config(data_dir, num_steps=10), tmp_path)
     file_size_limit(200_000)  # the VAE's checkpoint files are larger: its next write fails
     with pytest.raises(CheckpointWriteError, match=r"checkpoint of step 20 .*File too large "
                                                    r"\[errno 27\]\. The previous checkpoint "
                                                    r"\(step 10\) is intact"):
         loop.train_and_evaluate(_config(data_dir), str(tmp_path))
     file_size_limit(-1)  # RLIM_INFINITY: the disk has room again
-    resumed = loop.train_and_evaluate(_config(data_dir), str(tmp_path))
+    resumed = train_unfinished(_config(data_dir), tmp_path)
     chex.assert_trees_all_equal(jax.device_get(resumed), jax.device_get(straight[1]))
 
 
@@ -160,7 +162,7 @@ def test_several_steps_per_call_equal_one_per_call(straight, data_dir, tmp_path)
     """``steps_per_call=3`` (one ``lax.scan`` per call, cut short at every log and
     checkpoint step: calls of 3 and 2) ends bitwise equal and logs the same losses (up to
     the float32 order of the sums over a log window)."""
-    state = loop.train_and_evaluate(_config(data_dir, steps_per_call=3), str(tmp_path))
+    state = train_unfinished(_config(data_dir, steps_per_call=3), tmp_path)
     chex.assert_trees_all_equal(jax.device_get(state), jax.device_get(straight[1]))
     logged = lambda path: [(r["step"], r["train/loss"]) for r in map(json.loads, open(path))
                            if "train/loss" in r]
@@ -181,7 +183,7 @@ def test_train_minutes_stops_with_a_checkpoint_and_a_rerun_continues(straight, d
     rows = [json.loads(line) for line in open(tmp_path / "metrics.jsonl")]
     assert rows[0]["step"] == 1 and rows[0]["train/minutes"] > 0
     assert rows[-1]["step"] == 1 and "test/neg_elbo" in rows[-1]
-    state = loop.train_and_evaluate(_config(data_dir), str(tmp_path))
+    state = train_unfinished(_config(data_dir), tmp_path)
     chex.assert_trees_all_equal(jax.device_get(state), jax.device_get(straight[1]))
 
 

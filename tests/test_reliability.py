@@ -21,6 +21,7 @@ import pytest
 from experiments import evaluate as evaluate_cli
 from genjax import checkpoint, loop, record
 from genjax.checkpoint import Checkpointer, CheckpointMismatchError, CheckpointsUnreadableError
+from conftest import train_unfinished
 from test_loop import _config, straight  # noqa: F401  (the 20-step run every test copies)
 
 
@@ -63,7 +64,7 @@ def test_resume_with_other_networks_writes_nothing(run, data_dir):
 def test_resume_with_a_new_learning_rate_is_recorded_not_overwritten(run, data_dir, capsys):
     original = open(os.path.join(run, record.CONFIG)).read()
     new = _config(data_dir, num_steps=30, learning_rate=2e-3)
-    loop.train_and_evaluate(new, run)
+    train_unfinished(new, run)
     assert open(os.path.join(run, record.CONFIG)).read() == original
     (entry,) = _rows(run, record.RESUMES)
     assert entry["step"] == 20 and entry["changed"] == {
@@ -93,7 +94,7 @@ def test_every_checkpoint_damaged_stops_and_starting_over_is_explicit(run, data_
     assert len(os.listdir(os.path.join(run, "corrupt_checkpoints"))) == 2
     with pytest.raises(CheckpointsUnreadableError, match=r"earlier runs set aside 10-\d+, 20-\d+"):
         loop.train_and_evaluate(_config(data_dir), run)  # the same command, again
-    state = loop.train_and_evaluate(_config(data_dir, start_over=True), run)
+    state = train_unfinished(_config(data_dir, start_over=True), run)
     chex.assert_trees_all_equal(jax.device_get(state), finished[1])
     assert [r["step"] for r in _rows(run) if "train/loss" in r] == [5, 10, 15, 20]
     assert len(_rows(run, record.SUPERSEDED)) == len(rows)
@@ -130,7 +131,7 @@ def _flip_a_byte_that_still_decodes(workdir: str, step: int) -> None:
 def test_a_flipped_byte_fails_the_checksum_and_the_older_step_resumes(run, data_dir, finished,
                                                                        caplog):
     _flip_a_byte_that_still_decodes(run, 20)
-    state = loop.train_and_evaluate(_config(data_dir), run)
+    state = train_unfinished(_config(data_dir), run)
     chex.assert_trees_all_equal(jax.device_get(state), finished[1])
     (warning,) = [r.getMessage() for r in caplog.records if "unusable" in r.getMessage()]
     assert "step 20" in warning and "checksum" in warning and "\n" not in warning
