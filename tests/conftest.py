@@ -104,6 +104,7 @@ def check_resumes_exactly(config, workdir, capsys) -> dict:
     import json
     import re
     import shutil
+
     import chex
     import jax
 

@@ -159,7 +159,8 @@ def test_actnorm_data_init_normalises_its_batch_per_channel():
 
 @pytest.mark.parametrize("module,shape", [(F.PointFlow(2, 3, 16, 1), (64, 2)),
                                           pytest.param(F.MultiScaleFlow((4, 4, 1), "glow", 2, 2, 8, 1),
-                                                       (32, 4, 4, 1), marks=pytest.mark.slow(seconds=15)),
+                                                       (32, 4, 4, 1),
+                                                       marks=pytest.mark.slow(seconds=15)),
                                           (M.MAF((4, 4, 1), 4, 16, 1), (32, 4, 4, 1))],
                          ids=["points", "glow", "maf"])
 def test_data_init_normalises_each_actnorm_after_the_layers_before_it(module, shape):
@@ -180,7 +181,8 @@ def test_data_init_normalises_each_actnorm_after_the_layers_before_it(module, sh
         np.testing.assert_allclose(y.std(axes), 1, atol=1e-4)
 
 
-@pytest.mark.parametrize("coupling", ["affine", pytest.param("spline", marks=pytest.mark.slow(seconds=12))])
+@pytest.mark.parametrize("coupling", ["affine",
+                                      pytest.param("spline", marks=pytest.mark.slow(seconds=12))])
 def test_point_flow_density_integrates_to_one(coupling):
     module = F.PointFlow(2, 4, 32, 2, coupling)
     # Larger draws give splines bins narrower than the grid's spacing.

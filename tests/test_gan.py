@@ -280,8 +280,8 @@ def test_unknown_loss_fails_before_tracing():
 
 CONFIGS = ["dcgan_mnist"] + [  # the MLP GAN's run without resume: tests/test_evaluation.py
     pytest.param(name, marks=pytest.mark.slow(seconds=30))  # 20-60 s each on 2 cores
-    for name in ("gan_mlp_mnist", "lsgan_mnist", "dcgan_cifar10", "wgan_mnist", "wgan_gp_mnist", "sngan_mnist",
-                 "sngan_cifar10", "cdcgan_mnist", "progan_mnist", "fast_gan_mnist")]
+    for name in ("gan_mlp_mnist", "lsgan_mnist", "dcgan_cifar10", "wgan_mnist", "wgan_gp_mnist",
+                 "sngan_mnist", "sngan_cifar10", "cdcgan_mnist", "progan_mnist", "fast_gan_mnist")]
 
 
 @pytest.mark.parametrize("name", CONFIGS)
