@@ -34,7 +34,7 @@ torch.set_num_threads(os.cpu_count() or 1)
 
 _SUPPORTED = ("vae_mnist", "gan_mlp_mnist", "dcgan_mnist", "lsgan_mnist", "wgan_gp_mnist",
               "ddpm_mnist", "ddpm_mnist_cond", "gated_pixelcnn_mnist", "gated_pixelcnn_cond_mnist",
-              "realnvp_mnist", "maf_mnist")
+              "pixelcnn_pp_mnist", "realnvp_mnist", "maf_mnist")
 
 
 def version() -> str:
@@ -253,6 +253,103 @@ class GatedPixelCNN(nn.Module):
             h = self.residuals[i](gated) + (h if i else 0.0)
             skip = skip + self.skips[i](gated)
         return self.out(F.relu(self.hidden(F.relu(skip + self.last(h)))))
+
+
+class _ShiftedConv(nn.Module):
+    """genjax's `pixelcnn.ShiftedConv`: a convolution padded so that it looks only up and,
+    with ``right``, left (zero padding on the top and the sides)."""
+
+    def __init__(self, ins: int, outs: int, size: tuple[int, int], right: bool = False):
+        super().__init__()
+        kh, kw = size
+        self.pad = (kw - 1, 0, kh - 1, 0) if right else (kw // 2, (kw - 1) // 2, kh - 1, 0)
+        self.conv = nn.Conv2d(ins, outs, size)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(F.pad(x, self.pad))
+
+
+def _concat_elu(x: torch.Tensor) -> torch.Tensor:
+    return F.elu(torch.cat([x, -x], dim=1))
+
+
+class _GatedResnet(nn.Module):
+    """genjax's `pixelcnn.GatedResnet`: x + a * sigmoid(b) from two shifted convolutions
+    of concat_elu, a 1x1 of the auxiliary input, a per-class bias."""
+
+    def __init__(self, c: int, right: bool, aux: int, num_classes: int):
+        super().__init__()
+        size = (2, 2) if right else (2, 3)
+        self.conv0 = _ShiftedConv(2 * c, c, size, right)
+        self.conv1 = _ShiftedConv(2 * c, 2 * c, size, right)
+        self.dense = nn.Conv2d(2 * aux, c, 1) if aux else None
+        self.embed = nn.Embedding(num_classes, 2 * c) if num_classes else None
+
+    def forward(self, x, aux, labels):
+        y = self.conv0(_concat_elu(x))
+        if self.dense is not None:
+            y = y + self.dense(_concat_elu(aux))
+        y = self.conv1(_concat_elu(y))
+        if self.embed is not None:
+            y = y + self.embed(labels)[:, :, None, None]
+        a, b = y.chunk(2, dim=1)
+        return x + a * torch.sigmoid(b)
+
+
+class PixelCNNPP(nn.Module):
+    """genjax's `PixelCNNPP` in PyTorch, block for block (NCHW): the down stream u and the
+    down-right stream ul of gated residual blocks, ul taking u (and on the way back the
+    matching ul of the way down) as its auxiliary input."""
+
+    def __init__(self, outputs: int, features: int, num_blocks: int, num_classes: int = 0,
+                 channels: int = 1):
+        super().__init__()
+        f, n = features, num_blocks
+        self.num_blocks = n
+        self.u_first = _ShiftedConv(channels, f, (2, 3))
+        self.ul_up = _ShiftedConv(channels, f, (1, 3))
+        self.ul_left = _ShiftedConv(channels, f, (2, 1), right=True)
+        self.u_blocks = nn.ModuleList(_GatedResnet(f, False, f if i >= n else 0, num_classes)
+                                      for i in range(2 * n))
+        self.ul_blocks = nn.ModuleList(_GatedResnet(f, True, 2 * f if i >= n else f, num_classes)
+                                       for i in range(2 * n))
+        self.out = nn.Conv2d(f, outputs, 1)
+
+    def forward(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        n = self.num_blocks
+        us = [F.pad(self.u_first(x), (0, 0, 1, 0))[:, :, :-1]]
+        for i in range(2 * n):
+            us.append(self.u_blocks[i](us[-1], us[2 * n - i] if i >= n else None, labels))
+        ul = (self.ul_up(F.pad(x, (0, 0, 1, 0))[:, :, :-1])
+              + F.pad(self.ul_left(x), (1, 0))[:, :, :, :-1])
+        saved = [ul]
+        for i in range(2 * n):
+            aux = us[i + 1] if i < n else torch.cat([us[i + 1], saved[2 * n - i]], dim=1)
+            ul = self.ul_blocks[i](ul, aux, labels)
+            saved.append(ul)
+        return self.out(F.elu(ul))
+
+
+def _log1mexp(x: torch.Tensor) -> torch.Tensor:
+    near = x > -math.log(2.0)
+    return torch.where(near, torch.log(-torch.expm1(torch.where(near, x, -1.0))),
+                       torch.log1p(-torch.exp(torch.where(near, -1.0, x))))
+
+
+def logistic_mixture_log_prob(params: torch.Tensor, x: torch.Tensor, k: int) -> torch.Tensor:
+    """genjax's `losses.pixelcnn.logistic_mixture_log_prob` for one channel (NCHW): log p
+    per pixel [B, H, W] of 8-bit ``x`` [B, 1, H, W] in [-1, 1], edge bins open, the mass
+    taken in the tail where it does not cancel."""
+    logits, mean, log_scale = params.split(k, dim=1)
+    log_scale, bin_ = log_scale.clamp(min=-7.0), 1.0 / 255.0
+    inv = torch.exp(-log_scale)
+    lo, hi = (x - bin_ - mean) * inv, (x + bin_ - mean) * inv
+    cdf = F.logsigmoid
+    upper = cdf(-lo) + _log1mexp(torch.clamp(cdf(-hi) - cdf(-lo), max=-1e-30))
+    lower = cdf(hi) + _log1mexp(torch.clamp(cdf(lo) - cdf(hi), max=-1e-30))
+    mass = torch.where(lo > 0, upper, lower)
+    per = torch.where(x < -1.0 + bin_, cdf(hi), torch.where(x > 1.0 - bin_, cdf(-lo), mass))
+    return torch.logsumexp(per + F.log_softmax(logits, dim=1), dim=1)
 
 
 class _CouplingNet(nn.Module):
@@ -532,22 +629,30 @@ def _diffusion_step(config, wrap):
 
 
 def _pixelcnn_step(config, wrap):
-    """The Gated PixelCNN step with Bernoulli pixels a PyTorch user writes: the summed
-    binary cross-entropy per image, averaged, Adam with the gradient norm clipped."""
-    if (config.model, config.likelihood) != ("gated", "bernoulli"):
-        raise ValueError("The PyTorch PixelCNN step is the Gated PixelCNN with Bernoulli pixels.")
-    model = GatedPixelCNN(1, config.features, config.num_layers, config.head, config.num_classes)
+    """The autoregressive step a PyTorch user writes: the Gated PixelCNN with the summed
+    binary cross-entropy per image, or PixelCNN++ with the negative log-likelihood of the
+    discretised logistic mixture per image, averaged; Adam with the gradient norm clipped."""
+    kind = (config.model, config.likelihood)
+    if kind not in (("gated", "bernoulli"), ("pixelcnn++", "logistic_mixture")):
+        raise ValueError("The PyTorch autoregressive steps are the Gated PixelCNN with "
+                         "Bernoulli pixels and PixelCNN++ with the logistic mixture.")
+    b, k = config.batch_size, config.num_classes
+    if config.model == "gated":
+        model = GatedPixelCNN(1, config.features, config.num_layers, config.head, k)
+        x = (torch.rand(b, 1, 28, 28) < 0.5).float()
+        nll = lambda out: F.binary_cross_entropy_with_logits(out, x, reduction="sum").div(b)
+    else:
+        model = PixelCNNPP(3 * config.num_mixtures, config.features, config.num_layers, k)
+        x = torch.randint(0, 256, (b, 1, 28, 28)).float() * (2 / 255) - 1
+        nll = lambda out: -logistic_mixture_log_prob(out, x, config.num_mixtures).sum() / b
     net = wrap(model)
     opt = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
     params = list(model.parameters())
-    b = config.batch_size
-    x = (torch.rand(b, 1, 28, 28) < 0.5).float()
-    labels = torch.randint(0, max(config.num_classes, 1), (b,)) if config.num_classes else None
+    labels = torch.randint(0, k, (b,)) if k else None
 
     def step():
         opt.zero_grad(set_to_none=True)
-        logits = net(x, labels)
-        F.binary_cross_entropy_with_logits(logits, x, reduction="sum").div(b).backward()
+        nll(net(x, labels)).backward()
         if config.clip_norm:
             torch.nn.utils.clip_grad_norm_(params, config.clip_norm)
         opt.step()

@@ -233,6 +233,27 @@ def test_rowwise_sampling_equals_full_passes(name, likelihood):
     assert len(np.unique(a)) > 2 if likelihood != "bernoulli" else set(np.unique(a)) <= {0, 1}
 
 
+def test_plain_pixelcnn_samples_from_a_window_of_the_rows_it_sees():
+    """The plain PixelCNN's output at row i is the same computed on the `rows_above` + 1
+    rows ending at i (and not on one row fewer), so the sampler that runs each pass on
+    that window draws the very images of the whole-image passes (same key, a completion)."""
+    model = P.PixelCNN(1, features=4, num_layers=1, head=8)
+    x = (jax.random.uniform(jax.random.key(1), (2, 8, 5, 1)) < 0.5).astype(jnp.float32)
+    params = _random_params(model, x)
+    apply = jax.jit(lambda p, x, labels=None: model.apply({"params": p}, x))
+    full = apply(params, x)
+    for rows, exact in ((model.rows_above, True), (model.rows_above - 1, False)):
+        window = apply(params, x[:, 7 - rows:])[:, -1]
+        assert np.allclose(window, full[:, 7], atol=1e-6) == exact, rows
+    make = lambda rows: jax.jit(psteps.make_sampler(apply, "bernoulli", (8, 5, 1), 0, None, rows),
+                                static_argnames="first")
+    whole, windowed = make(None), make(model.rows_above)
+    a = whole(params, jax.random.key(0), jnp.zeros_like(x))
+    chex.assert_trees_all_equal(a, windowed(params, jax.random.key(0), jnp.zeros_like(x)))
+    chex.assert_trees_all_equal(whole(params, jax.random.key(2), x, first=12),
+                                windowed(params, jax.random.key(2), x, first=12))
+
+
 @pytest.mark.slow(seconds=27)  # on 2 cores
 def test_nll_loss_gradient_matches_finite_differences():
     """The training loss (mean NLL over images) against central differences in float64
@@ -274,6 +295,27 @@ def test_config_trains_and_scores(data_dir, tmp_path):
                                rtol=1e-6)
 
 
+def _copy_into(module, p: dict) -> None:
+    """Flax parameters ``p`` of one layer (Embed, Dense or Conv) into the PyTorch
+    ``module`` (Embedding, or a Conv2d standing for either; NCHW)."""
+    import torch
+
+    if "embedding" in p:
+        module.weight.copy_(torch.from_numpy(np.array(p["embedding"])))
+        return
+    w = np.asarray(p["kernel"])
+    w = w.transpose(3, 2, 0, 1) if w.ndim == 4 else w.T[:, :, None, None]
+    assert tuple(module.weight.shape) == w.shape, (module, w.shape)
+    module.weight.copy_(torch.from_numpy(np.array(w)))
+    module.bias.copy_(torch.from_numpy(np.array(p["bias"])))
+
+
+def _nchw(x):
+    import torch
+
+    return torch.from_numpy(np.array(x).transpose(0, 3, 1, 2))
+
+
 @pytest.mark.slow(seconds=9)  # each, on 2 cores
 @pytest.mark.parametrize("num_classes", [0, 10])
 def test_pytorch_reference_gated_pixelcnn_is_the_same_function(num_classes):
@@ -290,26 +332,51 @@ def test_pytorch_reference_gated_pixelcnn_is_the_same_function(num_classes):
     with torch.no_grad():
         for name, p in params.items():
             group, _, index = name.rpartition("_")
-            m = getattr(peer, group)[int(index)] if group else getattr(peer, name)
-            if "embedding" in p:
-                m.weight.copy_(torch.from_numpy(np.array(p["embedding"])))
-                continue
-            w = np.asarray(p["kernel"])
-            w = w.transpose(3, 2, 0, 1) if w.ndim == 4 else w.T[:, :, None, None]
-            assert tuple(m.weight.shape) == w.shape, (name, w.shape)
-            m.weight.copy_(torch.from_numpy(np.array(w)))
-            m.bias.copy_(torch.from_numpy(np.array(p["bias"])))
+            _copy_into(getattr(peer, group)[int(index)] if group else getattr(peer, name), p)
         ours = model.apply({"params": params}, x, labels)
-        theirs = peer(torch.from_numpy(np.array(x).transpose(0, 3, 1, 2)),
-                      torch.from_numpy(np.asarray(labels)) if num_classes else None)
+        theirs = peer(_nchw(x), torch.from_numpy(np.asarray(labels)) if num_classes else None)
     np.testing.assert_allclose(theirs.numpy().transpose(0, 2, 3, 1), ours, atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.slow(seconds=10)  # on 2 cores
+def test_pytorch_reference_pixelcnn_pp_and_its_likelihood_are_the_same_functions():
+    """The benchmark's PyTorch PixelCNN++ (benchmarks/torch_reference.py), with genjax's
+    parameters loaded block by block, gives the same mixture parameters, and its
+    discretised logistic mixture the same log-likelihood per pixel, edge bins included."""
+    torch = pytest.importorskip("torch")
+    from benchmarks import torch_reference as ref
+
+    k, names = 3, {"ShiftedConv_0": "conv0.conv", "ShiftedConv_1": "conv1.conv",
+                   "Dense_0": "dense", "Embed_0": "embed"}
+    model = P.PixelCNNPP(L.num_params("logistic_mixture", 1, k), features=8, num_blocks=2,
+                         num_classes=10)
+    levels = jax.random.randint(jax.random.key(0), (3, 28, 28, 1), 0, 256).at[0, :2].set(0)
+    x = (levels.at[1, :2].set(255) * 2 / 255 - 1).astype(jnp.float32)
+    labels = jnp.array([1, 9, 3])
+    params = _random_params(model, x, labels, scale=0.1)  # 0.3: outputs in the hundreds
+    peer = ref.PixelCNNPP(3 * k, 8, 2, 10)
+    with torch.no_grad():
+        for name, p in params.items():
+            group, _, index = name.rpartition("_")
+            if group.endswith("blocks"):
+                for layer, q in p.items():
+                    _copy_into(getattr(peer, group)[int(index)].get_submodule(names[layer]), q)
+            else:
+                _copy_into(peer.out if name == "out" else getattr(peer, name).conv, p)
+        ours = model.apply({"params": params}, x, labels)
+        theirs = peer(_nchw(x), torch.from_numpy(np.asarray(labels)))
+        log_p = ref.logistic_mixture_log_prob(theirs, _nchw(x), k)
+    np.testing.assert_allclose(theirs.numpy().transpose(0, 2, 3, 1), ours, atol=1e-4, rtol=1e-4)
+    assert np.all(np.isfinite(log_p.numpy()))
+    np.testing.assert_allclose(log_p.numpy(), L.logistic_mixture_log_prob(ours, x, k),
+                               atol=1e-4, rtol=1e-4)
 
 
 def test_plain_pixelcnn_config_builds_and_steps():
     """`pixelcnn_mnist:test` (the masked net with the blind spot) initialises and takes a
     step that lowers nothing to NaN. It shares the task, step and loop path with the Gated
-    PixelCNN below; its sampler's 784 whole-network passes made its run through the loop
-    the slowest test of all (about 7 minutes), so it has none."""
+    PixelCNN below; its sampler runs the network once per pixel (784 passes per grid and
+    evaluation, on the window tested above), too slow for a run through the loop here."""
     from experiments.configs import pixelcnn_mnist
     from genjax.tasks import TASKS
 

@@ -126,6 +126,12 @@ class PixelCNN(nn.Module):
     head: int = 256
     num_classes: int = 0
 
+    @property
+    def rows_above(self) -> int:
+        """Rows above a pixel that its outputs can see: 3 through the 7x7 layer and one
+        more through each 3x3 layer (the sampler's window)."""
+        return 7 // 2 + self.num_layers
+
     @nn.compact
     def __call__(self, x: jax.Array, labels: jax.Array | None = None) -> jax.Array:
         h = MaskedConv(self.features, (7, 7), "A")(x)

@@ -56,7 +56,8 @@ Rowwise = tuple[Callable, Callable]  # (context(params, x, labels), rows(params,
 
 
 def make_sampler(apply: Apply, likelihood: str, image_shape: tuple[int, int, int],
-                 num_mixtures: int = 0, rowwise: Rowwise | None = None):
+                 num_mixtures: int = 0, rowwise: Rowwise | None = None,
+                 rows_above: int | None = None):
     """``sample(params, key, x, labels, first=0) -> x``: pixels ``first``, ``first + 1``, ...,
     H*W - 1 of ``x`` [B, H, W, C] in raster order, each drawn from the network's output for
     the image so far (position p uses ``fold_in(key, p)``, so a key gives the same images
@@ -67,7 +68,11 @@ def make_sampler(apply: Apply, likelihood: str, image_shape: tuple[int, int, int
     pytree of [..., H, W, C] arrays whose row i depends only on the rows above, and the
     rest, run on one row from that row of the context) the context runs once per row and
     only the current row's rest per pixel: about H full passes plus H*W one-row passes,
-    the same outputs.
+    the same outputs. Without it, ``rows_above`` (how many rows above a pixel the network's
+    output there can see; `genjax.nn.pixelcnn.PixelCNN.rows_above`) runs each pass on the
+    ``rows_above + 1`` rows ending at the pixel's row (the top ones near the top): row i's
+    output is exact, since the error of the window's missing rows moves down at most as
+    many rows as the network sees up.
     """
     h, w, c = image_shape
 
@@ -77,9 +82,14 @@ def make_sampler(apply: Apply, likelihood: str, image_shape: tuple[int, int, int
     def sample(params, key: jax.Array, x: jax.Array, labels: jax.Array | None = None,
                first: int = 0) -> jax.Array:
         if rowwise is None:
+            span = h if rows_above is None else min(h, rows_above + 1)
+
             def body(pos, x):
                 i, j = pos // w, pos % w
-                out = apply(params, x, labels)[:, i, j]
+                top = jnp.clip(i - span + 1, 0, h - span)
+                window = jax.lax.dynamic_slice_in_dim(x, top, span, axis=1)
+                out = jax.lax.dynamic_index_in_dim(apply(params, window, labels), i - top,
+                                                   axis=1, keepdims=False)[:, j]
                 return x.at[:, i, j].set(draw(key, out, pos).astype(x.dtype))
 
             return jax.lax.fori_loop(first, h * w, body, x)

@@ -70,11 +70,12 @@ def _apply(model, config: ml_collections.ConfigDict, method: str = "__call__"):
 def make_sampler(model, config: ml_collections.ConfigDict, image_shape: tuple[int, ...]):
     """The pixel-by-pixel sampler of ``model``: row by row with a context computed once per
     row for the Gated PixelCNN and PixelCNN++ (`genjax.steps.pixelcnn.make_sampler`), a
-    whole pass per pixel for the plain PixelCNN."""
+    pass per pixel over the rows the plain PixelCNN's output there can see."""
     rowwise = ((_apply(model, config, "context"), _apply(model, config, "rows"))
                if isinstance(model, (P.GatedPixelCNN, P.PixelCNNPP)) else None)
+    rows_above = model.rows_above if isinstance(model, P.PixelCNN) else None
     return psteps.make_sampler(_apply(model, config), config.likelihood, tuple(image_shape),
-                               config.num_mixtures, rowwise)
+                               config.num_mixtures, rowwise, rows_above)
 
 
 def _make_evaluate(config, apply, image_shape, sample):
