@@ -70,9 +70,9 @@ def make_sampler(apply: Apply, likelihood: str, image_shape: tuple[int, int, int
     only the current row's rest per pixel: about H full passes plus H*W one-row passes,
     the same outputs. Without it, ``rows_above`` (how many rows above a pixel the network's
     output there can see; `genjax.nn.pixelcnn.PixelCNN.rows_above`) runs each pass on the
-    ``rows_above + 1`` rows ending at the pixel's row (the top ones near the top): row i's
-    output is exact, since the error of the window's missing rows moves down at most as
-    many rows as the network sees up.
+    ``rows_above + 1`` rows ending at the pixel's row (the image's first rows for a pixel
+    near the top): row i's output is exact, since the error from the window's missing rows
+    moves down at most as many rows as the network sees up.
     """
     h, w, c = image_shape
 
