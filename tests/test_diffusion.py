@@ -335,9 +335,9 @@ def test_pytorch_reference_unet_is_the_same_function(num_classes):
             if "bias" in p:
                 m.bias.copy_(torch.from_numpy(np.array(p["bias"])))
         ours = jax.jit(model.apply)({"params": params}, *args)
-        theirs = peer(torch.from_numpy(np.asarray(x).transpose(0, 3, 1, 2)),
-                      torch.from_numpy(np.asarray(t)),
-                      torch.from_numpy(np.asarray(labels)) if num_classes else None)
+        theirs = peer(torch.from_numpy(np.array(x).transpose(0, 3, 1, 2)),
+                      torch.from_numpy(np.array(t)),
+                      torch.from_numpy(np.array(labels)) if num_classes else None)
     np.testing.assert_allclose(theirs.numpy().transpose(0, 2, 3, 1), ours, atol=2e-5, rtol=1e-4)
 
 
