@@ -62,6 +62,23 @@ def data_dir(tmp_path_factory) -> str:
     return d
 
 
+def copy_flax_layer(module, p: dict) -> None:
+    """Flax parameters ``p`` of one layer (Conv, Dense, GroupNorm or Embed) into the PyTorch
+    ``module`` (Conv2d, Linear, GroupNorm or Embedding; a Dense may stand as a 1x1 Conv2d),
+    shapes checked: how the tests load genjax's weights into the benchmarks' PyTorch peers."""
+    import torch
+
+    w = np.asarray(p.get("kernel", p.get("scale", p.get("embedding"))))
+    if "kernel" in p:
+        w = w.transpose(3, 2, 0, 1) if w.ndim == 4 else w.T
+        w = w[:, :, None, None] if module.weight.ndim == 4 and w.ndim == 2 else w
+    assert tuple(module.weight.shape) == w.shape, (module, w.shape)
+    with torch.no_grad():
+        module.weight.copy_(torch.from_numpy(np.array(w)))
+        if "bias" in p:
+            module.bias.copy_(torch.from_numpy(np.array(p["bias"])))
+
+
 def perturbed(params, scale: float, seed: int):
     """``params`` plus ``scale`` times standard normal noise (zero-initialised layers, such
     as a coupling's or a residual's output, become generic maps). Drawn by NumPy: eager

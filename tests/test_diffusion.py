@@ -15,7 +15,7 @@ from genjax.losses import diffusion as D
 from genjax.nn.diffusion import UNet
 from genjax.steps import diffusion as dsteps
 
-from conftest import check_resumes_exactly, short_run_config
+from conftest import check_resumes_exactly, copy_flax_layer, short_run_config
 
 
 def test_linear_and_cosine_schedules_have_their_closed_forms():
@@ -328,12 +328,7 @@ def test_pytorch_reference_unet_is_the_same_function(num_classes):
     assert len(layers) == len(flax_layers)
     with torch.no_grad():
         for m, p in zip(layers, flax_layers):
-            w = np.asarray(p.get("kernel", p.get("scale", p.get("embedding"))))
-            w = w.transpose(3, 2, 0, 1) if w.ndim == 4 else w.T if "kernel" in p else w
-            assert tuple(m.weight.shape) == w.shape, (m, w.shape)
-            m.weight.copy_(torch.from_numpy(np.array(w)))
-            if "bias" in p:
-                m.bias.copy_(torch.from_numpy(np.array(p["bias"])))
+            copy_flax_layer(m, p)
         ours = jax.jit(model.apply)({"params": params}, *args)
         theirs = peer(torch.from_numpy(np.array(x).transpose(0, 3, 1, 2)),
                       torch.from_numpy(np.array(t)),

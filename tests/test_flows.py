@@ -19,7 +19,7 @@ from genjax.nn import flows as F
 from genjax.nn import maf as M
 from genjax.steps import flows as fsteps
 
-from conftest import check_resumes_exactly, perturbed, short_run_config
+from conftest import check_resumes_exactly, copy_flax_layer, perturbed, short_run_config
 
 
 def _params(module, x, scale=0.1):
@@ -307,8 +307,7 @@ def test_pytorch_reference_realnvp_is_the_same_function():
                 net = peer.nets[coupling]
                 convs = [net.first] + [c for block in net.blocks for c in block] + [net.last]
                 for k, conv in enumerate(convs):
-                    conv.weight.copy_(torch.from_numpy(np.array(p["net"][f"Conv_{k}"]["kernel"]).transpose(3, 2, 0, 1)))
-                    conv.bias.copy_(torch.from_numpy(np.array(p["net"][f"Conv_{k}"]["bias"])))
+                    copy_flax_layer(conv, p["net"][f"Conv_{k}"])
                 peer.scales[coupling].copy_(torch.from_numpy(np.array(p["scale"]))[:, None, None])
                 coupling += 1
         theirs = peer(torch.from_numpy(np.array(x).transpose(0, 3, 1, 2))).numpy()

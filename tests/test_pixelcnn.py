@@ -15,7 +15,7 @@ from genjax.losses import pixelcnn as L
 from genjax.nn import pixelcnn as P
 from genjax.steps import pixelcnn as psteps
 
-from conftest import check_resumes_exactly, perturbed, short_run_config
+from conftest import check_resumes_exactly, copy_flax_layer, perturbed, short_run_config
 
 
 def _random_params(model, x, labels=None, scale=0.3, seed=0):
@@ -295,21 +295,6 @@ def test_config_trains_and_scores(data_dir, tmp_path):
                                rtol=1e-6)
 
 
-def _copy_into(module, p: dict) -> None:
-    """Flax parameters ``p`` of one layer (Embed, Dense or Conv) into the PyTorch
-    ``module`` (Embedding, or a Conv2d standing for either; NCHW)."""
-    import torch
-
-    if "embedding" in p:
-        module.weight.copy_(torch.from_numpy(np.array(p["embedding"])))
-        return
-    w = np.asarray(p["kernel"])
-    w = w.transpose(3, 2, 0, 1) if w.ndim == 4 else w.T[:, :, None, None]
-    assert tuple(module.weight.shape) == w.shape, (module, w.shape)
-    module.weight.copy_(torch.from_numpy(np.array(w)))
-    module.bias.copy_(torch.from_numpy(np.array(p["bias"])))
-
-
 def _nchw(x):
     import torch
 
@@ -332,9 +317,9 @@ def test_pytorch_reference_gated_pixelcnn_is_the_same_function(num_classes):
     with torch.no_grad():
         for name, p in params.items():
             group, _, index = name.rpartition("_")
-            _copy_into(getattr(peer, group)[int(index)] if group else getattr(peer, name), p)
+            copy_flax_layer(getattr(peer, group)[int(index)] if group else getattr(peer, name), p)
         ours = model.apply({"params": params}, x, labels)
-        theirs = peer(_nchw(x), torch.from_numpy(np.asarray(labels)) if num_classes else None)
+        theirs = peer(_nchw(x), torch.from_numpy(np.array(labels)) if num_classes else None)
     np.testing.assert_allclose(theirs.numpy().transpose(0, 2, 3, 1), ours, atol=1e-4, rtol=1e-4)
 
 
@@ -360,11 +345,11 @@ def test_pytorch_reference_pixelcnn_pp_and_its_likelihood_are_the_same_functions
             group, _, index = name.rpartition("_")
             if group.endswith("blocks"):
                 for layer, q in p.items():
-                    _copy_into(getattr(peer, group)[int(index)].get_submodule(names[layer]), q)
+                    copy_flax_layer(getattr(peer, group)[int(index)].get_submodule(names[layer]), q)
             else:
-                _copy_into(peer.out if name == "out" else getattr(peer, name).conv, p)
+                copy_flax_layer(peer.out if name == "out" else getattr(peer, name).conv, p)
         ours = model.apply({"params": params}, x, labels)
-        theirs = peer(_nchw(x), torch.from_numpy(np.asarray(labels)))
+        theirs = peer(_nchw(x), torch.from_numpy(np.array(labels)))
         log_p = ref.logistic_mixture_log_prob(theirs, _nchw(x), k)
     np.testing.assert_allclose(theirs.numpy().transpose(0, 2, 3, 1), ours, atol=1e-4, rtol=1e-4)
     assert np.all(np.isfinite(log_p.numpy()))
