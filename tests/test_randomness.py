@@ -193,11 +193,11 @@ def test_flow_init_step_evaluation_and_sampler_consume_each_key_once():
 
 
 def test_rbm_init_step_and_estimators_consume_each_key_once():
-    from experiments.configs import dbn_mnist, rbm_centered_mnist
+    from experiments.configs import dbn_mnist, rbm_cd1_mnist, rbm_centered_mnist
     from genjax.metrics import ais as A
     from genjax.tasks import rbm
 
-    for module in (rbm_centered_mnist, dbn_mnist):
+    for module in (rbm_centered_mnist, dbn_mnist, rbm_cd1_mnist):
         c = module.get_config("test")
         task = rbm.build(c, (4, 4, 1))
         assert not reused_keys(task.init, jax.random.key(0))
