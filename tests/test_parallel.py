@@ -84,6 +84,35 @@ def test_drivers_equal_one_device_and_trace_once(name, tmp_path):
             assert r["relative_difference"]["step"] == r["relative_difference"]["rng"] == 0
 
 
+def _types(tree) -> list:
+    return [(x.shape, x.dtype, x.weak_type) for x in jax.tree.leaves(tree)]
+
+
+@pytest.mark.parametrize("name", [n for n in COMPONENTS if "+" not in n] + ["dbn_mnist"])
+@pytest.mark.parametrize("x64", [False, True])
+def test_step_returns_its_state_types_so_it_traces_once(name, x64):
+    """The quick form of the trace-once check above (abstract evaluation, nothing
+    compiles): a step's new state has its input's shapes, dtypes and weak types, in
+    float32 and under x64; a weak-typed leaf in ``init`` (``jnp.full(shape, 0.5)``)
+    becomes strong after one step and makes every driver trace the step twice."""
+    import importlib
+
+    from genjax.tasks import TASKS
+
+    c = importlib.import_module(f"experiments.configs.{name}").get_config("test")
+    task = TASKS[c.task](c, (28, 28, 1))
+    with jax.enable_x64(x64):
+        state = jax.eval_shape(task.init, jax.random.key(0))
+        if x64:  # as the driver test starts: every float32 leaf as float64
+            state = jax.tree.map(lambda s: jax.ShapeDtypeStruct(
+                s.shape, np.float64, weak_type=s.weak_type) if s.dtype == np.float32 else s, state)
+        n = task.examples_per_step
+        batch = {"image": jax.ShapeDtypeStruct((n, 28, 28, 1), np.float64 if x64 else np.float32),
+                 "label": jax.ShapeDtypeStruct((n,), np.int32)}
+        new_state, _ = jax.eval_shape(task.train_step, state, batch)
+    assert _types(new_state) == _types(state), name
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

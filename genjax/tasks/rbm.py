@@ -77,7 +77,8 @@ def _init(config, sizes, tx):
             nets[rsteps.layer_name(i)] = gstate.create_net(params, tx)
             chains.append(R.bernoulli(keys[2 * i + 1], jnp.full((config.num_chains, d), 0.5)))
             lam = 0.5 if config.centering_rate else 0.0
-            offsets.append({"visible": jnp.zeros((d,)), "hidden": jnp.full((h,), lam)})
+            # Default float dtype, not weak-typed: a step's output must match (one trace).
+            offsets.append({"visible": jnp.zeros((d,)), "hidden": lam * jnp.ones((h,))})
         return gstate.create(keys[-1], nets, {"chains": chains, "offsets": offsets})
 
     return init
