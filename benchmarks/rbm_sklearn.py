@@ -9,12 +9,19 @@ in the same fixed order every epoch. Reported per batch size:
 * seconds per epoch, compile excluded: scikit-learn's ``fit`` over ``--epochs`` epochs
   divided by them; genjax's compiled epoch (``lax.scan`` over its batches) timed
   after a first, compiling epoch, best of the timed epochs;
+* a floor for any XLA implementation of the same update: an epoch of only the four
+  products with W that genjax's PCD-1 update makes and the weight update (binarised by
+  a comparison instead of sampled; no biases, no optimizer, no random numbers), timed
+  like genjax's epoch;
 * at equal epochs, both weight sets scored by genjax: the exact pseudo-log-likelihood
   (every bit flipped; nats per test digit), scikit-learn's own ``score_samples`` (one
   random bit, times D), and the test log-likelihood by AIS with the reverse-AIS lower
   estimate beside it.
 
-  python -m benchmarks.rbm_sklearn [--batch_sizes=10,100] [--epochs=10] [--out=...]
+Each side trains ``--seeds`` times (seeds 0, 1, ...: the initial weights and, for
+scikit-learn, its sampling); the rows report medians over the seeds, the JSON each seed.
+
+  python -m benchmarks.rbm_sklearn [--batch_sizes=10,100] [--epochs=10] [--seeds=3] [--out=...]
 
 Needs scikit-learn (``pip install -e '.[bench]'``).
 """
@@ -35,6 +42,7 @@ from benchmarks import machine  # noqa: E402
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _BATCHES = flags.DEFINE_list("batch_sizes", ["10", "100"], "Batch sizes (scikit-learn's default: 10).")
 _EPOCHS = flags.DEFINE_integer("epochs", 10, "Training epochs of each side.")
+_SEEDS = flags.DEFINE_integer("seeds", 3, "Seeds of each side (rows report medians).")
 _HIDDEN = flags.DEFINE_integer("hidden", 500, "Hidden units.")
 _LR = flags.DEFINE_float("learning_rate", 0.05, "Both sides' SGD learning rate.")
 _TEMPS = flags.DEFINE_integer("ais_temperatures", 14500, "Forward AIS temperatures.")
@@ -52,12 +60,12 @@ def digits(split: str):
     return flat_images(gdata.eval_iterator(spec, split, global_batch_size=500))
 
 
-def train_sklearn(x, batch: int, epochs: int):
+def train_sklearn(x, batch: int, epochs: int, seed: int):
     """scikit-learn's RBM after ``epochs`` epochs, and its seconds per epoch."""
     from sklearn.neural_network import BernoulliRBM
 
     rbm = BernoulliRBM(n_components=_HIDDEN.value, learning_rate=_LR.value, batch_size=batch,
-                       n_iter=epochs, random_state=0)
+                       n_iter=epochs, random_state=seed)
     start = time.perf_counter()
     rbm.fit(x)
     seconds = (time.perf_counter() - start) / epochs
@@ -84,25 +92,62 @@ def genjax_epoch(batch: int, steps: int):
     return task, jax.jit(lambda s, b: multi_step(task.train_step)(s, b)[0], donate_argnums=0)
 
 
-def train_genjax(x, batch: int, epochs: int):
-    """genjax's RBM after ``epochs`` epochs (one compiling epoch first, counted among
-    them) and its best seconds per epoch."""
+def best_epoch(epoch, state, stacked, epochs: int):
+    """(state after ``epochs`` calls of ``epoch``, the best seconds of calls 2 onwards:
+    the first compiles)."""
     import jax
-    import numpy as np
 
-    steps = len(x) // batch
-    task, epoch = genjax_epoch(batch, steps * epochs)
-    stacked = {"image": np.asarray(x[:steps * batch]).reshape(steps, batch, 28, 28, 1)}
-    stacked = jax.device_put(stacked)
-    state = jax.block_until_ready(epoch(task.init(jax.random.key(0)), stacked))
+    state = jax.block_until_ready(epoch(state, stacked))
     times = []
     for _ in range(epochs - 1):
         start = time.perf_counter()
         state = jax.block_until_ready(epoch(state, stacked))
         times.append(time.perf_counter() - start)
+    return state, min(times)
+
+
+def stack(x, batch: int):
+    """The epoch's batches of ``x`` in order, stacked: [steps, batch, 784]."""
+    import numpy as np
+
+    steps = len(x) // batch
+    return np.asarray(x[:steps * batch]).reshape(steps, batch, -1)
+
+
+def train_genjax(x, batch: int, epochs: int, seed: int):
+    """genjax's RBM after ``epochs`` epochs (one compiling epoch first, counted among
+    them) and its best seconds per epoch."""
+    import jax
+
     from genjax.steps.rbm import plain_layers
 
-    return plain_layers(state)[0], min(times)
+    stacked = stack(x, batch)
+    task, epoch = genjax_epoch(batch, len(stacked) * epochs)
+    images = jax.device_put({"image": stacked.reshape(*stacked.shape[:2], 28, 28, 1)})
+    state, seconds = best_epoch(epoch, task.init(jax.random.key(seed)), images, epochs)
+    return plain_layers(state)[0], seconds
+
+
+def products_floor(x, batch: int, epochs: int, seed: int) -> float:
+    """Best seconds per epoch of the update's matrix products alone (module docstring):
+    v -> h and h -> v of the chains, the pre-activations of data and negatives together,
+    and the weight gradient, as in `genjax.losses.rbm.cd_gradient`."""
+    import jax
+    import jax.numpy as jnp
+
+    def update(carry, v0):
+        w, v = carry
+        h = (v @ w > 0).astype(w.dtype)
+        v = (h @ w.T > 0).astype(w.dtype)
+        both = jnp.concatenate([v0, v])
+        a = both @ w
+        sign = jnp.concatenate([jnp.full((batch, 1), 1.0 / batch), jnp.full((batch, 1), -1.0 / batch)])
+        return (w + _LR.value * both.T @ (sign * a), v), None
+
+    epoch = jax.jit(lambda carry, xs: jax.lax.scan(update, carry, xs)[0], donate_argnums=0)
+    stacked = jax.device_put(stack(x, batch))
+    w = 0.01 * jax.random.normal(jax.random.key(seed), (stacked.shape[-1], _HIDDEN.value))
+    return best_epoch(epoch, (w, stacked[0]), stacked, epochs)[1]
 
 
 def scores(params, rbm, test, train) -> dict:
@@ -126,23 +171,47 @@ def scores(params, rbm, test, train) -> dict:
     return out
 
 
-def main(argv):
-    del argv
+def one_seed(train, test, batch: int, seed: int) -> dict:
+    """Both sides trained and scored, and the floor timed, with one seed."""
     import copy
 
+    rbm, sk_params, sk_seconds = train_sklearn(train, batch, _EPOCHS.value, seed)
+    gj_params, gj_seconds = train_genjax(train, batch, _EPOCHS.value, seed)
+    floor = products_floor(train, batch, _EPOCHS.value, seed)
+    return {"seed": seed, "sklearn_seconds_per_epoch": round(sk_seconds, 4),
+            "genjax_seconds_per_epoch": round(gj_seconds, 4),
+            "products_alone_seconds_per_epoch": round(floor, 4),
+            "speedup": round(sk_seconds / gj_seconds, 2),
+            "speedup_bound": round(sk_seconds / floor, 2),
+            "sklearn": scores(sk_params, copy.deepcopy(rbm), test, train),
+            "genjax": scores(gj_params, copy.deepcopy(rbm), test, train)}
+
+
+def medians(runs: list[dict]) -> dict:
+    """The median over seeds of every number in ``runs`` (nested dicts alike)."""
+    import numpy as np
+
+    out = {}
+    for key, value in runs[0].items():
+        if isinstance(value, dict):
+            out[key] = medians([r[key] for r in runs])
+        elif key != "seed":
+            out[key] = round(float(np.median([r[key] for r in runs if key in r])), 4)
+    return out
+
+
+def main(argv):
+    del argv
     train, test = digits("train"), digits("test")
     rows = []
     for batch in map(int, _BATCHES.value):
-        rbm, sk_params, sk_seconds = train_sklearn(train, batch, _EPOCHS.value)
-        gj_params, gj_seconds = train_genjax(train, batch, _EPOCHS.value)
+        runs = []
+        for seed in range(_SEEDS.value):
+            runs.append(one_seed(train, test, batch, seed))
+            print(json.dumps({"batch_size": batch, **runs[-1]}), flush=True)
         row = {"batch_size": batch, "epochs": _EPOCHS.value, "hidden": _HIDDEN.value,
-               "learning_rate": _LR.value, "sklearn_seconds_per_epoch": round(sk_seconds, 4),
-               "genjax_seconds_per_epoch": round(gj_seconds, 4),
-               "speedup": round(sk_seconds / gj_seconds, 2),
-               "sklearn": scores(sk_params, copy.deepcopy(rbm), test, train),
-               "genjax": scores(gj_params, copy.deepcopy(rbm), test, train)}
+               "learning_rate": _LR.value, "seeds": _SEEDS.value, **medians(runs), "runs": runs}
         rows.append(row)
-        print(json.dumps(row), flush=True)
     result = {"machine": machine.describe(), "command": "python -m benchmarks.rbm_sklearn "
               + " ".join(sys.argv[1:]), "ais_temperatures": _TEMPS.value,
               "reverse_ais_temperatures": _REVERSE.value, "rows": rows}
