@@ -16,8 +16,10 @@ on MNIST-like data also the class accuracy of the same samples (how often the do
 classifier names the class each was asked for). The metrics are appended to
 ``<workdir>/metrics.jsonl`` at the checkpoint's step and printed as a table.
 Diffusion runs sample with their config's sampler unless ``--sampler``,
-``--sample_steps``, ``--eta``, ``--variance`` or ``--guidance`` say otherwise; their metric keys name
-how the samples were drawn (``test/domain_ddim50_eta0_fid``), and any run's keys carry
+``--sample_steps``, ``--eta``, ``--variance`` or ``--guidance`` say otherwise, and an
+autoregressive run trained with label dropout takes ``--guidance`` too; their metric keys
+name how the samples were drawn (``test/domain_ddim50_eta0_fid``, ``test/domain_w2_fid``),
+and any run's keys carry
 ``n<count>_`` when ``--num_samples`` differs from the config's ``eval_samples``. ``--save_samples`` writes the samples as float32 NHWC in [0, 1] (``.npy``) for any
 outside tool; ``--real_baseline`` scores real training images instead (printed only),
 the floor these numbers have with this protocol.
@@ -43,13 +45,16 @@ _STEPS = flags.DEFINE_integer("sample_steps", None, "Diffusion runs: sampling st
 _ETA = flags.DEFINE_float("eta", None, "Diffusion runs: DDIM's η in [0, 1].")
 _VARIANCE = flags.DEFINE_enum("variance", None, ["large", "small"], "Diffusion runs: the "
                                "ancestral sampler's σ² (large: β, small: the posterior's β̃).")
-_GUIDANCE = flags.DEFINE_float("guidance", None, "Conditional diffusion runs: the "
+_GUIDANCE = flags.DEFINE_float("guidance", None, "Conditional diffusion runs, and "
+                               "autoregressive ones trained with label dropout: the "
                                "classifier-free guidance scale w.")
 _FLOOR = flags.DEFINE_bool("real_baseline", False, "Score real training images instead of "
                            "samples: what a perfect generator would reach with this protocol.")
 
 
-SAMPLING = ("sampler", "sample_steps", "eta", "variance", "guidance")  # what a diffusion run may change
+# What each family's evaluation may change about its sampler.
+SAMPLING = {"diffusion": ("sampler", "sample_steps", "eta", "variance", "guidance"),
+            "pixelcnn": ("guidance",)}
 
 
 def evaluate_run(workdir: str, num_samples: int, save_samples: str | None = None,
@@ -112,14 +117,18 @@ def evaluate_run(workdir: str, num_samples: int, save_samples: str | None = None
 
 
 def _with_sampling(config, sampling: dict):
-    """``config`` with the given sampler fields replaced (a diffusion run only)."""
+    """``config`` with the given sampler fields replaced (`SAMPLING` says which a family
+    takes)."""
     sampling = {k: v for k, v in sampling.items() if v is not None}
-    unknown = set(sampling) - set(SAMPLING)
+    every = sorted({f for fields in SAMPLING.values() for f in fields})
+    unknown = set(sampling) - set(every)
     if unknown:
-        raise ValueError(f"Unknown sampling fields {sorted(unknown)}; valid: {', '.join(SAMPLING)}.")
-    if sampling and config.task != "diffusion":
-        raise ValueError(f"--{', --'.join(sampling)} apply to diffusion runs; this run is "
-                         f"task {config.task!r}.")
+        raise ValueError(f"Unknown sampling fields {sorted(unknown)}; valid: {', '.join(every)}.")
+    wrong = [f for f in sampling if f not in SAMPLING.get(config.task, ())]
+    if wrong:
+        takers = [t for t in SAMPLING if wrong[0] in SAMPLING[t]]
+        raise ValueError(f"--{', --'.join(wrong)} apply to {' and '.join(takers)} runs; this run "
+                         f"is task {config.task!r}.")
     config = config.copy_and_resolve_references()
     with config.unlocked():
         config.update(sampling)
@@ -137,7 +146,10 @@ def metric_tag(config, num_samples: int) -> str:
 
 def _sampling_tag(config) -> str:
     """How a diffusion run's samples were drawn, for its metric keys (``ddim50_eta0_``,
-    ``ddpm50_large_``, ``dpm++2m20_w1.5_``); empty for other families."""
+    ``ddpm50_large_``, ``dpm++2m20_w1.5_``), an autoregressive run's guidance (``w2_``,
+    when trained with label dropout); empty for other families."""
+    if config.task == "pixelcnn":
+        return f"w{config.guidance:g}_" if config.get("label_dropout") else ""
     if config.task != "diffusion":
         return ""
     tag = f"{config.sampler}{config.sample_steps}_"

@@ -16,6 +16,12 @@ class accuracy 47.7 % (per class 11-81 %), FID 501.9, rarest class 3.7 %: most r
 digits of their class, some broken strokes. The default 900 steps is the unconditional
 config's 15-minute budget.
 
+Classifier-free guidance (on a 2-core AMD EPYC, family 25): with
+``--config.train_minutes=15 --config.num_steps=5000 --config.label_dropout=0.1
+--config.guidance=1``, stopped at step 561 (about 42 examples/s); exact test NLL 88.35
+nats. The same checkpoint's class accuracy is 27.2 % unguided (w = 0; FID 771.1), 44.7 %
+at w = 1 (FID 890.9) and 43.0 % at w = 4 (FID 1847.1; strokes break apart).
+
 Variants: ``:test`` is a tiny, seconds-long configuration for tests and smoke runs.
 """
 

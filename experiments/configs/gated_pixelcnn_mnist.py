@@ -31,6 +31,8 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
     c.num_layers = 8              # gated layers / masked layers after the first / blocks per pass
     c.head = 64                   # width of the 1x1 output layers
     c.num_classes = 0             # > 0: class-conditional
+    c.label_dropout = 0.0         # conditional: P(label -> null label) in training, for guidance
+    c.guidance = 0.0              # conditional, label dropout: guidance scale w of the sampler
     c.learning_rate = 1e-3
     c.clip_norm = 1.0
     common.add_data_and_loop(c, preprocess="binarize_dynamic", batch_size=64, num_steps=900,

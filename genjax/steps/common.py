@@ -8,6 +8,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from genjax import replica
 from genjax.state import TrainState, step_key
 
 Metrics = dict[str, jax.Array]
@@ -131,3 +132,25 @@ def multi_step(step: StepFn) -> StepFn:
         return state, total
 
     return wrapped
+
+
+def drop_labels(key: jax.Array, labels: jax.Array, rate: float, num_classes: int,
+                axis_name: str | None = None) -> jax.Array:
+    """``labels`` with each replaced by the null label ``num_classes`` with probability
+    ``rate``: classifier-free guidance (Ho & Salimans 2022) trains one network both
+    conditional and unconditional. Under a driver, the one-device draw is sliced."""
+    drop = replica.shard_draw(jax.random.uniform, key, labels.shape, axis_name)
+    return jnp.where(drop < rate, num_classes, labels)
+
+
+def with_null_labels(x: Any, labels: jax.Array, num_classes: int) -> tuple[Any, jax.Array]:
+    """The batch twice (every array of ``x`` stacked on itself) with ``labels`` then the
+    null label: a guided output's conditional and unconditional halves in one call."""
+    doubled = jax.tree.map(lambda a: jnp.concatenate([a, a]), x)
+    return doubled, jnp.concatenate([labels, jnp.full_like(labels, num_classes)])
+
+
+def guide(both: jax.Array, guidance: float) -> jax.Array:
+    """(1 + w) out(c) - w out(null) from the halves of ``both`` (see `with_null_labels`)."""
+    cond, uncond = jnp.split(both, 2)
+    return (1.0 + guidance) * cond - guidance * uncond

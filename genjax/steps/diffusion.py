@@ -16,7 +16,7 @@ import numpy as np
 
 from genjax import replica
 from genjax.losses import diffusion as D
-from genjax.steps.common import LossFn, check_images
+from genjax.steps.common import LossFn, check_images, drop_labels, guide, with_null_labels
 
 Apply = Callable[[object, jax.Array, jax.Array, jax.Array | None], jax.Array]
 SAMPLERS = ("ddpm", "ddim", "dpm++2m")
@@ -40,8 +40,7 @@ def diffusion_loss(apply: Apply, schedule: D.Schedule, *, prediction: str = "eps
         noise = replica.shard_draw(replica.normal, noise_key, x0.shape, axis_name)
         labels = None
         if num_classes:
-            drop = replica.shard_draw(jax.random.uniform, drop_key, (n,), axis_name)
-            labels = jnp.where(drop < label_dropout, num_classes, batch["label"])
+            labels = drop_labels(drop_key, batch["label"], label_dropout, num_classes, axis_name)
         xt = D.q_sample(schedule, x0, t, noise)
         out = apply(params, xt, t, labels)
         goal = D.target(schedule, x0, t, noise, prediction)
@@ -63,10 +62,8 @@ def guided_denoiser(apply: Apply, schedule: D.Schedule, *, prediction: str, num_
     def denoise(params, x: jax.Array, i: jax.Array, labels: jax.Array | None):
         t = jnp.full(x.shape[:1], timesteps[i])
         if num_classes and guidance:
-            both = apply(params, jnp.concatenate([x, x]), jnp.concatenate([t, t]),
-                         jnp.concatenate([labels, jnp.full_like(labels, num_classes)]))
-            cond, uncond = jnp.split(both, 2)
-            out = (1.0 + guidance) * cond - guidance * uncond
+            (xx, tt), both_labels = with_null_labels((x, t), labels, num_classes)
+            out = guide(apply(params, xx, tt, both_labels), guidance)
         else:
             out = apply(params, x, t, labels)
         idx = jnp.full(x.shape[:1], i)

@@ -15,21 +15,28 @@ import numpy as np
 
 from genjax.losses import pixelcnn as L
 from genjax.losses.discretized import bits_per_dim
-from genjax.steps.common import LossFn, check_images
+from genjax.steps.common import LossFn, check_images, drop_labels, guide, with_null_labels
 
 Apply = Callable[[object, jax.Array, jax.Array | None], jax.Array]
 
 
-def nll_loss(apply: Apply, likelihood: str, num_mixtures: int = 0,
-             conditional: bool = False) -> LossFn:
+def nll_loss(apply: Apply, likelihood: str, num_mixtures: int = 0, conditional: bool = False,
+             label_dropout: float = 0.0, num_classes: int = 0, axis_name: str | None = None
+             ) -> LossFn:
     """``loss(params, batch, key)``: the mean over images of -log p(x) in nats (one
-    forward pass gives every conditional), with bits/dim as a metric."""
+    forward pass gives every conditional), with bits/dim as a metric. With
+    ``label_dropout``, a conditional model sees each label replaced by the null label
+    ``num_classes`` with that probability (`genjax.steps.common.drop_labels`), so that
+    one network also learns p(x) and can be sampled with guidance; the key draws only
+    that."""
 
     def loss(params, batch: dict, key: jax.Array):
-        del key  # the likelihood is exact: nothing is drawn
         check_images(batch)
         x = batch["image"]
-        out = apply(params, x, batch["label"] if conditional else None)
+        labels = batch["label"] if conditional else None
+        if conditional and label_dropout:
+            labels = drop_labels(key, labels, label_dropout, num_classes, axis_name)
+        out = apply(params, x, labels)
         nll = -L.log_likelihood(likelihood, out, x, num_mixtures)
         value = jnp.mean(nll)
         return value, {"nll": value, "bits_per_dim": bits_per_dim(value, int(np.prod(x.shape[1:])))}
@@ -53,6 +60,31 @@ def make_eval(apply: Apply, likelihood: str, num_mixtures: int = 0, conditional:
 
 
 Rowwise = tuple[Callable, Callable]  # (context(params, x, labels), rows(params, x, ctx, labels))
+
+
+def guided(apply: Apply, rowwise: Rowwise | None, guidance: float, num_classes: int
+           ) -> tuple[Apply, Rowwise | None]:
+    """``apply`` and ``rowwise`` whose outputs are classifier-free guided logits
+    (1 + w) out(x, c) - w out(x, null) (Ho & Salimans 2022, here per pixel: the
+    Bernoulli logit of each conditional), both halves in one call on the batch twice;
+    the rowwise context is computed for both halves and kept doubled. Needs a network
+    trained with label dropout (its null label ``num_classes``)."""
+
+    def guided_apply(params, x, labels):
+        return guide(apply(params, *with_null_labels(x, labels, num_classes)), guidance)
+
+    if rowwise is None:
+        return guided_apply, None
+    context, rows = rowwise
+
+    def guided_context(params, x, labels):
+        return context(params, *with_null_labels(x, labels, num_classes))
+
+    def guided_rows(params, line, ctx, labels):
+        doubled, both_labels = with_null_labels(line, labels, num_classes)
+        return guide(rows(params, doubled, ctx, both_labels), guidance)
+
+    return guided_apply, (guided_context, guided_rows)
 
 
 def make_sampler(apply: Apply, likelihood: str, image_shape: tuple[int, int, int],

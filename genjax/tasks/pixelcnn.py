@@ -47,12 +47,30 @@ def check(config: ml_collections.ConfigDict, image_shape: tuple[int, ...]) -> No
                          f"got {config.num_mixtures}.")
     if len(image_shape) != 3:
         raise ValueError(f"Autoregressive models take images [H, W, C], got shape {image_shape}.")
+    _check_guidance(config)
+
+
+def _check_guidance(config: ml_collections.ConfigDict) -> None:
+    """Guidance needs a conditional Bernoulli model trained with label dropout."""
+    if config.get("label_dropout") and not config.num_classes:
+        raise ValueError(f"config.label_dropout={config.label_dropout} needs a conditional "
+                         f"model (config.num_classes > 0).")
+    if not config.get("guidance"):
+        return
+    if not config.num_classes or not config.get("label_dropout"):
+        raise ValueError(f"config.guidance={config.guidance} needs a conditional model trained "
+                         f"with label dropout (config.num_classes > 0 and "
+                         f"config.label_dropout > 0: the unconditional half).")
+    if config.likelihood != "bernoulli":
+        raise ValueError(f"config.guidance={config.guidance} guides Bernoulli logits; "
+                         f"config.likelihood={config.likelihood!r} has no such output.")
 
 
 def build_model(config: ml_collections.ConfigDict, channels: int):
     """The network of ``config.model`` with the output width of ``config.likelihood``."""
     outputs = L.num_params(config.likelihood, channels, config.num_mixtures)
-    k = config.num_classes
+    # Label dropout adds the null label (index num_classes) to the class embeddings.
+    k = config.num_classes + (1 if config.num_classes and config.get("label_dropout") else 0)
     if config.model == "pixelcnn":
         return P.PixelCNN(outputs, config.features, config.num_layers, config.head, k)
     if config.model == "gated":
@@ -70,11 +88,15 @@ def _apply(model, config: ml_collections.ConfigDict, method: str = "__call__"):
 def make_sampler(model, config: ml_collections.ConfigDict, image_shape: tuple[int, ...]):
     """The pixel-by-pixel sampler of ``model``: row by row with a context computed once per
     row for the Gated PixelCNN and PixelCNN++ (`genjax.steps.pixelcnn.make_sampler`), a
-    pass per pixel over the rows the plain PixelCNN's output there can see."""
+    pass per pixel over the rows the plain PixelCNN's output there can see; with
+    ``config.guidance`` w > 0, from the guided logits (`genjax.steps.pixelcnn.guided`)."""
+    apply = _apply(model, config)
     rowwise = ((_apply(model, config, "context"), _apply(model, config, "rows"))
                if isinstance(model, (P.GatedPixelCNN, P.PixelCNNPP)) else None)
+    if config.get("guidance"):  # twice the batch per network call
+        apply, rowwise = psteps.guided(apply, rowwise, config.guidance, config.num_classes)
     rows_above = model.rows_above if isinstance(model, P.PixelCNN) else None
-    return psteps.make_sampler(_apply(model, config), config.likelihood, tuple(image_shape),
+    return psteps.make_sampler(apply, config.likelihood, tuple(image_shape),
                                config.num_mixtures, rowwise, rows_above)
 
 
@@ -139,7 +161,8 @@ def build(config: ml_collections.ConfigDict, image_shape: tuple[int, ...],
     model = build_model(config, image_shape[-1])
     apply = _apply(model, config)
     tx = make_optimizer("adam", config.learning_rate, clip_norm=config.clip_norm or None)
-    loss = psteps.nll_loss(apply, config.likelihood, config.num_mixtures, bool(config.num_classes))
+    loss = psteps.nll_loss(apply, config.likelihood, config.num_mixtures, bool(config.num_classes),
+                           config.get("label_dropout", 0.0), config.num_classes, axis_name)
     step = make_train_step(loss, tx, axis_name=axis_name)
     dummy = np.zeros((1, *image_shape), np.float32)
 
