@@ -214,7 +214,7 @@ def test_rowwise_sampling_equals_full_passes(name, likelihood, guidance):
     one that runs the whole network per pixel (same key), for a conditional model (guided
     too: label 3 is the null label) and for a completion; and the rows from the context
     are the network's output."""
-    model = NETS[name](L.num_params(likelihood, 1, 2)).clone(num_classes=4)
+    model = NETS[name](L.num_params(likelihood, 1, 2)).clone(num_classes=4 if guidance else 3)
     x, labels = jnp.zeros((4, 5, 6, 1)), jnp.array([0, 1, 2, 1])
     params = _random_params(model, x, labels)
     method = lambda name: (lambda p, *a: model.apply({"params": p}, *a, method=name))
@@ -234,9 +234,10 @@ def test_rowwise_sampling_equals_full_passes(name, likelihood, guidance):
                                 cached(params, jax.random.key(5), start, labels, first=9))
     ctx = method("context")(params, a, labels)
     row = jax.tree.map(lambda t: t[..., 3:4, :, :], ctx)
-    np.testing.assert_allclose(method("rows")(params, a[:, 3:4], row, labels),
-                               model.apply({"params": params}, a, labels)[:, 3:4],
-                               rtol=1e-5, atol=1e-5)
+    whole = model.apply({"params": params}, a, labels)[:, 3:4]
+    # float32 roundoff of sums as large as the outputs (PixelCNN++'s reach ~100)
+    np.testing.assert_allclose(method("rows")(params, a[:, 3:4], row, labels), whole,
+                               rtol=1e-5, atol=1e-5 * float(np.abs(whole).max()))
     assert len(np.unique(a)) > 2 if likelihood != "bernoulli" else set(np.unique(a)) <= {0, 1}
 
 
