@@ -65,8 +65,9 @@ _SECONDS = flags.DEFINE_float("seconds", 5.0, "Length of one timing window.")
 _WINDOWS = flags.DEFINE_integer("windows", 3, "Timing windows (median, min and max reported).")
 _PARALLEL = flags.DEFINE_list("parallel", ["none"], "Data-parallel drivers to time.")
 _STEPS_PER_CALL = flags.DEFINE_list("steps_per_call", ["1"], "Train steps per compiled call.")
-_CPU_DOTS = flags.DEFINE_list("cpu_dots", ["auto"], "XLA:CPU dot libraries to time "
-                              "(auto, ynnpack, eigen; see genjax.xla_cpu.cpu_compiler_options).")
+_CPU_DOTS = flags.DEFINE_list("cpu_dots", ["config"], "XLA:CPU dot libraries to time "
+                              "(config: each config's own cpu_dots; auto, ynnpack, eigen, "
+                              "eigen+ynn; see genjax.xla_cpu.cpu_compiler_options).")
 _STOCK = flags.DEFINE_list("stock", ["dcgan_mnist@64", "wgan_gp_mnist@64"],
                            "config@batch rows also timed with Flax's stock transposed convs.")
 _BF16 = flags.DEFINE_list("bf16", ["vae_mnist@256", "dcgan_mnist@64", "wgan_gp_mnist@64"],
@@ -182,7 +183,7 @@ def matmul_peak_gflops(size: int = 4096) -> dict[str, float]:
 
     a = jnp.asarray(np.random.default_rng(0).normal(size=(size, size)), jnp.float32)
     out = {}
-    dots = xla_cpu.CPU_DOTS[1:] if jax.default_backend() == "cpu" else ("default",)
+    dots = ("ynnpack", "eigen") if jax.default_backend() == "cpu" else ("default",)
     for dots_name in dots:
         opts = None if dots_name == "default" else xla_cpu.cpu_compiler_options(
             dots_name, jnp.matmul, a, a)
@@ -194,6 +195,13 @@ def matmul_peak_gflops(size: int = 4096) -> dict[str, float]:
     if torch_ref is not None:
         out["torch"] = torch_ref.matmul_gflops(size)
     return out
+
+
+def _dots_used(options: dict | None) -> str:
+    """The library name `genjax.xla_cpu.cpu_compiler_options` chose, from its options."""
+    if options is None:
+        return "ynnpack"
+    return "eigen+ynn" if options["xla_cpu_experimental_ynn_fusion_type"] else "eigen"
 
 
 def _time(fn) -> float:
@@ -257,11 +265,12 @@ _INPUTS = {None: "in memory", "tfds": "tfds pipeline", "memory": "memory source"
 
 
 def measure(name: str, batch_size: int | None, *, driver: str = "none", steps_per_call: int = 1,
-            cpu_dots: str = "auto", fast_layers: bool = True, source: str | None = None,
+            cpu_dots: str = "config", fast_layers: bool = True, source: str | None = None,
             compute_dtype: str = "float32", step_options: dict | None = None) -> dict:
     """One genjax row (see the module docstring); ``source``: feed the real input pipeline
     from this `genjax.data.SOURCES` entry instead of a fixed batch; ``step_options``:
-    config overrides of the GAN step (`shared_step_options`)."""
+    config overrides of the GAN step (`shared_step_options`); ``cpu_dots`` "config": the
+    config's own choice."""
     import jax
     import numpy as np
 
@@ -272,6 +281,7 @@ def measure(name: str, batch_size: int | None, *, driver: str = "none", steps_pe
     config = _config(name, batch_size, parallel=driver, fast_layers=fast_layers,
                      compute_dtype=compute_dtype, **(step_options or {}))
     parallel.check_batch(driver, config.batch_size)
+    cpu_dots = config.get("cpu_dots", "auto") if cpu_dots == "config" else cpu_dots
     shape = (28, 28, 1)
     task = TASKS[config.task](config, shape, parallel.step_axis(driver))
     d = parallel.make_driver(driver, task.train_step, donate=True, steps_per_call=steps_per_call,
@@ -308,7 +318,7 @@ def measure(name: str, batch_size: int | None, *, driver: str = "none", steps_pe
             "steps_per_call": steps_per_call, "layers": "fast" if fast_layers else "stock",
             "cpu_dots": cpu_dots if jax.default_backend() == "cpu" else None,
             "cpu_dots_used": None if jax.default_backend() != "cpu" else
-            ("eigen" if opts else "ynnpack" if driver != "pmap" else "xla default"),
+            (_dots_used(opts) if driver != "pmap" else "xla default"),
             "input": _INPUTS[source],
             "examples_per_sec": round(rate, 1), "min": round(min(rates), 1),
             "max": round(max(rates), 1), "ms_per_step": round(1000 * n / rate, 2),

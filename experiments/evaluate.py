@@ -16,9 +16,10 @@ on MNIST-like data also the class accuracy of the same samples (how often the do
 classifier names the class each was asked for). The metrics are appended to
 ``<workdir>/metrics.jsonl`` at the checkpoint's step and printed as a table.
 Diffusion runs sample with their config's sampler unless ``--sampler``,
-``--sample_steps``, ``--eta``, ``--variance`` or ``--guidance`` say otherwise, and an
-autoregressive run trained with label dropout takes ``--guidance`` too; their metric keys
-name how the samples were drawn (``test/domain_ddim50_eta0_fid``, ``test/domain_w2_fid``),
+``--sample_steps``, ``--eta``, ``--variance`` or ``--guidance`` say otherwise, an
+autoregressive run trained with label dropout takes ``--guidance`` too, and a flow run
+``--temperature``; their metric keys name how the samples were drawn
+(``test/domain_ddim50_eta0_fid``, ``test/domain_w2_fid``, ``test/domain_T1_fid``),
 and any run's keys carry
 ``n<count>_`` when ``--num_samples`` differs from the config's ``eval_samples``. ``--save_samples`` writes the samples as float32 NHWC in [0, 1] (``.npy``) for any
 outside tool; ``--real_baseline`` scores real training images instead (printed only),
@@ -48,13 +49,16 @@ _VARIANCE = flags.DEFINE_enum("variance", None, ["large", "small"], "Diffusion r
 _GUIDANCE = flags.DEFINE_float("guidance", None, "Conditional diffusion runs, and "
                                "autoregressive ones trained with label dropout: the "
                                "classifier-free guidance scale w.")
+_TEMPERATURE = flags.DEFINE_float("temperature", None, "Flow runs: the latent's scale T "
+                                  "(z ~ N(0, T^2 I); default the run's config.temperature).")
 _FLOOR = flags.DEFINE_bool("real_baseline", False, "Score real training images instead of "
                            "samples: what a perfect generator would reach with this protocol.")
 
 
 # What each family's evaluation may change about its sampler.
 SAMPLING = {"diffusion": ("sampler", "sample_steps", "eta", "variance", "guidance"),
-            "pixelcnn": ("guidance",)}
+            "pixelcnn": ("guidance",),
+            "flow": ("temperature",)}
 
 
 def evaluate_run(workdir: str, num_samples: int, save_samples: str | None = None,
@@ -100,7 +104,7 @@ def evaluate_run(workdir: str, num_samples: int, save_samples: str | None = None
         logging.warning("The test split is smaller than --num_samples=%d; the metrics use as many "
                         "samples as it has images.", num_samples)
     scored = []  # the samples scoring uses, kept for a conditional run's class check
-    tag = metric_tag(config, num_samples)
+    tag = metric_tag(config, num_samples, trained=record.run_config(workdir))
     results = loop.score_samples(fake, num_samples, config, eval_spec, scorer,
                                  prefix=f"test/{extractor}_{tag}", scored=scored)
     classifier = domain_extractor_for(config, image_shape)
@@ -135,13 +139,16 @@ def _with_sampling(config, sampling: dict):
     return config
 
 
-def metric_tag(config, num_samples: int) -> str:
+def metric_tag(config, num_samples: int, trained=None) -> str:
     """What ``evaluate_run`` puts between ``test/<extractor>_`` and a metric's name: how a
-    diffusion run's samples were drawn, and ``n<count>_`` when ``num_samples`` differs
-    from the config's ``eval_samples`` (so that a smaller check never shares a key with
-    the run's own figures)."""
+    diffusion run's samples were drawn, a flow's temperature (``T0.5_``) when it differs
+    from the run's own (``trained``: the config it trained with), and ``n<count>_`` when
+    ``num_samples`` differs from the config's ``eval_samples`` (so that a smaller check
+    never shares a key with the run's own figures)."""
     count = f"n{num_samples}_" if num_samples != config.eval_samples else ""
-    return _sampling_tag(config) + count
+    retempered = (config.task == "flow" and trained is not None
+                  and config.temperature != trained.temperature)
+    return _sampling_tag(config) + (f"T{config.temperature:g}_" if retempered else "") + count
 
 
 def _sampling_tag(config) -> str:
@@ -184,7 +191,8 @@ def main(argv):
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
     launch.quiet_logging()
     sampling = {"sampler": _SAMPLER.value, "sample_steps": _STEPS.value, "eta": _ETA.value,
-                "variance": _VARIANCE.value, "guidance": _GUIDANCE.value}
+                "variance": _VARIANCE.value, "guidance": _GUIDANCE.value,
+                "temperature": _TEMPERATURE.value}
     results = evaluate_run(_WORKDIR.value, _NUM.value, _SAVE.value, _FLOOR.value,
                            _EXTRACTOR.value, _WEIGHTS.value, sampling)
     width = max(map(len, results))

@@ -180,12 +180,17 @@ def test_cpu_dot_library_follows_the_step(monkeypatch):
     assert xla_cpu.cpu_compiler_options("auto", dense, w, x) is None
     assert xla_cpu.cpu_compiler_options("ynnpack", _conv_loss_grad, kernel, x) is None
     assert xla_cpu.cpu_compiler_options("eigen", dense, w, x) == eigen
-    # either library computes the same gradient, up to float32 roundoff
-    np.testing.assert_allclose(jax.jit(_conv_loss_grad, compiler_options=eigen)(kernel, x),
-                               jax.jit(_conv_loss_grad)(kernel, x), rtol=1e-5, atol=1e-5)
+    mixed = xla_cpu.cpu_compiler_options("eigen+ynn", _conv_loss_grad, kernel, x)
+    assert mixed == {"xla_cpu_experimental_ynn_fusion_type":
+                     "LIBRARY_FUSION_TYPE_ELTWISE,LIBRARY_FUSION_TYPE_REDUCE"}
+    # every choice computes the same gradient, up to float32 roundoff (and XLA accepts it)
+    for options in (eigen, mixed):
+        np.testing.assert_allclose(jax.jit(_conv_loss_grad, compiler_options=options)(kernel, x),
+                                   jax.jit(_conv_loss_grad)(kernel, x), rtol=1e-5, atol=1e-5)
     monkeypatch.setenv("XLA_FLAGS", "--xla_cpu_experimental_ynn_fusion_type=individual_dot")
     assert xla_cpu.cpu_compiler_options("eigen", dense, w, x) is None  # the user's flag wins
-    with pytest.raises(ValueError, match="Unknown cpu_dots 'mkl'.*auto, ynnpack, eigen"):
+    with pytest.raises(ValueError,
+                       match="Unknown cpu_dots 'mkl'.*auto, ynnpack, eigen, eigen\\+ynn"):
         parallel.make_driver("none", _conv_loss_grad, cpu_dots="mkl")
 
 

@@ -30,7 +30,7 @@ def add_data_and_loop(c: ml_collections.ConfigDict, *, preprocess: str, batch_si
     c.parallel = "none"    # data-parallel driver: none (one device), pmap or mesh
     c.steps_per_call = 1   # train steps per compiled call (lax.scan); see docs/benchmarks.md
     c.compute_dtype = "float32"  # or bfloat16: networks' arithmetic (params stay float32)
-    c.cpu_dots = "auto"    # XLA:CPU dot library: auto (eigen with convs), ynnpack, eigen
+    c.cpu_dots = "auto"    # XLA:CPU dot library: auto (eigen with convs), ynnpack, eigen, eigen+ynn
     c.skip_nonfinite_steps = False  # True: drop NaN/Inf updates (counted) instead of stopping
     c.max_skipped_fraction = 0.5    # ... but stop when more than this share of a log window is
     c.start_over = False   # True: train from step 0 when the workdir's checkpoints are all damaged

@@ -25,6 +25,7 @@ from experiments.configs import realnvp_mnist
 def get_config(variant: str = "") -> ml_collections.ConfigDict:
     c = realnvp_mnist.get_config(variant)
     c.model = "points"
+    c.cpu_dots = "auto"      # MLPs only: YNNPACK's dots
     c.dataset = "gaussian_mixtures/ring8"
     c.preprocess = "raw"
     c.num_layers = 8 if not variant else 2

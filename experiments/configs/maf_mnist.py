@@ -28,6 +28,7 @@ from experiments.configs import realnvp_mnist
 def get_config(variant: str = "") -> ml_collections.ConfigDict:
     c = realnvp_mnist.get_config(variant)
     c.model = "maf"
+    c.cpu_dots = "auto"      # dense layers only: YNNPACK's dots
     c.num_layers = 5         # MAF layers
     c.num_steps = 1000       # the test bits/dim is lowest after 500-1000 steps (overfitting)
     c.width = 512            # MADE hidden units per layer
