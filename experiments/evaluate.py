@@ -73,7 +73,8 @@ def evaluate_run(workdir: str, num_samples: int, save_samples: str | None = None
     from genjax.report import MetricWriter
     from genjax.tasks.common import collect_images, domain_extractor_for, sample_class_accuracy
 
-    config = _with_sampling(record.run_config(workdir), sampling or {})
+    trained = record.run_config(workdir)
+    config = _with_sampling(trained, sampling or {})
     if num_samples < 2:
         raise ValueError(f"--num_samples must be at least 2, got {num_samples}.")
     if save_samples:
@@ -104,7 +105,7 @@ def evaluate_run(workdir: str, num_samples: int, save_samples: str | None = None
         logging.warning("The test split is smaller than --num_samples=%d; the metrics use as many "
                         "samples as it has images.", num_samples)
     scored = []  # the samples scoring uses, kept for a conditional run's class check
-    tag = metric_tag(config, num_samples, trained=record.run_config(workdir))
+    tag = metric_tag(config, num_samples, trained)
     results = loop.score_samples(fake, num_samples, config, eval_spec, scorer,
                                  prefix=f"test/{extractor}_{tag}", scored=scored)
     classifier = domain_extractor_for(config, image_shape)
@@ -146,15 +147,17 @@ def metric_tag(config, num_samples: int, trained=None) -> str:
     ``num_samples`` differs from the config's ``eval_samples`` (so that a smaller check
     never shares a key with the run's own figures)."""
     count = f"n{num_samples}_" if num_samples != config.eval_samples else ""
-    retempered = (config.task == "flow" and trained is not None
-                  and config.temperature != trained.temperature)
-    return _sampling_tag(config) + (f"T{config.temperature:g}_" if retempered else "") + count
+    return _sampling_tag(config, trained) + count
 
 
-def _sampling_tag(config) -> str:
+def _sampling_tag(config, trained=None) -> str:
     """How a diffusion run's samples were drawn, for its metric keys (``ddim50_eta0_``,
     ``ddpm50_large_``, ``dpm++2m20_w1.5_``), an autoregressive run's guidance (``w2_``,
-    when trained with label dropout); empty for other families."""
+    when trained with label dropout), a flow's temperature when it differs from the
+    ``trained`` config's (``T1_``); empty for other families."""
+    if config.task == "flow":
+        same = trained is None or config.temperature == trained.temperature
+        return "" if same else f"T{config.temperature:g}_"
     if config.task == "pixelcnn":
         return f"w{config.guidance:g}_" if config.get("label_dropout") else ""
     if config.task != "diffusion":

@@ -240,9 +240,13 @@ def test_samples_are_deterministic_per_key_and_come_from_the_scaled_latent():
 def test_config_trains_scores_and_inverts_real_digits(data_dir, tmp_path):
     """The default `:test` config trains 4 steps through the real loop (ActNorm set from the
     first batch) and reports test bits/dim, the inversion error on real test digits, the
-    domain metrics, and the sample and reconstruction grids."""
+    domain metrics, and the sample and reconstruction grids. `experiments.evaluate` then
+    rescores it: at the run's own temperature it reproduces the run's final domain
+    metrics under the same keys; ``--temperature`` draws other samples, whose metrics
+    carry ``T<value>_``."""
     import json
 
+    from experiments import evaluate as evaluate_cli
     from genjax import loop
 
     state = loop.train_and_evaluate(short_run_config("realnvp_mnist", data_dir), str(tmp_path))
@@ -252,19 +256,6 @@ def test_config_trains_scores_and_inverts_real_digits(data_dir, tmp_path):
     assert 0 < final["test/bits_per_dim"] < 8 and final["test/nll_stderr"] > 0, final
     assert final["test/inversion_error"] < 1e-4, final
     assert np.isfinite(final["test/domain_fid"])
-
-
-def test_evaluate_redraws_a_flow_run_at_another_temperature(data_dir, tmp_path):
-    """`experiments.evaluate` rescores a trained flow: at the run's own temperature it
-    reproduces the run's final domain metrics under the same keys; ``--temperature``
-    draws other samples, whose metrics carry ``T<value>_``."""
-    import json
-
-    from experiments import evaluate as evaluate_cli
-    from genjax import loop
-
-    loop.train_and_evaluate(short_run_config("realnvp_mnist", data_dir), str(tmp_path))
-    final = [json.loads(line) for line in open(tmp_path / "metrics.jsonl")][-1]
     same = evaluate_cli.evaluate_run(str(tmp_path), 100, sampling={"temperature": 0.7})
     assert same["test/domain_fid"] == pytest.approx(final["test/domain_fid"], rel=1e-5)
     warmer = evaluate_cli.evaluate_run(str(tmp_path), 100, sampling={"temperature": 1.0})
