@@ -55,6 +55,10 @@ _FLOOR = flags.DEFINE_bool("real_baseline", False, "Score real training images i
                            "samples: what a perfect generator would reach with this protocol.")
 
 
+# A flow's latent scale beyond a few standard deviations draws from far outside where the
+# density was trained: the samples are saturated noise, their scores meaningless.
+MAX_TEMPERATURE = 10.0
+
 # What each family's evaluation may change about its sampler.
 SAMPLING = {"diffusion": ("sampler", "sample_steps", "eta", "variance", "guidance"),
             "pixelcnn": ("guidance",),
@@ -123,7 +127,7 @@ def evaluate_run(workdir: str, num_samples: int, save_samples: str | None = None
 
 def _with_sampling(config, sampling: dict):
     """``config`` with the given sampler fields replaced (`SAMPLING` says which a family
-    takes)."""
+    takes); a ``temperature`` outside (0, `MAX_TEMPERATURE`] is refused."""
     sampling = {k: v for k, v in sampling.items() if v is not None}
     every = sorted({f for fields in SAMPLING.values() for f in fields})
     unknown = set(sampling) - set(every)
@@ -134,6 +138,10 @@ def _with_sampling(config, sampling: dict):
         takers = [t for t in SAMPLING if wrong[0] in SAMPLING[t]]
         raise ValueError(f"--{', --'.join(wrong)} apply to {' and '.join(takers)} runs; this run "
                          f"is task {config.task!r}.")
+    temperature = sampling.get("temperature", 1.0)
+    if not 0 < temperature <= MAX_TEMPERATURE:  # NaN fails this too
+        raise ValueError(f"--temperature must be in (0, {MAX_TEMPERATURE:g}] (the latent's scale "
+                         f"T, z ~ N(0, T^2 I); 1 is the trained density), got {temperature!r}.")
     config = config.copy_and_resolve_references()
     with config.unlocked():
         config.update(sampling)

@@ -12,6 +12,7 @@ full traceback instead; errors that are not a user's input (bugs) always show it
 import os
 import re
 import sys
+import traceback
 from typing import Callable
 
 # Before TensorFlow or XLA load (both read it): their INFO banners (oneDNN, CPU features)
@@ -60,8 +61,14 @@ def one_line(error: BaseException) -> str:
 
 def config_error(error: BaseException) -> str:
     """A config flag's failure in one line: the misspelt field and its suggestion, the
-    config file that is missing or does not parse, or the flag error itself."""
+    config file that is missing, does not parse or has no get_config(), or the flag error
+    itself."""
     text = str(error)
+    if isinstance(error, AttributeError) and re.search(
+            r"module '\w+_config' has no attribute 'get_config'", text):
+        return (f"ConfigError: config file {_config_file(error)} has no get_config(); a config "
+                f"file defines get_config(variant: str = '') returning an "
+                f"ml_collections.ConfigDict.")
     field = re.search(r"'\\?'?(\w+)\\?'?.*?(Did you mean \"\w+\" instead of \"\w+\"\?)", text, re.S)
     if isinstance(error, (AttributeError, KeyError)) and field:
         return f"ConfigError: config has no field {field.group(1)!r}. {field.group(2)}"
@@ -74,6 +81,16 @@ def config_error(error: BaseException) -> str:
     if missing:
         return f"ConfigError: config file not found: {missing.group(1)}."
     return one_line(error)
+
+
+def _config_file(error: BaseException) -> str:
+    """The config file that ml_collections was loading when ``error`` was raised (its
+    message names only the module ``config_config``), from the loader's frame."""
+    for frame, _ in traceback.walk_tb(error.__traceback__):
+        path = frame.f_locals.get("split_path") if frame.f_code.co_name == "parse" else None
+        if isinstance(path, list) and path and isinstance(path[0], str):
+            return path[0]
+    return "(the --config file)"
 
 
 def fail(message: str) -> None:
@@ -94,8 +111,15 @@ def _parse_flags(argv: list[str]) -> list[str]:
 
 def load_config(holder: flags.FlagHolder):
     """The parsed config; a config file that failed to load (reported lazily by
-    ml_collections) becomes a one-line `ValueError`."""
-    config = holder.value
+    ml_collections) or whose get_config() returned None becomes a one-line `ValueError`."""
+    try:
+        config = holder.value
+    except flags.IllegalFlagValueError as e:  # ml_collections' None (it only logs a warning)
+        from ml_collections import config_flags
+
+        path = config_flags.get_config_filename(flags.FLAGS[holder.name])
+        raise ConfigError(f"config file {path}: get_config() returned None; it must return an "
+                          f"ml_collections.ConfigDict.") from e
     try:
         config.get("task")
     except Exception as e:
@@ -105,8 +129,18 @@ def load_config(holder: flags.FlagHolder):
 
 def run(main: Callable[[list], None]) -> None:
     """``absl.app.run(main)`` with a user's mistake reported in one line (see module doc)."""
+
+    def main_in_one_line(argv: list) -> None:
+        try:
+            main(argv)
+        except app.UsageError as e:  # absl would print its whole usage text (13-55 lines)
+            if os.environ.get(TRACEBACK_ENV):
+                raise
+            fail(f"UsageError: {e}. Every argument must be a --flag=value (quote a value that "
+                 f"holds spaces; --helpshort lists the flags).")
+
     try:
-        app.run(main, flags_parser=_parse_flags)
+        app.run(main_in_one_line, flags_parser=_parse_flags)
     except INPUT_ERRORS as e:
         if os.environ.get(TRACEBACK_ENV):
             raise

@@ -1,6 +1,7 @@
 """Bad inputs get a specific, readable error before anything compiles or trains."""
 
 import json
+import os
 import re
 
 import jax
@@ -63,7 +64,23 @@ CONFIG_CASES = [
     ("penalty negative", GAN, {"gp_weight": -10.0}, None, ValueError,
      r"config.gp_weight must be 0 \(off\) or positive, got -10.0"),
     ("image the net cannot take", GAN, {"generator": "dcgan", "image_size": 30}, None, ValueError,
-     r"DCGAN/SNGAN sizes are 4\*2\^n or 7\*2\^n, got 30"),
+     r"config.image_size=30 gives images of shape \(30, 30, 1\), but generator 'dcgan' takes "
+     r"square images \[S, S, C\] with S = 4\*2\^n or 7\*2\^n, n >= 1 \(8, 14, 16, 28, 32"),
+    ("image size zero", VAE, {"image_size": 0}, None, ValueError,
+     r"config.image_size must be a positive integer \(or None: the dataset's own size\), got 0"),
+    ("image size negative", VAE, {"image_size": -1}, None, ValueError,
+     r"config.image_size must be a positive integer .*got -1"),
+    ("crop zero", GAN, {"crop": 0}, None, ValueError, r"config.crop must be a positive integer"),
+    ("conv generator at 30x30", GAN, {"image_size": 30}, None, ValueError,
+     r"config.image_size=30 gives images of shape \(30, 30, 1\), but generator 'conv' takes "
+     r"images \[H, W, C\] whose height and width divide by 4 \(4, 8, 12, ...\); set "
+     r"config.image_size \(resize\) or config.crop"),
+    ("SNGAN generator at a crop of 30", GAN, {"generator": "sngan", "crop": 30}, None, ValueError,
+     r"config.crop=30 \(config.image_size unset\) gives images of shape \(30, 30, 1\), but "
+     r"generator 'sngan' takes square images"),
+    ("conv VAE at 30x30", VAE, {"model": "conv", "image_size": 30}, None, ValueError,
+     r"config.image_size=30 gives .* but model 'conv' with config.conv_features=\(8, 16\) takes "
+     r"images \[H, W, C\] whose height and width divide by 4"),
     ("latent zero", VAE, {"latent_dim": 0}, None, ValueError, r"config.latent_dim must be positive, got 0"),
     ("hidden width zero", VAE, {"hidden": (0,)}, None, ValueError,
      r"config.hidden must be a non-empty list of positive integers, got \(0,\)"),
@@ -102,7 +119,10 @@ CONFIG_CASES = [
     ("progressive half", GAN, {"generator": "progan"}, None, ValueError,
      r"Progressive growing needs generator and discriminator 'progan'"),
     ("progressive at 28x28", GAN, {"generator": "progan", "discriminator": "progan"}, None,
-     ValueError, r"size of 4 \* 2\^n \(pad MNIST to 32 with --config.crop=32\), got 28"),
+     ValueError, r"config.dataset='mnist5k' \(config.image_size and config.crop unset\) gives "
+                 r"images of shape \(28, 28, 1\), but generator 'progan' takes square images "
+                 r"\[S, S, C\] with S = 4\*2\^n \(4, 8, 16, 32, 64, ...\); set config.image_size "
+                 r"\(resize\) or config.crop \(centre crop or pad\)"),
     ("unknown optimizer", GAN, {"optimizer": "sgd"}, None, ValueError,
      r"Unknown optimizer 'sgd'; valid: adam, rmsprop"),
     ("unknown preprocessing", VAE, {"preprocess": "binarise"}, None, ValueError,
@@ -148,7 +168,8 @@ CONFIG_CASES = [
     ("flow on binarised digits", FLOW, {"preprocess": "binarize_dynamic"}, None, ValueError,
      r"Image flows dequantise 8-bit pixels k/255: config.preprocess must be 'unit'"),
     ("flow with too many squeezes", FLOW, {"levels": 3}, None, ValueError,
-     r"3 level\(s\) squeeze the image by 8: height and width must divide by it, got 28x28"),
+     r"gives images of shape \(28, 28, 1\), but the realnvp flow with config.levels=3 takes "
+     r"images \[H, W, C\] whose height and width divide by 8"),
     ("logit margin of one half", FLOW, {"alpha": 0.5}, None, ValueError,
      r"config.alpha \(the logit's margin\) must be in \(0, 0.5\), got 0.5"),
     ("spline couplings on images", FLOW2D, {"model": "realnvp"}, None, ValueError,
@@ -171,6 +192,10 @@ CONFIG_CASES = [
      r"config.weight_decay must be 0 \(off\) or positive"),
     ("zero timesteps", DDPM, {"timesteps": 0}, None, ValueError,
      r"config.timesteps must be positive, got 0"),
+    ("seed negative", VAE, {"seed": -1}, None, ValueError,
+     r"config.seed must be a non-negative integer below 2\*\*32, got -1"),
+    ("seed beyond 32 bits", GAN, {"seed": 2**32}, None, ValueError,
+     r"config.seed must be a non-negative integer below 2\*\*32, got 4294967296"),
     ("workdir not writable", VAE, {}, _file_in_the_way, PermissionError,
      r"Cannot write to workdir .*a_file/run .*choose another --workdir"),
     ("checkpoint of another model", VAE, {}, _foreign_checkpoint, CheckpointMismatchError,
@@ -359,3 +384,153 @@ def test_non_finite_images_and_features_are_refused():
     features = np.random.default_rng(0).normal(size=(100, 8))
     with pytest.raises(ValueError, match=r"Features hold NaN or Inf \(1 of 100 rows\)"):
         fid(np.where(np.arange(100)[:, None] == 7, np.nan, features), features)
+
+
+def test_launcher_refuses_an_image_size_the_generator_cannot_make_before_writing(data_dir,
+                                                                                 tmp_path):
+    workdir = tmp_path / "run"
+    code, lines = _launch("-m", "experiments.gan",
+                          "--config=experiments/configs/dcgan_mnist.py:test",
+                          f"--workdir={workdir}", f"--config.data_dir={data_dir}",
+                          "--config.image_size=30")
+    assert code == 1 and len(lines) == 1, lines
+    assert lines[0].startswith("error: ValueError: config.image_size=30 gives images of shape "
+                               "(30, 30, 1), but generator 'conv' takes "), lines[0]
+    assert not workdir.exists() or not any(workdir.iterdir()), list(workdir.iterdir())
+
+
+_CONFIG_FILES = sorted(f for f in os.listdir(launch.CONFIG_DIR)
+                       if f.endswith(".py") and f not in ("common.py", "__init__.py"))
+# A value of the field's type for a field whose value is None (a typed placeholder).
+_SAMPLE_VALUES = {int: 32, float: 0.5, str: "unit", bool: True}
+
+
+def _leaves(config, prefix=""):
+    """(dotted path, value, declared type) of every leaf field of a ConfigDict."""
+    for key, value in config.items():
+        if hasattr(value, "items"):
+            yield from _leaves(value, f"{prefix}{key}.")
+        else:
+            yield f"{prefix}{key}", value, config.get_type(key)
+
+
+def _command_line(value) -> str:
+    """``value`` as a user types it after ``--config.<field>=`` (a tuple as ``(16,)``)."""
+    if isinstance(value, tuple):
+        return "(" + ",".join(map(str, value)) + ("," if len(value) == 1 else "") + ")"
+    return repr(value) if isinstance(value, float) else str(value)
+
+
+@pytest.mark.parametrize("name", _CONFIG_FILES)
+def test_every_config_field_can_be_set_on_the_command_line(name):
+    import importlib
+
+    for variant in ("", "test"):
+        path = launch.config_path(name) + (f":{variant}" if variant else "")
+        config = importlib.import_module(f"experiments.configs.{name[:-3]}").get_config(variant)
+        want = {p: _SAMPLE_VALUES[t] if v is None else v for p, v, t in _leaves(config)}
+        argv = ["prog", f"--config={path}",
+                *(f"--config.{p}={_command_line(v)}" for p, v in want.items())]
+        fv = flags.FlagValues()
+        config_flags.DEFINE_config_file("config", path, flag_values=fv, lock_config=True,
+                                        sys_argv=argv)
+        fv(argv)
+        got = {p: v for p, v, _ in _leaves(fv.config)}
+        for p, v in want.items():
+            assert fv[f"config.{p}"].present, (path, p)
+            assert got[p] == v and type(got[p]) is type(v), (path, p, got[p], v)
+
+
+def test_a_config_file_without_get_config_is_named_in_one_line(tmp_path):
+    (tmp_path / "no_get_config.py").write_text("def make_config():\n    return None\n")
+    (tmp_path / "returns_none.py").write_text("def get_config(variant=''):\n    pass\n")
+    code, lines = _launch("-m", "experiments.vae", f"--config={tmp_path}/no_get_config.py:test",
+                          f"--workdir={tmp_path / 'run'}")
+    assert code == 1 and len(lines) == 1, lines
+    assert re.search(rf"^error: ConfigError: config file {tmp_path}/no_get_config.py has no "
+                     rf"get_config\(\); a config file defines get_config\(variant", lines[0]), lines
+    code, lines = _launch("-m", "experiments.vae", f"--config={tmp_path}/returns_none.py",
+                          f"--workdir={tmp_path / 'run'}")
+    # ml_collections' own warning ("did you forget a return statement?") comes first
+    assert code == 1 and not any("Traceback" in line for line in lines), lines
+    assert re.search(rf"^error: ConfigError: config file {tmp_path}/returns_none.py: "
+                     r"get_config\(\) returned None", lines[-1]), lines
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("args", [
+    ["-m", "experiments.vae", "--config=experiments/configs/vae_mnist.py:test"],
+    ["-m", "experiments.evaluate"],
+], ids=["trainer", "evaluator"])
+def test_a_stray_argument_is_one_line_not_the_usage(args, tmp_path):
+    code, lines = _launch(*args, f"--workdir={tmp_path / 'run'}", "extra")
+    assert code == 1 and len(lines) == 1, lines
+    assert re.search(r"^error: UsageError: Unexpected arguments: \['extra'\]\. Every argument "
+                     r"must be a --flag=value", lines[0]), lines[0]
+    assert not (tmp_path / "run").exists()
+
+
+def test_an_unreachable_download_host_fails_in_seconds_and_leaves_nothing(tmp_path, monkeypatch):
+    import time
+
+    from genjax import data
+    from genjax.data import network
+
+    # Every download goes through a proxy on a closed local port: refused at once, so the
+    # outcome does not depend on this machine's network, and no packet leaves it.
+    for var in ("no_proxy", "NO_PROXY", "all_proxy", "ALL_PROXY"):
+        monkeypatch.delenv(var, raising=False)
+    for var in ("https_proxy", "HTTPS_PROXY", "http_proxy", "HTTP_PROXY"):
+        monkeypatch.setenv(var, "http://127.0.0.1:9")
+    probed, probe = [], network.unreachable
+
+    def spy(hosts, *args, **kwargs):
+        probed.append(list(hosts))
+        return probe(probed[-1], *args, **kwargs)
+
+    monkeypatch.setattr(network, "unreachable", spy)
+    start = time.monotonic()
+    with pytest.raises(DatasetUnavailableError,
+                       match=r"Dataset 'mnist' could not be downloaded \(127\.0\.0\.1:9 is not "
+                             r"reachable .*offline dataset 'mnist5k' \(--config.dataset=mnist5k\)"):
+        data.get_builder(data.DataSpec(name="mnist", data_dir=str(tmp_path)))
+    assert time.monotonic() - start < 30
+    assert probed == [[("127.0.0.1", 9)]]  # the probe ran, on the proxy of MNIST's URLs
+    assert os.listdir(tmp_path) == []  # tfds never started: no downloads/, no mnist/incomplete.*
+
+
+def test_a_failed_download_removes_the_partial_files_it_made(tmp_path, monkeypatch):
+    from genjax import data
+
+    (tmp_path / "downloads").mkdir()
+    (tmp_path / "downloads" / "kept.tar.gz").write_text("an earlier download")
+
+    def half_a_download(self, *args, **kwargs):  # what tfds leaves when a download breaks
+        (tmp_path / "downloads" / "mnist").mkdir()
+        (tmp_path / "downloads" / "mnist" / "train.gz.tmp.0123").write_text("")
+        (tmp_path / "downloads" / "extracted").mkdir()
+        (tmp_path / "mnist" / "incomplete.AB12_3.0.1").mkdir(parents=True)
+        raise ConnectionError("Connection reset by peer")
+
+    monkeypatch.setattr(tfds.core.DatasetBuilder, "download_and_prepare", half_a_download)
+    with pytest.raises(DatasetUnavailableError, match=r"could not be downloaded \(ConnectionError: "
+                                                      r"Connection reset by peer\).*mnist5k"):
+        data.get_builder(data.DataSpec(name="mnist", data_dir=str(tmp_path)))
+    left = sorted(os.path.relpath(os.path.join(d, f), tmp_path)
+                  for d, dirs, files in os.walk(tmp_path) for f in dirs + files)
+    assert left == ["downloads", "downloads/kept.tar.gz"], left
+
+
+@pytest.mark.parametrize("temperature", [1e30, 10.5, 0.0, -1.0, float("nan")])
+def test_evaluator_refuses_a_temperature_out_of_range_before_sampling(temperature, data_dir,
+                                                                     tmp_path):
+    from experiments import evaluate as evaluate_cli
+
+    config = FLOW.get_config("test")
+    config.data_dir = data_dir
+    run = _evaluator_workdir(tmp_path, data_dir, json.dumps(config.to_dict()))
+    _COMPILES.clear()
+    with pytest.raises(ValueError, match=r"^--temperature must be in \(0, 10\] \(the latent's "
+                                         r"scale T, .*got " + re.escape(repr(temperature))):
+        evaluate_cli.evaluate_run(run, 100, sampling={"temperature": temperature})
+    assert not _COMPILES

@@ -23,7 +23,7 @@ from experiments.configs import rbm_pcd_mnist
 
 def get_config(variant: str = "") -> ml_collections.ConfigDict:
     c = rbm_pcd_mnist.get_config(variant)
-    c.hidden = [500, 500] if variant != "test" else [16, 12]
+    c.hidden = (500, 500) if variant != "test" else (16, 12)
     if variant != "test":
         c.num_steps = 2 * c.num_steps
     return c

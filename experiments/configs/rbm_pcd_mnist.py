@@ -27,7 +27,7 @@ from experiments.configs import common
 def get_config(variant: str = "") -> ml_collections.ConfigDict:
     c = ml_collections.ConfigDict()
     c.task = "rbm"
-    c.hidden = [500]             # hidden units per layer; more than one: a deep belief net
+    c.hidden = (500,)            # hidden units per layer; more than one: a deep belief net
     c.cd_k = 1                   # Gibbs sweeps per update
     c.persistent = True          # PCD (chains kept across updates) or CD-k (from the data)
     c.num_chains = 100           # persistent chains (a multiple of the devices)
@@ -45,7 +45,7 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
     c.eval_preprocess = "binarize_static"
     c.eval_every = 1000          # free energies, their gap and the pseudo-likelihood; AIS at the end
     if variant == "test":
-        c.hidden = [16]
+        c.hidden = (16,)
         c.num_chains = 16
         c.sample_steps = 5
         c.ais_temperatures = c.reverse_ais_temperatures = 30

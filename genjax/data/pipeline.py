@@ -31,6 +31,9 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import inspect
+import os
+import shutil
 from typing import Iterator
 
 import jax
@@ -43,6 +46,7 @@ import tensorflow_datasets as tfds
 
 from genjax.data import SOURCES, Batch
 from genjax.data import mixtures, mnist5k  # noqa: F401  (register their tfds builders)
+from genjax.data import network
 
 OFFLINE_ALTERNATIVE = "mnist5k"
 OFFLINE = ("mnist5k", "gaussian_mixtures")  # generated or embedded: prepared without internet
@@ -54,6 +58,7 @@ MEMORY_LIMIT_BYTES = 1 << 30
 # (the usual 140x140 face crop for CelebA, then resized to 64x64).
 DEFAULT_GEOMETRY = {"celeb_a": (140, 64)}
 _STATIC_BINARIZATION_SEED = 1234  # fixed so every run sees the same binary images
+_TFDS_DOWNLOAD = inspect.getattr_static(tfds.core.DatasetBuilder, "download_and_prepare")
 
 class DatasetUnavailableError(OSError):
     """A dataset is neither prepared locally nor downloadable."""
@@ -132,7 +137,9 @@ def get_builder(spec: DataSpec) -> tfds.core.DatasetBuilder:
     except ValueError:  # tfds cannot parse the name ("", "a/b/c:d")
         raise DatasetUnavailableError(f"{spec.name!r} is not a dataset name; the embedded "
                                       f"offline dataset is {OFFLINE_ALTERNATIVE!r}.") from None
-    if builder.is_prepared() or spec.name.split("/")[0] in OFFLINE:
+    # is_prepared() alone warns about a folder that is not there: nothing prepared is no news
+    prepared = builder.data_path.exists() and builder.is_prepared()
+    if prepared or spec.name.split("/")[0] in OFFLINE:
         builder.download_and_prepare()  # no-op when prepared; offline for these
         return builder
     if not spec.download:
@@ -140,16 +147,67 @@ def get_builder(spec: DataSpec) -> tfds.core.DatasetBuilder:
             f"Dataset {spec.name!r} is not prepared in {builder.data_dir_root} and downloads are "
             f"disabled. Prepare it on a machine with internet, or use the embedded offline "
             f"dataset {OFFLINE_ALTERNATIVE!r} (--config.dataset={OFFLINE_ALTERNATIVE}).")
+    offline = _downloads_for_real(builder) and network.unreachable(
+        network.download_hosts(_download_urls(builder)))
+    if offline:  # seconds, where tfds would retry for minutes
+        raise DatasetUnavailableError(_not_downloaded(spec, builder, offline))
+    before = _preparation_entries(builder)
     try:
         builder.download_and_prepare()
-    except Exception as e:  # network, DNS, missing optional deps: all mean "not here"
-        raise DatasetUnavailableError(
-            f"Dataset {spec.name!r} could not be downloaded ({type(e).__name__}: "
-            f"{(str(e).splitlines() or [''])[0][:300]}). "
-            f"Without internet use the embedded offline dataset {OFFLINE_ALTERNATIVE!r} "
-            f"(--config.dataset={OFFLINE_ALTERNATIVE}), or copy a prepared "
-            f"{builder.data_dir_root}/{spec.name} here.") from e
+    except BaseException as e:  # network, DNS, missing optional deps: all mean "not here"
+        _remove_new_entries(builder, before)  # Ctrl-C included: no partial folders left
+        if not isinstance(e, Exception):
+            raise
+        reason = f"{type(e).__name__}: {(str(e).splitlines() or [''])[0][:300]}"
+        raise DatasetUnavailableError(_not_downloaded(spec, builder, reason)) from e
     return builder
+
+
+def _not_downloaded(spec: DataSpec, builder: tfds.core.DatasetBuilder, reason: str) -> str:
+    """The one-line message for a dataset that could not be downloaded, and what to do."""
+    return (f"Dataset {spec.name!r} could not be downloaded ({reason}). Without internet use "
+            f"the embedded offline dataset {OFFLINE_ALTERNATIVE!r} "
+            f"(--config.dataset={OFFLINE_ALTERNATIVE}), or copy a prepared "
+            f"{builder.data_dir_root}/{spec.name} here.")
+
+
+def _downloads_for_real(builder: tfds.core.DatasetBuilder) -> bool:
+    """Whether ``builder.download_and_prepare`` is tfds's own: `tfds.testing.mock_data` and
+    test doubles replace it, download nothing, and so need no network to be probed."""
+    return inspect.getattr_static(builder, "download_and_prepare") is _TFDS_DOWNLOAD
+
+
+def _download_urls(builder: tfds.core.DatasetBuilder) -> list[str]:
+    """The URLs the builder's registered checksums name ([] when it registers none: then
+    nothing is probed and tfds finds out itself)."""
+    try:
+        return list(builder.url_infos or {})
+    except Exception:  # a builder without a checksums file, or with an unreadable one
+        return []
+
+
+def _preparation_entries(builder: tfds.core.DatasetBuilder) -> set[str]:
+    """The data directory's ``downloads`` folder and the dataset's folder, and what is in
+    them: where tfds puts its partial files (``downloads/<name>/*.tmp.*``,
+    ``downloads/extracted``, ``<name>/incomplete.*``). Nothing else in the data directory
+    (another dataset being prepared beside this one) is looked at."""
+    root = os.fspath(builder.data_dir_root)
+    entries = set()
+    for folder in (os.path.join(root, "downloads"), os.path.join(root, builder.name)):
+        if os.path.isdir(folder):
+            entries.add(folder)
+            entries.update(os.path.join(folder, e) for e in os.listdir(folder))
+    return entries
+
+
+def _remove_new_entries(builder: tfds.core.DatasetBuilder, before: set[str]) -> None:
+    """Remove what a failed preparation added to `_preparation_entries` (folders first,
+    so that their contents go with them)."""
+    for path in sorted(_preparation_entries(builder) - before, key=len):
+        if os.path.isdir(path) and not os.path.islink(path):
+            shutil.rmtree(path, ignore_errors=True)
+        elif os.path.lexists(path):
+            os.remove(path)
 
 
 def host_batch_size(global_batch_size: int, num_devices: int | None = None,

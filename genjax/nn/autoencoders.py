@@ -62,6 +62,12 @@ class ConvEncoder(nn.Module):
         return nn.Dense(self.outputs)(x.reshape(x.shape[0], -1))
 
 
+def conv_decoder_takes(shape: Sequence[int], num_layers: int) -> str | None:
+    """The images a `ConvDecoder` of ``num_layers`` stride-2 layers makes, in words, when
+    ``shape`` is not one of them (None when it is): it starts at (H/2^n)x(W/2^n)."""
+    return layers.sides_dividing_by(2 ** num_layers, shape)
+
+
 class ConvDecoder(nn.Module):
     """Linear to a (H / 2^n) feature map, then 4x4 stride-2 transposed convolutions."""
 
@@ -72,11 +78,10 @@ class ConvDecoder(nn.Module):
 
     @nn.compact
     def __call__(self, z: jax.Array) -> jax.Array:
+        layers.check_takes(f"ConvDecoder with {len(self.features)} upsampling layers",
+                           conv_decoder_takes(self.out_shape, len(self.features)), self.out_shape)
         h, w, c = self.out_shape
         scale = 2 ** len(self.features)
-        if h % scale or w % scale:
-            raise ValueError(f"Image size {h}x{w} is not divisible by {scale} "
-                             f"({len(self.features)} upsampling layers).")
         conv_t = layers.conv_transpose_layer(self.fast)
         x = nn.relu(nn.Dense((h // scale) * (w // scale) * self.features[0])(z))
         x = x.reshape(z.shape[0], h // scale, w // scale, self.features[0])

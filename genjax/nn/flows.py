@@ -27,6 +27,8 @@ import jax.numpy as jnp
 import numpy as np
 from flax import traverse_util
 
+from genjax.nn import layers
+
 MASKS = ("checkerboard", "channel")
 KINDS = ("realnvp", "glow")
 COUPLINGS = ("affine", "spline")
@@ -367,6 +369,12 @@ class Logit(nn.Module):
         return (p - self.alpha) / (1 - 2 * self.alpha), per_example_sum(log_det)
 
 
+def multiscale_takes(shape: Sequence[int], levels: int) -> str | None:
+    """The images a multi-scale flow of ``levels`` levels takes, in words, when ``shape`` is
+    not one of them (None when it is): every level squeezes 2x2 pixels into channels."""
+    return layers.sides_dividing_by(1 << levels, shape)
+
+
 def plan(image_shape: Sequence[int], kind: str, levels: int, steps: int) -> list[tuple]:
     """The multi-scale architecture as a list of operations on shapes: ('logit',),
     ('squeeze',), ('split',) (factor half the channels out to the prior), ('coupling',
@@ -379,10 +387,9 @@ def plan(image_shape: Sequence[int], kind: str, levels: int, steps: int) -> list
     """
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {', '.join(KINDS)}, got {kind!r}.")
+    layers.check_takes(f"A flow of {levels} level(s), each squeezing 2x2 pixels into channels,",
+                       multiscale_takes(image_shape, levels), image_shape)
     h, w, c = image_shape
-    if h % (1 << levels) or w % (1 << levels):
-        raise ValueError(f"{levels} level(s) squeeze the image by {1 << levels}: height and "
-                         f"width must divide by it, got {h}x{w}.")
     ops: list[tuple] = [("logit",)]
 
     def couplings(mask, n, channels):

@@ -147,6 +147,12 @@ class MLPDiscriminator(nn.Module):
         return self.head(x, labels)
 
 
+def conv_generator_takes(shape: Sequence[int]) -> str | None:
+    """The images `ConvGenerator` makes, in words, when ``shape`` is not one of them (None
+    when it is): it starts at (H/4)x(W/4) and doubles twice."""
+    return layers.sides_dividing_by(4, shape)
+
+
 class ConvGenerator(nn.Module):
     """Textbook conv generator for 28x28: Dense -> 7x7x128 -> ConvT 128 s2 -> BN -> LReLU
     -> ConvT 64 s2 -> BN -> LReLU -> ConvT C s1 -> tanh (kernels 4x4). ``base`` scales the
@@ -159,6 +165,7 @@ class ConvGenerator(nn.Module):
 
     @nn.compact
     def __call__(self, z: jax.Array, train: bool = True) -> jax.Array:
+        layers.check_takes("ConvGenerator", conv_generator_takes(self.out_shape), self.out_shape)
         conv_t = layers.conv_transpose_layer(self.fast)
         h, w, c = self.out_shape
         top = 2 * self.base
@@ -187,13 +194,29 @@ class ConvDiscriminator(nn.Module):
         return self.head(x, labels)
 
 
-def _num_upsamplings(size: int) -> tuple[int, int]:
-    """(start size, doublings) with start in {4, 7}: 32 -> (4, 3), 64 -> (4, 4), 28 -> (7, 2)."""
+def _num_upsamplings(size: int) -> tuple[int, int] | None:
+    """(start size, doublings) with start in {4, 7}: 32 -> (4, 3), 64 -> (4, 4), 28 -> (7, 2);
+    None for a size that is not start * 2^n with n >= 1."""
     for start in (4, 7):
-        n = math.log2(size / start)
-        if n >= 1 and n == int(n):
-            return start, int(n)
-    raise ValueError(f"DCGAN/SNGAN sizes are 4*2^n or 7*2^n, got {size}.")
+        doublings = size // start
+        if size % start == 0 and doublings >= 2 and doublings & (doublings - 1) == 0:
+            return start, doublings.bit_length() - 1
+    return None
+
+
+def dcgan_generator_takes(shape: Sequence[int]) -> str | None:
+    """The images the DCGAN and SNGAN generators make, in words, when ``shape`` is not one
+    of them (None when it is): square, from 4x4 or 7x7 doubled at least once."""
+    if len(shape) == 3 and shape[0] == shape[1] and _num_upsamplings(shape[0]):
+        return None
+    return ("square images [S, S, C] with S = 4*2^n or 7*2^n, n >= 1 (8, 14, 16, 28, 32, 56, "
+            "64, ...)")
+
+
+def _upsamplings(net: str, shape: Sequence[int]) -> tuple[int, int]:
+    """`_num_upsamplings` of a DCGAN/SNGAN generator's ``out_shape``, refused when it has none."""
+    layers.check_takes(net, dcgan_generator_takes(shape), shape)
+    return _num_upsamplings(shape[0])
 
 
 def _project_and_upsample(z: jax.Array, start: int, width: int, widths: Sequence[int],
@@ -221,8 +244,8 @@ class DCGANGenerator(nn.Module):
     @nn.compact
     def __call__(self, z: jax.Array, train: bool = True) -> jax.Array:
         conv_t = layers.conv_transpose_layer(self.fast)
-        h, _, c = self.out_shape
-        start, n = _num_upsamplings(h)
+        c = self.out_shape[-1]
+        start, n = _upsamplings("DCGANGenerator", self.out_shape)
         width = self.base * 2 ** (n - 1)
         x = _project_and_upsample(z, start, width, [width // 2 ** (i + 1) for i in range(n - 1)],
                                   conv_t, train, self.bn_axis_name)
@@ -267,8 +290,8 @@ class SNGANGenerator(nn.Module):
     @nn.compact
     def __call__(self, z: jax.Array, train: bool = True) -> jax.Array:
         conv_t = layers.conv_transpose_layer(self.fast)
-        h, _, c = self.out_shape
-        start, n = _num_upsamplings(h)
+        c = self.out_shape[-1]
+        start, n = _upsamplings("SNGANGenerator", self.out_shape)
         width = 8 * self.base
         x = _project_and_upsample(z, start, width, [max(1, width // 2**(i + 1)) for i in range(n)],
                                   conv_t, train, self.bn_axis_name)

@@ -223,3 +223,21 @@ def conv_transpose_layer(fast: bool) -> type[nn.Module]:
 def conv_layer(fast: bool) -> Callable[..., nn.Module]:
     """The convolution to build with: `Conv` (fast) or `StockConv`; same parameters."""
     return Conv if fast else StockConv
+
+
+def sides_dividing_by(factor: int, shape: Sequence[int]) -> str | None:
+    """What a network whose strides multiply to ``factor`` takes (n stride-2 layers: 2^n),
+    in words, when ``shape`` is not such an image; None when it is. The networks' ``*_takes``
+    functions build on it, so their modules and the tasks' checks say the same thing."""
+    if len(shape) == 3 and min(shape[:2]) >= factor and shape[0] % factor == shape[1] % factor == 0:
+        return None
+    return (f"images [H, W, C] whose height and width divide by {factor} "
+            f"({', '.join(str(k * factor) for k in range(1, 4))}, ...)")
+
+
+def check_takes(net: str, takes: str | None, shape: Sequence[int]) -> None:
+    """Raise ``ValueError`` when a ``*_takes`` function found ``shape`` does not fit ``net``
+    (``takes`` is not None): the modules' own guard, for callers outside the tasks (which
+    name the config field instead, `genjax.tasks.common.check_image_shape`)."""
+    if takes is not None:
+        raise ValueError(f"{net} takes {takes}, got shape {tuple(shape)}.")

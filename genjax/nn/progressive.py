@@ -75,6 +75,15 @@ def _act(x: jax.Array) -> jax.Array:
     return nn.leaky_relu(x, 0.2)
 
 
+def progressive_takes(shape: Sequence[int]) -> str | None:
+    """The images progressive networks make and take, in words, when ``shape`` is not one of
+    them (None when it is): square, grown from 4x4 by doublings."""
+    side = shape[0] if len(shape) == 3 and shape[0] == shape[1] else 0
+    if side >= 4 and side % 4 == 0 and (side // 4) & (side // 4 - 1) == 0:
+        return None
+    return "square images [S, S, C] with S = 4*2^n (4, 8, 16, 32, 64, ...)"
+
+
 def _check_size(size: int, num_stages: int) -> None:
     if size != 4 * 2 ** (num_stages - 1):
         raise ValueError(f"Progressive networks with {num_stages} stages make "

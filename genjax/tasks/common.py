@@ -82,6 +82,14 @@ _RULES = {
     "dataset": (lambda v: isinstance(v, str) and v.strip() != "", "a dataset name"),
     "data_source": (lambda v: v in SOURCES, f"one of {', '.join(SOURCES)}"),
     "pack": (lambda v: isinstance(v, int) and v >= 1, "a positive integer"),
+    # jax.random.key keeps a seed's low 32 bits: -1 would be 2**32 - 1's run, 2**32 seed 0's
+    "seed": (lambda v: isinstance(v, int) and not isinstance(v, bool) and 0 <= v < 2**32,
+             "a non-negative integer below 2**32"),
+    # None (the default) keeps the dataset's own geometry; the tasks check the sizes
+    # against their networks (`check_image_shape`).
+    **{f: (lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 1,
+           "a positive integer (or None: the dataset's own size)")
+       for f in ("image_size", "crop")},
     **{f: (lambda v: isinstance(v, (list, tuple)) and len(v) > 0
                      and all(isinstance(w, int) and w > 0 for w in v),
            "a non-empty list of positive integers")
@@ -107,6 +115,30 @@ def check_config(config) -> None:
         raise ValueError(f"config.likelihood='gaussian' on binarised pixels "
                          f"(config.preprocess={config.preprocess!r}) has an unbounded density; "
                          f"use likelihood='bernoulli', or preprocess='unit' for grey values.")
+
+
+def check_image_shape(config, image_shape: tuple[int, ...], net: str, takes: str | None) -> None:
+    """Refuse data whose images ``net`` cannot take, in one line that names the config field
+    that gave them their size, before anything compiles or the workdir is written.
+
+    Args:
+      image_shape: the shape of one example as the data pipeline serves it.
+      net: the network as the message names it, e.g. ``"generator 'conv'"``.
+      takes: None when ``net`` takes ``image_shape``; else the shapes it takes, in words
+        (the ``*_takes`` functions next to the networks in `genjax.nn`).
+    """
+    if takes is None:
+        return
+    if config.get("image_size"):
+        source = f"config.image_size={config.image_size}"
+    elif config.get("crop"):
+        source = f"config.crop={config.crop} (config.image_size unset)"
+    else:
+        source = (f"config.dataset={config.get('dataset')!r} (config.image_size and "
+                  f"config.crop unset)")
+    raise ValueError(f"{source} gives images of shape {tuple(image_shape)}, but {net} takes "
+                     f"{takes}; set config.image_size (resize) or config.crop (centre crop or "
+                     f"pad) to a size it takes.")
 
 
 def mean_and_stderr(total: float, total_sq: float, count: float) -> tuple[float, float]:

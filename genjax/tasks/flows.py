@@ -19,7 +19,8 @@ from genjax.nn import flows as F
 from genjax.nn.maf import MAF
 from genjax.steps import make_train_step
 from genjax.steps import flows as fsteps
-from genjax.tasks.common import Task, make_optimizer, mean_and_stderr, sampler, to_unit_range
+from genjax.tasks.common import (Task, check_image_shape, make_optimizer, mean_and_stderr,
+                                 sampler, to_unit_range)
 
 MODELS = ("realnvp", "glow", "maf", "points")
 RECONSTRUCTIONS = 50  # test digits in the x -> z -> x grid
@@ -51,6 +52,9 @@ def check(config: ml_collections.ConfigDict, image_shape: tuple[int, ...]) -> No
     if not 0 < config.alpha < 0.5:
         raise ValueError(f"config.alpha (the logit's margin) must be in (0, 0.5), got {config.alpha}.")
     if config.model != "maf":
+        check_image_shape(config, image_shape, f"the {config.model} flow with "
+                          f"config.levels={config.levels}",
+                          F.multiscale_takes(image_shape, config.levels))
         F.plan(image_shape, config.model, config.levels, config.num_layers)  # raises on bad sizes
 
 

@@ -11,17 +11,22 @@ from genjax import nn as gnn
 from genjax import rng, spectral
 from genjax import state as gstate
 from genjax.steps import gan as gsteps
-from genjax.tasks.common import (Task, class_accuracy, make_optimizer, sampler,
-                                 to_unit_range)
+from genjax.tasks.common import (Task, check_image_shape, class_accuracy, make_optimizer,
+                                 sampler, to_unit_range)
 
 GENERATORS = ("mlp", "conv", "dcgan", "sngan", "progan", "points")
 DISCRIMINATORS = ("mlp", "conv", "dcgan", "dcgan_nobn", "sngan", "progan", "points")
+# generator -> what it makes (shape -> None when it makes that shape, else what it makes, in
+# words). The MLP generators make any shape, and the discriminators but 'progan' (which
+# comes with its generator) take any image: stride-2 'SAME' convolutions round sizes up.
+GENERATOR_TAKES = {"conv": gnn.conv_generator_takes, "dcgan": gnn.dcgan_generator_takes,
+                   "sngan": gnn.dcgan_generator_takes, "progan": gnn.progressive_takes}
 NUM_SAMPLES = 64  # images in every sample grid, from one fixed noise batch
 
 
 def progressive_widths(size: int, base: int) -> tuple[int, ...]:
     """Channels per resolution 4, 8, ..., size: halving from 4 * base down to base."""
-    n = int(np.log2(size // 4)) + 1
+    n = max(size // 4, 1).bit_length()  # resolutions 4, 8, ..., up to size
     if size != 4 * 2 ** (n - 1):
         raise ValueError(f"Progressive growing needs a size of 4 * 2^n (pad MNIST to 32 with "
                          f"--config.crop=32), got {size}.")
@@ -61,6 +66,8 @@ def build_networks(config: ml_collections.ConfigDict, image_shape: tuple[int, ..
                          f"valid: {', '.join(DISCRIMINATORS)}.")
     if (config.generator == "progan") != (config.discriminator == "progan"):
         raise ValueError("Progressive growing needs generator and discriminator 'progan'.")
+    takes = GENERATOR_TAKES.get(config.generator, lambda shape: None)(image_shape)
+    check_image_shape(config, image_shape, f"generator {config.generator!r}", takes)
     gen = gens[config.generator]()
     if config.num_classes:
         gen = gnn.Conditional(gen, config.num_classes)

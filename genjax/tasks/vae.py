@@ -15,7 +15,7 @@ from genjax import rng
 from genjax import state as gstate
 from genjax.steps import make_train_step
 from genjax.steps import vae as vsteps
-from genjax.tasks.common import Task, make_optimizer, sampler, to_unit_range
+from genjax.tasks.common import Task, check_image_shape, make_optimizer, sampler, to_unit_range
 
 ARCHITECTURES = ("mlp", "conv")
 
@@ -30,6 +30,8 @@ def build_model(config: ml_collections.ConfigDict, image_shape: tuple[int, int, 
         dec = gnn.MLPDecoder(image_shape, hidden[::-1], per_pixel)
     elif config.model == "conv":
         feats = tuple(config.conv_features)
+        check_image_shape(config, image_shape, f"model 'conv' with config.conv_features={feats}",
+                          gnn.conv_decoder_takes(image_shape, len(feats)))
         enc = gnn.ConvEncoder(code, feats)
         dec = gnn.ConvDecoder(image_shape, feats[::-1], per_pixel, fast=config.fast_layers)
     else:
