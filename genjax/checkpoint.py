@@ -13,9 +13,16 @@ damaged: it raises `CheckpointMismatchError` naming the mismatching entries and 
 where it is. A write that fails (a full disk) raises `CheckpointWriteError` with the
 OS's reason; the half-written step stays a temporary folder, older steps stay usable.
 
+A step written with a checksum says so in its own metadata (orbax's
+``_CHECKPOINT_METADATA``), and the workdir records the first such step
+(``checkpoint_format.json``): a step that should have a checksum and lacks one is
+damaged, however it lost it. Only steps of the older format (written before
+checksums, in a workdir with no such record) load unverified, with a warning.
+
 ``read_only=True`` (the evaluator) never creates, deletes or moves anything: it
-reads step folders directly, and a step that is unreadable or vanishes while it
-reads (the trainer's rotation) is skipped for the next newer-to-older one.
+reads step folders directly. A damaged step is skipped for the next older one; a step
+that vanishes while it is read (the trainer's rotation) is not damage: the newest step
+is tried again, a few times, before `CheckpointsRotatingError` says so.
 """
 
 from __future__ import annotations
@@ -23,6 +30,8 @@ from __future__ import annotations
 import contextlib
 import gc
 import hashlib
+import json
+import logging as pylogging
 import os
 import re
 import shutil
@@ -40,6 +49,11 @@ from orbax.checkpoint import checkpoint_managers
 T = TypeVar("T")
 
 STATE, CHECKSUM = "default", "checksum"  # the items of a step folder
+FORMAT = "checkpoint_format.json"  # in the workdir: the first step written with a checksum
+STEP_METADATA = "_CHECKPOINT_METADATA"  # orbax's per-step metadata file
+# A step that vanished while being read is retried on the newest step this many times;
+# a failed read waits up to VANISH_WAIT seconds for a rotation's delete to finish.
+ROTATION_RETRIES, VANISH_WAIT = 5, 1.0
 
 
 class CheckpointMismatchError(ValueError):
@@ -54,8 +68,16 @@ class CheckpointsUnreadableError(OSError):
     """Checkpoints existed but none could be restored; nothing was started over."""
 
 
+class CheckpointsRotatingError(OSError):
+    """Steps kept vanishing while being read: the run rotates them faster than they are read."""
+
+
 class ChecksumMismatchError(ValueError):
     """A step decoded, but its leaves do not hash to the checksum written with them."""
+
+
+class ChecksumMissingError(ValueError):
+    """A step written with a checksum has lost it (deleted, or its folder damaged)."""
 
 
 def _cause(error: Exception) -> str:
@@ -67,23 +89,88 @@ def _cause(error: Exception) -> str:
     return f"{type(error).__name__}: {first[:200]}"
 
 
+def _is_read_noise(unraisable) -> bool:
+    """Whether an unraisable exception is the debris of a failed checkpoint read: orbax's
+    other array reads left as coroutines that raised (a TensorStore spec, ~60 lines
+    each), or TensorStore's late callbacks into orbax's closed event loop."""
+    text = f"{unraisable.exc_value} {unraisable.object!r}"
+    return ("Event loop is closed" in text or "TensorStore" in text or "tensorstore" in text
+            or "orbax" in text)
+
+
+def _route_read_noise(previous):
+    """An unraisable hook that logs `_is_read_noise` at debug level and hands anything
+    else to ``previous``."""
+    def hook(unraisable) -> None:
+        if _is_read_noise(unraisable):
+            logging.debug("Checkpoint read: %s", unraisable.exc_value)
+        else:
+            previous(unraisable)
+    hook.routes_read_noise = True
+    return hook
+
+
+def _route_late_callbacks(previous):
+    """An excepthook that logs TensorStore's late callbacks into orbax's closed event loop
+    (printed by ``PyErr_Print`` from its threads) at debug level and hands anything else
+    to ``previous``."""
+    def hook(kind, value, tb) -> None:
+        if isinstance(value, RuntimeError) and "Event loop is closed" in str(value):
+            logging.debug("Checkpoint read: %s", value)
+        else:
+            previous(kind, value, tb)
+    hook.routes_read_noise = True
+    return hook
+
+
+class _OrbaxDebris(pylogging.Filter):
+    """Keeps the reports of a failed checkpoint read or write that genjax states itself
+    in one line off stderr, unless ``--verbosity`` is debug: asyncio's "Task exception
+    was never retrieved" for a failed read's other array reads (a TensorStore spec
+    each), and orbax's own errors and tracebacks from its background save threads (up
+    to 325 lines on a full disk)."""
+
+    def filter(self, record: pylogging.LogRecord) -> bool:
+        if logging.get_verbosity() >= logging.DEBUG:
+            return True
+        if record.name == "asyncio":
+            text = f"{record.getMessage()} {record.exc_info[1] if record.exc_info else ''}"
+            return not ("TensorStore" in text or "tensorstore" in text or "orbax" in text)
+        from_orbax = f"{os.sep}orbax{os.sep}" in record.pathname
+        return not (from_orbax and (record.levelno >= pylogging.ERROR or record.exc_info))
+
+
+def quiet_failed_reads() -> None:
+    """Keep a failed restore or write to its one-line message, for the rest of the
+    process: the debris a failed read leaves (`_is_read_noise`: coroutines that raised,
+    TensorStore's late callbacks into orbax's closed event loop, asyncio's reports of
+    unretrieved task errors) surfaces when collected, from TensorStore's threads or from
+    asyncio after the read has returned, and a failed write's from orbax's threads
+    (`_OrbaxDebris`), so the hooks and filters that keep it at debug level stay
+    installed (they pass every other exception and record on). Idempotent."""
+    if not getattr(sys.unraisablehook, "routes_read_noise", False):
+        sys.unraisablehook = _route_read_noise(sys.unraisablehook)
+    if not getattr(sys.excepthook, "routes_read_noise", False):
+        sys.excepthook = _route_late_callbacks(sys.excepthook)
+    for name in ("asyncio", "absl"):  # orbax logs through absl's logger
+        log = pylogging.getLogger(name)
+        if not any(isinstance(f, _OrbaxDebris) for f in log.filters):
+            log.addFilter(_OrbaxDebris())
+
+
 @contextlib.contextmanager
-def _quiet_failed_reads():
-    """A failed restore leaves orbax's other array reads as coroutines that raised; Python
-    prints each (a TensorStore spec, ~60 lines) when they are collected. Collect them
-    here and log them at debug level: the one-line warning says what failed."""
-    hook = sys.unraisablehook
-    sys.unraisablehook = lambda u: logging.debug("Checkpoint read: %s", u.exc_value)
+def _collect_failed_reads():
+    """Collect a failed read's debris at once (see `quiet_failed_reads`)."""
+    quiet_failed_reads()
     try:
         yield
     except BaseException:
         gc.collect()  # only a failed read leaves such coroutines: a good restore skips this
         raise
-    finally:
-        sys.unraisablehook = hook
 
 
-def _leaf_path(path) -> str:
+def leaf_path(path) -> str:
+    """A pytree path as ``nets/gen/opt_state/0/nu/Dense_0/kernel``."""
     def name(entry) -> str:
         for attr in ("key", "name", "idx"):
             if hasattr(entry, attr):
@@ -104,11 +191,11 @@ def _shapes(tree) -> dict[str, tuple[int, ...]]:
             leaf = jax.eval_shape(jax.random.key_data, leaf)
         return tuple(getattr(leaf, "shape", ()))
 
-    return {_leaf_path(path): shape(leaf)
+    return {leaf_path(path): shape(leaf)
             for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]}
 
 
-def _host(leaf) -> np.ndarray:
+def host_values(leaf) -> np.ndarray:
     """A leaf's values on this host (typed keys as their key data; a replicated global
     array from its first local shard)."""
     if _is_key(leaf):
@@ -123,10 +210,33 @@ def state_digest(tree) -> str:
     states are bitwise equal (what a restored checkpoint must be to the saved one)."""
     h = hashlib.sha256()
     for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]:
-        values = _host(leaf)
-        h.update(f"{_leaf_path(path)}|{values.dtype.str}|{values.shape};".encode())
+        values = host_values(leaf)
+        h.update(f"{leaf_path(path)}|{values.dtype.str}|{values.shape};".encode())
         h.update(values.tobytes())
     return h.hexdigest()
+
+
+def _first_checksummed(path: str) -> int | None:
+    """The first step written with a checksum, from the workdir's ``checkpoint_format.json``
+    (None where there is none: a workdir of the older format)."""
+    try:
+        with open(path) as f:
+            return int(json.load(f)["checksums_from_step"])
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, KeyError, TypeError):
+        return 0  # a damaged record: every step must have its checksum
+
+
+def _record_format(path: str, step: int) -> None:
+    """Write ``checkpoint_format.json`` (atomically) unless it exists: steps from ``step``
+    on carry checksums."""
+    if os.path.exists(path):
+        return
+    tmp = f"{path}.{os.getpid()}.tmp"
+    with open(tmp, "w") as f:
+        json.dump({"checksums_from_step": step, "checksum": "sha256"}, f)
+    os.replace(tmp, path)
 
 
 class Checkpointer:
@@ -145,6 +255,7 @@ class Checkpointer:
                  asynchronous: bool = True, read_only: bool = False):
         if every <= 0 or keep <= 0:
             raise ValueError(f"checkpoint every ({every}) and keep ({keep}) must be positive.")
+        quiet_failed_reads()  # before any read: its debris may come from other threads
         self.directory = os.path.abspath(directory)
         self.every, self.read_only = every, read_only
         self.aside_directory = os.path.join(os.path.dirname(self.directory), "corrupt_checkpoints")
@@ -164,7 +275,7 @@ class Checkpointer:
             return sorted(self._manager.all_steps())
         try:
             return sorted(int(n) for n in os.listdir(self.directory) if n.isdigit())
-        except FileNotFoundError:
+        except (FileNotFoundError, NotADirectoryError):
             return []
 
     def latest_step(self) -> int | None:
@@ -191,12 +302,18 @@ class Checkpointer:
             and none is usable, unless ``start_over`` (then None: train from step 0).
         """
         abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, template)
-        tried = []
-        for step in reversed(self.all_steps()):
+        tried, done, vanished = [], set(), 0
+        while todo := [s for s in reversed(self.all_steps()) if s not in done]:
+            step = todo[0]
             self._check_structure(step, template)
             try:
                 return self._read(step, abstract)
             except Exception as e:  # any read/format/checksum failure: this step is unusable
+                if self._vanished(step):  # rotated away under us: not damage
+                    vanished += 1
+                    self._check_rotation(vanished, step)
+                    continue
+                done.add(step)
                 tried.append(f"step {step} ({_cause(e)})")
                 self._skip(step, e)
         aside = [] if self.read_only else self.set_aside()
@@ -210,15 +327,71 @@ class Checkpointer:
                f"over: to train from step 0 in this workdir on purpose, add "
                f"--config.start_over=True."))
 
+    def read(self, step: int, template: T) -> T:
+        """``step`` restored into ``template``'s structure and checked, nothing moved or
+        logged (for a caller that only wants that step).
+
+        Raises:
+          Exception: whatever makes the step unusable (see `restore`).
+        """
+        return self._read(step, jax.tree.map(ocp.utils.to_shape_dtype_struct, template))
+
+    def _vanished(self, step: int) -> bool:
+        """Whether ``step``'s folder is gone or, for a reader beside a live trainer, goes
+        within `VANISH_WAIT` seconds (a rotation's delete under way when a read failed)."""
+        path = os.path.join(self.directory, str(step))
+        deadline = time.monotonic() + (VANISH_WAIT if self.read_only else 0.0)
+        while os.path.isdir(path):
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.05)
+        return True
+
+    def _check_rotation(self, vanished: int, step: int) -> None:
+        """Raise `CheckpointsRotatingError` after `ROTATION_RETRIES` vanished steps."""
+        logging.info("Checkpoint step %d vanished while being read; trying the newest.", step)
+        if vanished > ROTATION_RETRIES:
+            raise CheckpointsRotatingError(
+                f"{vanished} checkpoints in {self.directory} were deleted while being read "
+                f"(the newest was step {step}): the run is rotating checkpoints faster than "
+                f"they can be read. Raise its config.keep_checkpoints or "
+                f"config.checkpoint_every, or read after it has finished.")
+
+    def _expects_checksum(self, step: int) -> bool:
+        """Whether ``step`` was written with a checksum: its own metadata says so, or the
+        workdir's record says checksums were written from an earlier step on."""
+        meta = os.path.join(self.directory, str(step), STEP_METADATA)
+        try:
+            with open(meta) as f:
+                written = json.load(f)
+            if CHECKSUM in written.get("item_handlers", {}) or \
+                    written.get("custom_metadata", {}).get(CHECKSUM):
+                return True
+        except (OSError, ValueError, AttributeError):
+            pass  # no or unreadable metadata: the workdir's record decides
+        first = _first_checksummed(self.format_path)
+        return first is not None and step >= first
+
+    @property
+    def format_path(self) -> str:
+        return os.path.join(os.path.dirname(self.directory), FORMAT)
+
     def _read(self, step: int, abstract: T) -> T:
-        """Restore one step and verify its checksum (steps written without one load with
-        a warning)."""
+        """Restore one step and verify its checksum (steps of the older format, written
+        before checksums, load with a warning).
+
+        Raises:
+          ChecksumMissingError: a step written with a checksum has none.
+          ChecksumMismatchError: the leaves do not hash to the written checksum.
+        """
         path = os.path.join(self.directory, str(step))
         has_checksum = os.path.isdir(os.path.join(path, CHECKSUM))
+        if not has_checksum and self._expects_checksum(step):
+            raise ChecksumMissingError("its checksum is missing (it was written with one)")
         items = {STATE: ocp.args.StandardRestore(abstract)}
         if has_checksum:
             items[CHECKSUM] = ocp.args.JsonRestore()
-        with _quiet_failed_reads(), ocp.Checkpointer(ocp.CompositeCheckpointHandler()) as reader:
+        with _collect_failed_reads(), ocp.Checkpointer(ocp.CompositeCheckpointHandler()) as reader:
             restored = reader.restore(path, args=ocp.args.Composite(**items))
         state = restored[STATE]
         if not has_checksum:
@@ -291,7 +464,9 @@ class Checkpointer:
         items = {STATE: ocp.args.StandardSave(state),
                  CHECKSUM: ocp.args.JsonSave({"sha256": state_digest(state)})}
         with self._write_errors():
-            saved = self._manager.save(step, args=ocp.args.Composite(**items), force=True)
+            _record_format(self.format_path, step)
+            saved = self._manager.save(step, args=ocp.args.Composite(**items), force=True,
+                                       custom_metadata={CHECKSUM: "sha256"})
         self._pending = step
         return saved
 

@@ -2,18 +2,27 @@
 
 Set-up (data, task, state), auto-resume from ``<workdir>/checkpoints``, the step
 compiled under the data-parallel driver ``config.parallel`` (`genjax.parallel`),
-metrics kept on device between log steps, a finiteness check before every
-checkpoint (so a saved state is always a good one; a non-finite run stops with
-`NonFiniteError`, or with ``config.skip_nonfinite_steps`` drops the bad updates and
-counts them in ``train/nonfinite_skipped``), periodic sample grids and
-evaluations, and a final evaluation, sample grid and loss-curve plot.
+metrics kept on device between log steps, a finiteness check of the metrics and of
+every floating leaf of the state (parameters, optimizer moments, BatchNorm statistics,
+EMA weights, spectral-norm vectors, persistent chains) at every log step and so before
+every checkpoint (a saved state is always a good one; a non-finite run stops with
+`NonFiniteError` naming the first bad leaf, or with ``config.skip_nonfinite_steps``
+drops the bad updates and counts them in ``train/nonfinite_skipped``), periodic sample
+grids and evaluations, and a final evaluation, sample grid and loss-curve plot.
+
+One run per workdir: a run holds the workdir's lock (`genjax.runlock`) from before its
+first write to its end; a second launcher stops at once with `WorkdirInUseError`. A
+finished run run again with the same config says so and touches nothing.
 
 A resume never rewrites the run's record (`genjax.record`): ``config.json`` stays the
-config that started the run, a changed field is appended to ``resumes.jsonl`` and
-logged in one line, a config whose networks differ is refused before anything is
-written, and metric rows past the resumed step move to ``metrics.superseded.jsonl``.
-When checkpoints existed and none is usable the run stops
-(`genjax.checkpoint.CheckpointsUnreadableError`) unless ``config.start_over``.
+config that started the run; a config whose networks differ, or that changes a field
+outside `genjax.record.RESUMABLE` and the family's `genjax.tasks.RESUMABLE`, is
+refused before anything is written. The record is written only once the run has
+actually started (its first step has run, or its final evaluation begins): a changed
+field is then appended to ``resumes.jsonl`` and logged in one line, and metric rows past
+the resumed step move to ``metrics.superseded.jsonl``. When checkpoints existed and
+none is usable the run stops (`genjax.checkpoint.CheckpointsUnreadableError`) unless
+``config.start_over``.
 
 Outputs in ``workdir``: ``config.json``, ``resumes.jsonl``, ``metrics.jsonl``,
 ``tensorboard/``, ``samples/*.png``, ``curves.png``, ``checkpoints/<step>/``.
@@ -33,13 +42,13 @@ import numpy as np
 from jax.experimental import multihost_utils
 
 from genjax import data as gdata
-from genjax import parallel, record, rng, steps
-from genjax.checkpoint import Checkpointer
+from genjax import parallel, record, rng, runlock, steps
+from genjax.checkpoint import Checkpointer, host_values, leaf_path
 from genjax.metrics.evaluation import Extractor
 from genjax.state import TrainState
 from genjax.report import (MetricWriter, Progress, TrainClock, info, plot_curves, save_grid,
                            warn)
-from genjax.tasks import TASKS, Task
+from genjax.tasks import RESUMABLE, TASKS, Task
 from genjax.tasks.common import (check_config, collect_images, domain_extractor,
                                  domain_extractor_for, sample_metrics)
 
@@ -61,14 +70,24 @@ def data_specs(config: ml_collections.ConfigDict) -> tuple[gdata.DataSpec, gdata
 _all_finite = jax.jit(steps.all_finite)
 
 
+def _first_nonfinite(tree) -> str:
+    """The path of the first floating leaf of ``tree`` holding NaN or Inf (on the host:
+    only called once the fused check has failed)."""
+    for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]:
+        if jnp.issubdtype(leaf.dtype, jnp.inexact) and not np.isfinite(host_values(leaf)).all():
+            return leaf_path(path)
+    return "(none found on this host)"
+
+
 def _check_finite(steps_seen: tuple[int, int], metrics: dict[str, float], state,
                   ckpt: Checkpointer) -> None:
-    """Raise `NonFiniteError` naming the metric or network that went non-finite within the
-    steps ``steps_seen`` (first, last) since the previous check."""
+    """Raise `NonFiniteError` naming the metric, or else the first leaf of the whole
+    state (by path), that went non-finite within the steps ``steps_seen`` (first, last)
+    since the previous check. The state is checked by one fused reduction over every
+    floating leaf (`steps.all_finite`)."""
     bad = [k for k, v in metrics.items() if not np.isfinite(v)]
-    if not bad:
-        bad = [f"parameters of network {name!r}" for name, net in state.nets.items()
-               if not bool(_all_finite(net.params))]
+    if not bad and not bool(_all_finite(state)):
+        bad = [f"state leaf {_first_nonfinite(state)}"]
     if bad:
         first, last = steps_seen
         raise NonFiniteError(
@@ -245,34 +264,63 @@ def _compile(run: Setup) -> parallel.Driver:
                                 cpu_dots=c.get("cpu_dots", "auto"))
 
 
+class _Record:
+    """The run's record of its start (`genjax.record`), written once, when the run has
+    actually started: a start or resume that fails before (a refused value, a dataset
+    that cannot be read) leaves the record as it was. Calling it again does nothing."""
+
+    def __init__(self, workdir: str, config: ml_collections.ConfigDict, step: int,
+                 ckpt: Checkpointer):
+        self.workdir, self.config, self.step, self.ckpt = workdir, config, step, ckpt
+        self.written = False
+
+    def __call__(self) -> None:
+        if self.written:
+            return
+        self.written = True
+        changed, moved = {}, 0
+        if jax.process_index() == 0:
+            changed = record.record_start(self.workdir, self.config, self.step)
+            moved = record.supersede_metrics(self.workdir, self.step)
+        if self.step == 0:
+            return
+        notes = [f"config changed since it started: {record.describe(changed)} (recorded in "
+                 f"{record.RESUMES})"] if changed else []
+        if moved:
+            notes.append(f"{moved} metric row(s) past step {self.step} moved to "
+                         f"{record.SUPERSEDED}")
+        info(f"Resumed from {self.ckpt.directory} at step {self.step}"
+             + "".join(f"; {n}" for n in notes) + ".")
+
+
+def _check_resume(run: Setup, workdir: str) -> None:
+    """Refuse (`genjax.record.ResumeRefusedError`) a resume that changes a field outside
+    the common and the family's resumable ones; nothing to check without a record."""
+    if os.path.exists(os.path.join(workdir, record.CONFIG)):
+        record.check_resumable(workdir, run.config, RESUMABLE.get(run.config.task, ()))
+
+
 def _start(run: Setup, driver: parallel.Driver, ckpt: Checkpointer, workdir: str
-           ) -> TrainState:
+           ) -> tuple[TrainState, _Record]:
     """The placed state to train from: the newest usable checkpoint, else a fresh one
-    (only when none existed, or ``config.start_over``). Placed (committed) either way,
-    so a resumed run reuses the fresh run's executable. The start is recorded
-    (`genjax.record`) and said in one line."""
+    (only when none existed, or ``config.start_over``), and the record to write once the
+    run has started. Placed (committed) either way, so a resumed run reuses the fresh
+    run's executable."""
     c = run.config
     fresh = run.init_state()
     state = driver.place(fresh)
-    restored = ckpt.restore(driver.saveable(state), start_over=c.get("start_over", False))
-    step = 0 if restored is None else int(restored.step)
-    changed, moved = {}, 0
-    if jax.process_index() == 0:
-        changed = record.record_start(workdir, c, step)
-        moved = record.supersede_metrics(workdir, step)
+    start_over = c.get("start_over", False)
+    restored = ckpt.restore(driver.saveable(state), start_over=start_over)
     if restored is None:
         if ckpt.set_aside():
             info(f"Starting over from step 0 (config.start_over); the damaged checkpoints stay "
                  f"in {ckpt.aside_directory}.")
         if run.task.data_init is not None:
             state = driver.place(data_initialized(run.task, fresh, run.train_spec, c.batch_size))
-        return state
-    notes = [f"config changed since it started: {record.describe(changed)} (recorded in "
-             f"{record.RESUMES})"] if changed else []
-    if moved:
-        notes.append(f"{moved} metric row(s) past step {step} moved to {record.SUPERSEDED}")
-    info(f"Resumed from {ckpt.directory} at step {step}" + "".join(f"; {n}" for n in notes) + ".")
-    return driver.place(restored)
+        return state, _Record(workdir, c, 0, ckpt)
+    if start_over:  # not checked up front: start_over may have found nothing usable
+        _check_resume(run, workdir)
+    return driver.place(restored), _Record(workdir, c, int(restored.step), ckpt)
 
 
 def _log(acc: dict, n_acc: int, step: int, state: TrainState, run: Setup, driver, ckpt,
@@ -302,10 +350,11 @@ def _out_of_time(clock: TrainClock, config: ml_collections.ConfigDict) -> bool:
 
 
 def _train(run: Setup, driver: parallel.Driver, ckpt: Checkpointer, state: TrainState,
-           writer: MetricWriter, samples_dir: str, clock: TrainClock) -> TrainState:
+           writer: MetricWriter, samples_dir: str, clock: TrainClock, started: _Record
+           ) -> TrainState:
     """Steps from ``state.step`` to ``config.num_steps`` (or until ``config.train_minutes``
     have passed, with a checkpoint there), with logging, grids, evaluations and
-    checkpoints at their cadences."""
+    checkpoints at their cadences; ``started()`` once the first call has run."""
     c, task = run.config, run.task
     step = int(driver.local(state.step))
     train_it = gdata.train_iterator(run.train_spec, "train",
@@ -317,6 +366,7 @@ def _train(run: Setup, driver: parallel.Driver, ckpt: Checkpointer, state: Train
             n = _steps_in_call(step, driver.steps_per_call, c)
             state, metrics = driver.step(state, driver.put_batch(
                 next_batches(train_it, n, stacked=driver.steps_per_call > 1)))
+            started()
             acc = metrics if acc is None else jax.tree.map(jnp.add, acc, metrics)
             n_acc, step = n_acc + n, step + n
             last = step == c.num_steps or _out_of_time(clock, c)
@@ -345,7 +395,9 @@ def _finish(run: Setup, state: TrainState, workdir: str, writer: MetricWriter,
             samples_dir: str) -> None:
     """Sample grids (also as ``<name>.png``), final evaluation and the loss-curve plot.
     The pictures are written even when the evaluation fails; a non-finite final metric
-    is flagged in ``metrics.jsonl`` and warned about."""
+    is flagged in ``metrics.jsonl`` and warned about. The final row is marked
+    ``"final": true`` and supersedes an earlier final row of the same step
+    (`genjax.record.supersede_final`)."""
     step = int(state.step)
     grids = run.task.images(state, run.show)
     writer.images(step, grids, samples_dir)
@@ -354,7 +406,9 @@ def _finish(run: Setup, state: TrainState, workdir: str, writer: MetricWriter,
             save_grid(os.path.join(workdir, f"{name}.png"), imgs)
     try:
         results = run.evaluate(state, final=True)
-        bad = writer.scalars(step, results) if results else []
+        if results and jax.process_index() == 0:
+            record.supersede_final(workdir, step)
+        bad = writer.scalars(step, results, final=True) if results else []
     finally:
         if jax.process_index() == 0:
             plot_curves(writer.jsonl_path, os.path.join(workdir, "curves.png"))
@@ -365,31 +419,67 @@ def _finish(run: Setup, state: TrainState, workdir: str, writer: MetricWriter,
              f"\"nonfinite\" in {writer.jsonl_path}.")
 
 
+def _finished(run: Setup, probe: Checkpointer, workdir: str) -> TrainState | None:
+    """The final state of ``workdir``'s run when it is finished with ``run.config`` (its
+    newest checkpoint is at ``num_steps``, its final row is written and the config is
+    the run's own), read without writing anything; None otherwise."""
+    step = probe.latest_step()
+    if step is None or step != run.config.num_steps or not record.final_row(workdir, step):
+        return None
+    try:
+        if record.changes(record.plain(record.run_config(workdir)), record.plain(run.config)):
+            return None
+        return probe.read(step, run.init_state())
+    except Exception:  # noqa: BLE001  (a damaged record or step: the full start deals with it)
+        return None
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> TrainState:
     """Train ``config.task`` for ``config.num_steps`` steps in ``workdir`` (or for
-    ``config.train_minutes`` of this invocation), resuming if possible.
+    ``config.train_minutes`` of this invocation), resuming if possible; a finished run
+    with the same config is returned as it is.
 
     Returns:
       The final train state (one copy, on the first local device); the final evaluation
       metrics are in ``metrics.jsonl``.
 
     Raises:
-      NonFiniteError: a loss, metric or parameter became NaN/Inf (or, skipping such
+      NonFiniteError: a loss, metric or state leaf became NaN/Inf (or, skipping such
         updates, more than ``config.max_skipped_fraction`` of a log window were).
+      WorkdirInUseError: another live run holds the workdir.
       CheckpointMismatchError: the workdir's checkpoints belong to other networks.
+      ResumeRefusedError: the config changes what the workdir's run means.
       CheckpointsUnreadableError: checkpoints existed and none is usable.
       DatasetUnavailableError: the dataset is missing and cannot be downloaded.
     """
     clock = TrainClock()
     run = setup(config)
+    workdir = os.path.abspath(workdir)
+    probe = Checkpointer(os.path.join(workdir, "checkpoints"), read_only=True)
+    finished = _finished(run, probe, workdir)
+    if finished is not None:
+        info(f"The run in {workdir} is finished at step {int(finished.step)} with this config "
+             f"(final metrics in {record.METRICS}); nothing to do. Raise --config.num_steps "
+             f"to train on.")
+        return finished
+    probe.check_compatible(jax.eval_shape(run.task.init, run.init_key))
+    if probe.latest_step() is not None and not config.get("start_over", False):
+        _check_resume(run, workdir)
     workdir = _prepare_workdir(workdir)
+    with runlock.hold(workdir, enabled=jax.process_index() == 0):
+        return _run(run, workdir, clock)
+
+
+def _run(run: Setup, workdir: str, clock: TrainClock) -> TrainState:
+    """`train_and_evaluate` once its checks passed and it holds the workdir."""
+    config = run.config
     ckpt = Checkpointer(os.path.join(workdir, "checkpoints"), every=config.checkpoint_every,
                         keep=config.keep_checkpoints)
-    ckpt.check_compatible(jax.eval_shape(run.task.init, run.init_key))
     driver = _compile(run)
-    state = _start(run, driver, ckpt, workdir)
+    state, started = _start(run, driver, ckpt, workdir)
     writer, samples_dir = MetricWriter(workdir), os.path.join(workdir, "samples")
-    state = _train(run, driver, ckpt, state, writer, samples_dir, clock)
+    state = _train(run, driver, ckpt, state, writer, samples_dir, clock, started)
+    started()  # a run with no steps left: its final evaluation starts now
     state = driver.local(state)
     _finish(run, state, workdir, writer, samples_dir)
     writer.close()

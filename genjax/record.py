@@ -8,6 +8,18 @@ lines to give the config the newest checkpoints were trained with. Metric rows t
 resume re-runs (logged past the step it resumes from, before a kill) are moved from
 ``metrics.jsonl`` to ``metrics.superseded.jsonl``: nothing is deleted, and the curves
 show each step once.
+
+Only settings may change on resume, never what the trained model means: `RESUMABLE`
+lists the fields every family may change (learning rates, the schedule's length,
+cadences, drivers, where the data comes from), and each family adds its sampler and
+evaluation fields (`genjax.tasks.Task.resumable`); `check_resumable` refuses any other
+changed field before anything is written.
+
+The final-row rule: the run's final evaluation writes one row marked ``"final": true``
+at its step. A later final evaluation at the same step (a resume whose evaluation
+settings changed) moves the earlier final row to ``metrics.superseded.jsonl``
+(`supersede_final`), so ``metrics.jsonl`` holds at most one final row per step; a
+finished run run again with the same config does nothing.
 """
 
 from __future__ import annotations
@@ -15,7 +27,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import ml_collections
 
@@ -23,8 +35,28 @@ CONFIG, RESUMES = "config.json", "resumes.jsonl"
 METRICS, SUPERSEDED = "metrics.jsonl", "metrics.superseded.jsonl"
 
 
+FINAL = "final"  # the key that marks a final-evaluation row of metrics.jsonl
+
+# Fields any run may change on resume: they change how long and how a run trains or is
+# watched, not what its networks and objective are (a family adds its own, see
+# `check_resumable`). Not the noise schedule, the prediction target, the batch size...
+RESUMABLE = frozenset({
+    "learning_rate", "g_learning_rate", "d_learning_rate", "lr_decay",
+    "num_steps", "train_minutes",
+    "log_every", "sample_every", "eval_every", "checkpoint_every", "keep_checkpoints",
+    "eval_samples", "eval_batch_size",
+    "parallel", "steps_per_call", "cpu_dots",
+    "data_source", "data_dir", "download",
+    "skip_nonfinite_steps", "max_skipped_fraction", "start_over",
+})
+
+
 class RecordError(ValueError):
     """A record file in the workdir is missing or unreadable."""
+
+
+class ResumeRefusedError(ValueError):
+    """A resume changes a field that changes what the trained model means."""
 
 
 def plain(config: ml_collections.ConfigDict | Mapping) -> dict:
@@ -109,6 +141,28 @@ def run_config(workdir: str) -> ml_collections.ConfigDict:
     return ml_collections.ConfigDict(tree)
 
 
+def check_resumable(workdir: str, config: ml_collections.ConfigDict,
+                    family: frozenset[str] | tuple[str, ...] = ()) -> dict[str, dict]:
+    """The changes of a resume with ``config`` against the run's record (`run_config`);
+    raise `ResumeRefusedError` when a changed field is neither in `RESUMABLE` nor in the
+    family's own ``family`` fields. Writes nothing.
+
+    Raises:
+      ResumeRefusedError: the refused fields, with what may change and the way out.
+    """
+    changed = changes(plain(run_config(workdir)), plain(config))
+    allowed = RESUMABLE | set(family)
+    refused = {k: v for k, v in changed.items() if k not in allowed}
+    if refused:
+        raise ResumeRefusedError(
+            f"Cannot resume {workdir} with {describe(refused)}: "
+            f"{'this field changes' if len(refused) == 1 else 'these fields change'} what the "
+            f"trained model means. Fields that may change on resume: "
+            f"{', '.join(sorted(allowed))}. To train with the new value, use another "
+            f"--workdir (config.start_over only acts when no checkpoint is usable).")
+    return changed
+
+
 def _write_atomic(path: str, text: str) -> None:
     tmp = f"{path}.{os.getpid()}.tmp"
     with open(tmp, "w") as f:
@@ -151,27 +205,59 @@ def _differs(workdir: str, new: dict) -> bool:
         return True
 
 
-def supersede_metrics(workdir: str, step: int) -> int:
-    """Move the rows of ``metrics.jsonl`` logged past ``step`` (a resume re-runs those
-    steps) to ``metrics.superseded.jsonl``; returns how many were moved."""
+def _move_rows(workdir: str, moved: Callable[[dict], bool]) -> int:
+    """Move the rows of ``metrics.jsonl`` for which ``moved(row)`` holds to
+    ``metrics.superseded.jsonl`` (appended first, so a kill loses nothing); returns how
+    many were moved. An unreadable row is kept where it is."""
     path = os.path.join(workdir, METRICS)
     if not os.path.exists(path):
         return 0
     with open(path) as f:
         lines = [line for line in f if line.strip()]
-    late = [line for line in lines if _row_step(line) > step]
+    flags = [moved(_row(line)) for line in lines]
+    late = [line for line, m in zip(lines, flags) if m]
     if late:
         with open(os.path.join(workdir, SUPERSEDED), "a") as f:
             f.writelines(late)
-        _write_atomic(path, "".join(line for line in lines if _row_step(line) <= step))
+        _write_atomic(path, "".join(line for line, m in zip(lines, flags) if not m))
     return len(late)
 
 
-def _row_step(line: str) -> int:
+def supersede_metrics(workdir: str, step: int) -> int:
+    """Move the rows of ``metrics.jsonl`` logged past ``step`` (a resume re-runs those
+    steps) to ``metrics.superseded.jsonl``; returns how many were moved."""
+    return _move_rows(workdir, lambda row: row.get("step", 0) > step)
+
+
+def supersede_final(workdir: str, step: int) -> int:
+    """Move the final-evaluation rows at ``step`` to ``metrics.superseded.jsonl`` (a new
+    final evaluation of that step replaces them); returns how many were moved."""
+    return _move_rows(workdir, lambda row: row.get("step") == step and row.get(FINAL) is True)
+
+
+def final_row(workdir: str, step: int) -> dict | None:
+    """The final-evaluation row of ``metrics.jsonl`` at ``step``, or None."""
+    path = os.path.join(workdir, METRICS)
+    if not os.path.exists(path):
+        return None
+    with open(path) as f:
+        rows = [_row(line) for line in f if line.strip()]
+    found = [r for r in rows if r.get("step") == step and r.get(FINAL) is True]
+    return found[-1] if found else None
+
+
+def _row(line: str) -> dict:
+    """A metrics row ({} when unreadable; a step that is not a number reads as 0)."""
     try:
-        return int(json.loads(line).get("step", 0))
-    except (json.JSONDecodeError, TypeError, ValueError, AttributeError):
-        return 0  # an unreadable row is kept where it is
+        row = json.loads(line)
+    except json.JSONDecodeError:
+        return {}
+    if not isinstance(row, dict):
+        return {}
+    try:
+        return {**row, "step": int(row.get("step", 0))}
+    except (TypeError, ValueError):
+        return {**row, "step": 0}
 
 
 def describe(changed: Mapping[str, Mapping], limit: int = 6) -> str:

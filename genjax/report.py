@@ -52,7 +52,7 @@ def plot_curves(jsonl_path: str, png_path: str) -> str | None:
         for line in f:
             rec = json.loads(line)
             for k, v in rec.items():
-                if k != "step" and isinstance(v, (int, float)):
+                if k != "step" and isinstance(v, (int, float)) and not isinstance(v, bool):
                     xs, ys = series.setdefault(k, ([], []))
                     xs.append(rec["step"])
                     ys.append(v)
@@ -95,16 +95,19 @@ class MetricWriter:
             from tensorboardX import SummaryWriter
             self._tb = SummaryWriter(os.path.join(workdir, "tensorboard"))
 
-    def scalars(self, step: int, values: Mapping[str, float]) -> list[str]:
+    def scalars(self, step: int, values: Mapping[str, float], final: bool = False) -> list[str]:
         """Append one row; a non-finite value is written as null and its name listed under
-        ``"nonfinite"`` (JSON has no NaN). Returns those names."""
+        ``"nonfinite"`` (JSON has no NaN). ``final``: the run's final evaluation, marked
+        ``"final": true`` (see `genjax.record` for the final-row rule). Returns the
+        non-finite names."""
         values = {k: float(v) for k, v in values.items()}
         bad = [k for k, v in values.items() if not math.isfinite(v)]
         if not self.active:
             return bad
         row = {"step": int(step), **{k: None if k in bad else v for k, v in values.items()}}
         with open(self.jsonl_path, "a") as f:
-            f.write(json.dumps({**row, **({"nonfinite": bad} if bad else {})}) + "\n")
+            f.write(json.dumps({**row, **({"nonfinite": bad} if bad else {}),
+                                **({"final": True} if final else {})}) + "\n")
         for k, v in values.items():
             self._tb.add_scalar(k, v, step)
         self._tb.flush()

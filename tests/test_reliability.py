@@ -103,7 +103,7 @@ def test_every_checkpoint_damaged_stops_and_starting_over_is_explicit(run, data_
 def _plain_read(step_dir: str) -> str | None:
     """Digest of a step's state read by orbax alone (no checksum check); None if it fails."""
     try:
-        with checkpoint._quiet_failed_reads():
+        with checkpoint._collect_failed_reads():
             tree = ocp.StandardCheckpointer().restore(os.path.join(step_dir, checkpoint.STATE))
     except Exception:  # noqa: BLE001  (any decode failure: this byte is not the one we want)
         return None
@@ -159,9 +159,13 @@ def test_the_evaluator_never_touches_the_checkpoint_folder(run, monkeypatch):
     open(os.path.join(ckpts, "30.orbax-checkpoint-tmp-7", "default", "x"), "w").write("...")
     os.makedirs(os.path.join(ckpts, "25", "default"))  # a damaged step
     open(os.path.join(ckpts, "25", "default", "manifest.ocdbt"), "wb").write(b"\0garbage")
-    listed = Checkpointer.all_steps
-    monkeypatch.setattr(Checkpointer, "all_steps",  # step 40 vanishes after being listed
-                        lambda self: listed(self) + [40])
+    listed, calls = Checkpointer.all_steps, []
+
+    def vanishing(self):  # step 40 is listed once, then gone (rotated away)
+        calls.append(1)
+        return listed(self) + ([40] if len(calls) == 1 else [])
+
+    monkeypatch.setattr(Checkpointer, "all_steps", vanishing)
     before = _snapshot(ckpts)
     evaluate_cli.evaluate_run(run, 50)
     assert _snapshot(ckpts) == before
@@ -188,7 +192,15 @@ def test_non_finite_stops_say_what_is_kept(skip, bad_from, pattern, data_dir, tm
         loop.train_and_evaluate(_config(data_dir, skip_nonfinite_steps=skip), str(tmp_path))
 
 
+def _drop_final_rows(workdir: str) -> None:
+    """As if the run had been killed before its final evaluation row was written."""
+    rows = [r for r in _rows(workdir) if not r.get("final")]
+    with open(os.path.join(workdir, record.METRICS), "w") as f:
+        f.writelines(json.dumps(r) + "\n" for r in rows)
+
+
 def test_a_failing_final_evaluation_keeps_the_pictures(run, data_dir, monkeypatch):
+    _drop_final_rows(run)
     for name in ("samples.png", "reconstructions.png", "curves.png"):
         os.remove(os.path.join(run, name))
 
@@ -203,8 +215,10 @@ def test_a_failing_final_evaluation_keeps_the_pictures(run, data_dir, monkeypatc
 
 
 def test_a_non_finite_final_metric_is_flagged(run, data_dir, monkeypatch, capsys):
+    _drop_final_rows(run)
     monkeypatch.setattr(loop, "evaluate", lambda *a, **k: {"test/x": float("nan"), "test/y": 1.0})
     loop.train_and_evaluate(_config(data_dir), run)
     last = _rows(run)[-1]
-    assert last == {"step": 20, "test/x": None, "test/y": 1.0, "nonfinite": ["test/x"]}
+    assert last == {"step": 20, "test/x": None, "test/y": 1.0, "nonfinite": ["test/x"],
+                    "final": True}
     assert "non-finite final metric(s) test/x" in capsys.readouterr().err
