@@ -136,7 +136,8 @@ def _with_sampling(config, sampling: dict):
     wrong = [f for f in sampling if f not in SAMPLING.get(config.task, ())]
     if wrong:
         takers = [t for t in SAMPLING if wrong[0] in SAMPLING[t]]
-        raise ValueError(f"--{', --'.join(wrong)} apply to {' and '.join(takers)} runs; this run "
+        verb = "applies" if len(wrong) == 1 else "apply"
+        raise ValueError(f"--{', --'.join(wrong)} {verb} to {' and '.join(takers)} runs; this run "
                          f"is task {config.task!r}.")
     temperature = sampling.get("temperature", 1.0)
     if not 0 < temperature <= MAX_TEMPERATURE:  # NaN fails this too

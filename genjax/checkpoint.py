@@ -435,17 +435,17 @@ class Checkpointer:
         except Exception:  # unreadable metadata: let the restore attempt judge the step
             return
         want, have = _shapes(template), _shapes(recorded)
-        groups = {"shape differs (checkpoint vs model)": [
+        groups = {"Shape differs (checkpoint vs model)": [
                       f"{k} {have[k]} vs {want[k]}" for k in sorted(want.keys() & have.keys())
                       if have[k] != want[k]],
-                  "in the checkpoint, not in this model": sorted(have.keys() - want.keys()),
-                  "missing from the checkpoint": sorted(want.keys() - have.keys())}
+                  "In the checkpoint, not in this model": sorted(have.keys() - want.keys()),
+                  "Missing from the checkpoint": sorted(want.keys() - have.keys())}
         problems = [f"{what}: {len(ks)} ({', '.join(ks[:4])}{', ...' if len(ks) > 4 else ''})"
                     for what, ks in groups.items() if ks]
         if problems:
             raise CheckpointMismatchError(
                 f"The checkpoint at step {step} in {self.directory} was written by a different "
-                f"model or config. {'; '.join(problems)}. Use another --workdir, or the config "
+                f"model or config. {'. '.join(problems)}. Use another --workdir, or the config "
                 f"that wrote it (see config.json next to it).")
 
     def save(self, step: int, state, *, force: bool = False) -> bool:

@@ -150,9 +150,11 @@ def check_resumable(workdir: str, config: ml_collections.ConfigDict,
     Raises:
       ResumeRefusedError: the refused fields, with what may change and the way out.
     """
-    changed = changes(plain(run_config(workdir)), plain(config))
+    recorded = plain(run_config(workdir))
+    changed = changes(recorded, plain(config))
     allowed = RESUMABLE | set(family)
     refused = {k: v for k, v in changed.items() if k not in allowed}
+    allowed = {k for k in allowed if k in _flat(recorded)}  # the ones this run has, for the message
     if refused:
         raise ResumeRefusedError(
             f"Cannot resume {workdir} with {describe(refused)}: "

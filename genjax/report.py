@@ -90,10 +90,16 @@ class MetricWriter:
         self.workdir = workdir
         self.active = jax.process_index() == 0
         self.jsonl_path = os.path.join(workdir, "metrics.jsonl")
-        self._tb = None
-        if self.active:
+        self._writer = None
+
+    @property
+    def _tb(self):
+        """The TensorBoard writer, made at the first write (a run that fails before it
+        has logged anything leaves no empty events file)."""
+        if self._writer is None:
             from tensorboardX import SummaryWriter
-            self._tb = SummaryWriter(os.path.join(workdir, "tensorboard"))
+            self._writer = SummaryWriter(os.path.join(self.workdir, "tensorboard"))
+        return self._writer
 
     def scalars(self, step: int, values: Mapping[str, float], final: bool = False) -> list[str]:
         """Append one row; a non-finite value is written as null and its name listed under
@@ -126,8 +132,8 @@ class MetricWriter:
         self._tb.flush()
 
     def close(self) -> None:
-        if self._tb is not None:
-            self._tb.close()
+        if self._writer is not None:
+            self._writer.close()
 
 
 class TrainClock:

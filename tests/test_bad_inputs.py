@@ -199,8 +199,8 @@ CONFIG_CASES = [
     ("workdir not writable", VAE, {}, _file_in_the_way, PermissionError,
      r"Cannot write to workdir .*a_file/run .*choose another --workdir"),
     ("checkpoint of another model", VAE, {}, _foreign_checkpoint, CheckpointMismatchError,
-     r"written by a different model or config. in the checkpoint, not in this model: 1 \(params/w\); "
-     r"missing from the checkpoint: \d+ \(nets/model/opt_state"),
+     r"written by a different model or config. In the checkpoint, not in this model: 1 \(params/w\). "
+     r"Missing from the checkpoint: \d+ \(nets/model/opt_state"),
 ]
 
 
@@ -344,7 +344,7 @@ def test_evaluator_bad_inputs_name_the_file(data_dir, tmp_path):
                                   inception_weights=str(tmp_path / "not_a_zip.npz"))
     with pytest.raises(PermissionError, match=r"--save_samples=.*no/such/dir/s.npy: cannot write"):
         evaluate_cli.evaluate_run(run, 100, save_samples=str(tmp_path / "no/such/dir/s.npy"))
-    with pytest.raises(ValueError, match=r"--sampler apply to diffusion runs; this run is task"):
+    with pytest.raises(ValueError, match=r"--sampler applies to diffusion runs; this run is task"):
         evaluate_cli.evaluate_run(run, 100, sampling={"sampler": "ddim"})
 
 
@@ -534,3 +534,13 @@ def test_evaluator_refuses_a_temperature_out_of_range_before_sampling(temperatur
                                          r"scale T, .*got " + re.escape(repr(temperature))):
         evaluate_cli.evaluate_run(run, 100, sampling={"temperature": temperature})
     assert not _COMPILES
+
+
+def test_the_docs_table_lists_every_config_case():
+    """docs/reliability.md's table of bad inputs has a row per config case: its id, in
+    backticks, as the first cell (`| `<id>` | <where> | <message> |`)."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    with open(os.path.join(root, "docs", "reliability.md")) as f:
+        doc = f.read()
+    missing = [case[0] for case in CONFIG_CASES if f"| `{case[0]}` |" not in doc]
+    assert not missing, f"docs/reliability.md's table of bad inputs lacks {missing}"

@@ -152,8 +152,8 @@ def test_checkpoint_of_another_model_is_a_clear_error_and_stays(tmp_path):
     ckpt = Checkpointer(str(tmp_path), every=1, asynchronous=False)
     ckpt.save(1, {"params": {"a": jnp.zeros(3), "b": jnp.ones((2, 2))}, "rng": jax.random.key(0)})
     with pytest.raises(CheckpointMismatchError,
-                       match=r"shape differs \(checkpoint vs model\): 1 \(params/a \(3,\) vs \(4,\)\); "
-                             r"in the checkpoint, not in this model: 1 \(params/b\)\."):
+                       match=r"Shape differs \(checkpoint vs model\): 1 \(params/a \(3,\) vs \(4,\)\)\. "
+                             r"In the checkpoint, not in this model: 1 \(params/b\)\."):
         ckpt.restore({"params": {"a": jnp.zeros(4)}, "rng": jax.random.key(1)})
     assert (tmp_path / "1").is_dir()  # not mistaken for a corrupt checkpoint and moved aside
 

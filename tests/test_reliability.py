@@ -9,6 +9,7 @@ import glob
 import hashlib
 import json
 import os
+import re
 import shutil
 import sys
 
@@ -222,3 +223,288 @@ def test_a_non_finite_final_metric_is_flagged(run, data_dir, monkeypatch, capsys
     assert last == {"step": 20, "test/x": None, "test/y": 1.0, "nonfinite": ["test/x"],
                     "final": True}
     assert "non-finite final metric(s) test/x" in capsys.readouterr().err
+
+
+# --- The whole state is checked before it is saved -------------------------------------------
+
+def test_a_non_finite_optimizer_state_is_never_written(data_dir, tmp_path, monkeypatch):
+    """Adam's second moments overflow while the parameters and losses stay finite (as
+    under a learning rate of 1e6): the run stops naming the leaf, and the newest
+    checkpoint is the last finite one."""
+    import jax.numpy as jnp
+
+    real = loop.TASKS["vae"]
+
+    def poisoned(*args, **kwargs):
+        task = real(*args, **kwargs)
+
+        def step(state, batch):
+            state, metrics = task.train_step(state, batch)
+            net = state.nets["model"]
+            bad = jax.tree_util.tree_map_with_path(  # Adam's nu: updates m/sqrt(nu) become 0
+                lambda path, x: jnp.where(state.step >= 12, jnp.inf, x)
+                if "nu" in checkpoint.leaf_path(path).split("/") else x, net.opt_state)
+            return state.replace(nets={"model": net.replace(opt_state=bad)}), metrics
+
+        return task._replace(train_step=step)
+
+    monkeypatch.setitem(loop.TASKS, "vae", poisoned)
+    with pytest.raises(loop.NonFiniteError, match=r"steps 11-15, seen at step 15: state leaf "
+                                                  r"nets/model/opt_state/0/nu/.*the last good "
+                                                  r"checkpoint \(step 10\) is kept"):
+        loop.train_and_evaluate(_config(data_dir), str(tmp_path))
+    assert Checkpointer(str(tmp_path / "checkpoints"), read_only=True).all_steps() == [10]
+
+
+# --- One run per workdir --------------------------------------------------------------------
+
+def _hold_lock(workdir: str):
+    """A process that holds ``workdir``'s lock until killed (waits until it does)."""
+    import subprocess
+
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time; from genjax import runlock; "
+         "runlock.acquire(sys.argv[1]); print('held', flush=True); time.sleep(120)", workdir],
+        stdout=subprocess.PIPE, text=True, cwd=os.path.dirname(os.path.dirname(__file__)))
+    assert holder.stdout.readline().strip() == "held"
+    return holder
+
+
+def test_a_second_launcher_stops_at_once_and_a_dead_run_blocks_nothing(data_dir, tmp_path):
+    from genjax import runlock
+    from test_bad_inputs import _launch
+
+    workdir = tmp_path / "run"
+    workdir.mkdir()
+    holder = _hold_lock(str(workdir))
+    try:
+        code, lines = _launch("-m", "experiments.vae", "--config=experiments/configs/vae_mnist.py:test",
+                              f"--workdir={workdir}", f"--config.data_dir={data_dir}")
+    finally:
+        holder.kill()
+        holder.wait(timeout=30)
+    assert code == 1 and len(lines) == 1, lines
+    assert re.match(rf"error: WorkdirInUseError: {workdir} is in use by pid {holder.pid} on host "
+                    rf"\S+ since \d{{4}}-\d\d-\d\d .*choose another --workdir", lines[0]), lines[0]
+    assert os.listdir(workdir) == [runlock.LOCK]  # nothing written
+    runlock.release(runlock.acquire(str(workdir)))  # the killed holder's lock went with it
+
+
+# --- The record holds only what ran ---------------------------------------------------------
+
+def test_a_resume_that_fails_before_its_first_step_records_nothing(run, data_dir, monkeypatch):
+    before = _snapshot(run)
+
+    def unreadable(*args, **kwargs):
+        raise OSError("the data disk went away")
+
+    monkeypatch.setattr(loop.gdata, "train_iterator", unreadable)
+    with pytest.raises(OSError, match="the data disk went away"):
+        loop.train_and_evaluate(_config(data_dir, num_steps=30, learning_rate=2e-3), run)
+    assert not os.path.exists(os.path.join(run, record.RESUMES))
+    assert record.run_config(run).learning_rate == 1e-3
+    after = _snapshot(run)  # the lock file names its last holder; the rest is as it was
+    assert {k: v for k, v in after.items() if k != "run.lock"} == {
+        k: v for k, v in before.items() if k != "run.lock"}
+
+
+def test_a_resume_that_changes_what_the_model_means_writes_nothing(run, data_dir):
+    before = _snapshot(run)
+    with pytest.raises(record.ResumeRefusedError,
+                       match=r"Cannot resume .* with batch_size 32 -> 100000, beta 1.0 -> 0.5: "
+                             r"these fields change what the trained model means. Fields that may "
+                             r"change on resume: .*learning_rate.*num_steps.*use another --workdir"):
+        loop.train_and_evaluate(_config(data_dir, batch_size=100000, beta=0.5), run)
+    assert _snapshot(run) == before
+
+
+@pytest.mark.parametrize("module,changed,refused", [
+    ("ddpm_mnist", {"prediction": "v"}, True),
+    ("ddpm_mnist", {"timesteps": 50}, True),
+    ("ddpm_mnist", {"schedule": "cosine"}, True),
+    ("ddpm_mnist", {"sampler": "ddim", "sample_steps": 20, "learning_rate": 5e-4}, False),
+    ("rbm_pcd_mnist", {"persistent": False}, True),
+    ("rbm_pcd_mnist", {"ais_runs": 50, "num_steps": 100, "train_minutes": 1.0}, False),
+    ("dcgan_mnist", {"ema_decay": 0.9}, True),
+    ("dcgan_mnist", {"g_learning_rate": 1e-3, "parallel": "pmap", "steps_per_call": 4}, False),
+], ids=lambda v: str(v) if not isinstance(v, bool) else ("refused" if v else "allowed"))
+def test_the_resume_registry(module, changed, refused, tmp_path):
+    import importlib
+
+    from genjax.tasks import RESUMABLE
+
+    c = importlib.import_module(f"experiments.configs.{module}").get_config("test")
+    (tmp_path / record.CONFIG).write_text(json.dumps(record.plain(c)))
+    c.update(changed)
+    check = lambda: record.check_resumable(str(tmp_path), c, RESUMABLE[c.task])  # noqa: E731
+    if refused:
+        (field,) = changed
+        with pytest.raises(record.ResumeRefusedError, match=rf"with {field} .*this field changes"):
+            check()
+    else:
+        assert set(check()) == set(changed)
+
+
+# --- A checksum cannot be deleted away ------------------------------------------------------
+
+@pytest.mark.parametrize("removed", [("checksum",), ("checksum", "_CHECKPOINT_METADATA")],
+                         ids=["checksum", "checksum and step metadata"])
+def test_a_step_that_lost_its_checksum_is_damaged(removed, run, data_dir, finished, caplog):
+    for name in removed:
+        path = os.path.join(run, "checkpoints", "20", name)
+        shutil.rmtree(path) if os.path.isdir(path) else os.remove(path)
+    state = train_unfinished(_config(data_dir), run)
+    chex.assert_trees_all_equal(jax.device_get(state), finished[1])  # resumed from step 10
+    (warning,) = [r.getMessage() for r in caplog.records if "unusable" in r.getMessage()]
+    assert "step 20" in warning and "checksum is missing" in warning
+    assert [n.split("-")[0] for n in os.listdir(os.path.join(run, "corrupt_checkpoints"))] == ["20"]
+
+
+def test_a_step_of_the_older_format_loads_unverified(tmp_path, caplog):
+    tree = {"w": np.arange(3.0, dtype=np.float32)}
+    with ocp.CheckpointManager(str(tmp_path / "checkpoints")) as manager:  # as before checksums
+        manager.save(5, args=ocp.args.Composite(**{checkpoint.STATE: ocp.args.StandardSave(tree)}))
+    restored = Checkpointer(str(tmp_path / "checkpoints"), read_only=True).restore(tree)
+    chex.assert_trees_all_equal(restored, tree)
+    assert any("no checksum (an older format)" in r.getMessage() for r in caplog.records)
+
+
+# --- The evaluator and the trainer's rotation -----------------------------------------------
+
+def test_a_step_rotated_away_while_read_is_retried_on_the_newest(run, finished, monkeypatch):
+    shutil.rmtree(os.path.join(run, "checkpoints", "10"))  # keep_checkpoints=1: no older step
+    ckpts, real, calls = os.path.join(run, "checkpoints"), Checkpointer._read, []
+
+    def rotating(self, step, abstract):
+        calls.append(step)
+        if len(calls) == 1:  # the trainer writes step 30 and deletes step 20 mid-read
+            os.rename(os.path.join(ckpts, "20"), os.path.join(ckpts, "30"))
+            raise FileNotFoundError(f"{ckpts}/20/default/manifest.ocdbt")
+        return real(self, step, abstract)
+
+    monkeypatch.setattr(Checkpointer, "_read", rotating)
+    restored = Checkpointer(ckpts, read_only=True).restore(finished[1])
+    chex.assert_trees_all_equal(jax.device_get(restored), finished[1])
+    assert calls == [20, 30]
+
+
+def test_a_run_rotating_faster_than_reads_is_said_so(run, finished, monkeypatch):
+    listed = Checkpointer.all_steps
+    monkeypatch.setattr(Checkpointer, "all_steps", lambda self: listed(self) + [99])  # never there
+    with pytest.raises(checkpoint.CheckpointsRotatingError,
+                       match=r"6 checkpoints in .* were deleted while being read .*rotating "
+                             r"checkpoints faster than they can be read"):
+        Checkpointer(os.path.join(run, "checkpoints"), read_only=True).restore(finished[1])
+
+
+@pytest.mark.slow(seconds=90)
+def test_evaluations_beside_a_run_that_keeps_one_checkpoint_never_fail(data_dir, tmp_path):
+    """Real processes: a trainer writing a checkpoint every step and keeping one, and the
+    evaluator reading it over and over meanwhile."""
+    import subprocess
+    import time
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    workdir = str(tmp_path / "run")
+    trainer = subprocess.Popen(
+        [sys.executable, "-m", "experiments.vae", "--config=experiments/configs/vae_mnist.py:test",
+         f"--workdir={workdir}", f"--config.data_dir={data_dir}", "--config.num_steps=400",
+         "--config.checkpoint_every=1", "--config.keep_checkpoints=1", "--config.log_every=50"],
+        cwd=root, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not Checkpointer(os.path.join(workdir, "checkpoints"), read_only=True).all_steps():
+            assert time.monotonic() < deadline and trainer.poll() is None, trainer.stderr.read()
+            time.sleep(0.2)
+        scored = [evaluate_cli.evaluate_run(workdir, 50) for _ in range(3)]
+        overlapped = trainer.poll() is None
+        assert trainer.wait(timeout=300) == 0, trainer.stderr.read()
+    finally:
+        trainer.kill()
+    assert overlapped and len(scored) == 3
+
+
+# --- One line per damage, whatever the damage -----------------------------------------------
+
+def _damage(workdir: str, how: str) -> None:
+    """Damage step 20 of ``workdir`` as a disk or a person might."""
+    step = os.path.join(workdir, "checkpoints", "20", checkpoint.STATE)
+    files = {"truncated data": glob.glob(f"{step}/**/d/*", recursive=True),
+             "flipped array metadata": glob.glob(f"{step}/array_metadatas/*"),
+             "flipped manifest": glob.glob(f"{step}/**/manifest.ocdbt", recursive=True),
+             "flipped data": glob.glob(f"{step}/**/d/*", recursive=True)}[how]
+    for path in files:
+        data = bytearray(open(path, "rb").read())
+        if how == "truncated data":
+            data = data[:len(data) // 2]
+        else:
+            data[len(data) // 2] ^= 0xFF
+        open(path, "wb").write(bytes(data))
+
+
+def _resume_from_the_command_line(workdir: str, data_dir: str):
+    import subprocess
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = {k: v for k, v in os.environ.items() if k != "GENJAX_TRACEBACK"}
+    return subprocess.run(
+        [sys.executable, "-m", "experiments.vae", "--config=experiments/configs/vae_mnist.py:test",
+         f"--workdir={workdir}", f"--config.data_dir={data_dir}"],
+        cwd=root, env=env, capture_output=True, text=True, timeout=300)
+
+
+@pytest.mark.parametrize("how", [
+    "truncated data",
+    pytest.param("flipped array metadata", marks=pytest.mark.slow(seconds=30)),
+    pytest.param("flipped manifest", marks=pytest.mark.slow(seconds=30)),
+    pytest.param("flipped data", marks=pytest.mark.slow(seconds=30)),
+])
+def test_a_damaged_step_costs_one_warning_line(how, run, data_dir):
+    _damage(run, how)
+    done = _resume_from_the_command_line(run, data_dir)
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert done.returncode == 0 and len(lines) == 1, lines[:20]
+    assert "Checkpoint step 20 is unusable" in lines[0] and "trying an older one" in lines[0]
+    assert re.search(r"Resumed from .* at step 10\b", done.stdout)
+
+
+@pytest.mark.slow(seconds=30)
+def test_a_full_disk_costs_one_error_line(run, data_dir):
+    import resource
+    import signal
+    import subprocess
+
+    def full_disk():  # in the child: files past 300 kB fail with EFBIG, as on a full disk
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (300_000, resource.RLIM_INFINITY))
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = {k: v for k, v in os.environ.items() if k != "GENJAX_TRACEBACK"}
+    done = subprocess.run(
+        [sys.executable, "-m", "experiments.vae", "--config=experiments/configs/vae_mnist.py:test",
+         f"--workdir={run}", f"--config.data_dir={data_dir}", "--config.num_steps=30"],
+        cwd=root, env=env, capture_output=True, text=True, timeout=300, preexec_fn=full_disk)
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert done.returncode == 1 and len(lines) == 1, lines[:20]
+    assert re.match(r"error: CheckpointWriteError: .*step 30 .*File too large \[errno 27\]. The "
+                    r"previous checkpoint \(step 20\) is intact", lines[0]), lines[0]
+
+
+# --- The final-row rule ---------------------------------------------------------------------
+
+def test_a_finished_run_run_again_touches_nothing(run, data_dir, finished, capsys):
+    before = _snapshot(run)
+    state = loop.train_and_evaluate(_config(data_dir), run)
+    chex.assert_trees_all_equal(jax.device_get(state), finished[1])
+    assert _snapshot(run) == before
+    assert f"The run in {run} is finished at step 20" in capsys.readouterr().out
+
+
+def test_a_final_evaluation_run_again_supersedes_the_old_final_row(run, data_dir):
+    old = [r for r in _rows(run) if r.get("final")]
+    loop.train_and_evaluate(_config(data_dir, eval_samples=100), run)
+    finals = [r for r in _rows(run) if r.get("final")]
+    assert len(old) == len(finals) == 1 and finals[0]["step"] == 20 and finals != old
+    assert [r for r in _rows(run, record.SUPERSEDED) if r.get("final")] == old
+    (entry,) = _rows(run, record.RESUMES)
+    assert entry["changed"] == {"eval_samples": {"from": 200, "to": 100}}
