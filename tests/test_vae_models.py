@@ -60,7 +60,7 @@ def test_gaussian_decoder_has_mean_and_log_variance():
 
 
 def test_conv_decoder_rejects_indivisible_sizes():
-    with pytest.raises(ValueError, match="not divisible"):
+    with pytest.raises(ValueError, match=r"height and width divide by 4 .*got shape \(30, 30, 1\)"):
         gnn.ConvDecoder((30, 30, 1), (16, 8)).init(jax.random.key(0), jnp.ones((1, 4)))
 
 
