@@ -140,7 +140,7 @@ class _OrbaxDebris(pylogging.Filter):
         return not (from_orbax and (record.levelno >= pylogging.ERROR or record.exc_info))
 
 
-def quiet_failed_reads() -> None:
+def quiet_checkpoint_debris() -> None:
     """Keep a failed restore or write to its one-line message, for the rest of the
     process: the debris a failed read leaves (`_is_read_noise`: coroutines that raised,
     TensorStore's late callbacks into orbax's closed event loop, asyncio's reports of
@@ -160,8 +160,8 @@ def quiet_failed_reads() -> None:
 
 @contextlib.contextmanager
 def _collect_failed_reads():
-    """Collect a failed read's debris at once (see `quiet_failed_reads`)."""
-    quiet_failed_reads()
+    """Collect a failed read's debris at once (see `quiet_checkpoint_debris`)."""
+    quiet_checkpoint_debris()
     try:
         yield
     except BaseException:
@@ -255,7 +255,7 @@ class Checkpointer:
                  asynchronous: bool = True, read_only: bool = False):
         if every <= 0 or keep <= 0:
             raise ValueError(f"checkpoint every ({every}) and keep ({keep}) must be positive.")
-        quiet_failed_reads()  # before any read: its debris may come from other threads
+        quiet_checkpoint_debris()  # before any read: its debris may come from other threads
         self.directory = os.path.abspath(directory)
         self.every, self.read_only = every, read_only
         self.aside_directory = os.path.join(os.path.dirname(self.directory), "corrupt_checkpoints")

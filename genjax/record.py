@@ -12,7 +12,7 @@ show each step once.
 Only settings may change on resume, never what the trained model means: `RESUMABLE`
 lists the fields every family may change (learning rates, the schedule's length,
 cadences, drivers, where the data comes from), and each family adds its sampler and
-evaluation fields (`genjax.tasks.Task.resumable`); `check_resumable` refuses any other
+evaluation fields (`genjax.tasks.RESUMABLE`); `check_resumable` refuses any other
 changed field before anything is written.
 
 The final-row rule: the run's final evaluation writes one row marked ``"final": true``
@@ -33,8 +33,6 @@ import ml_collections
 
 CONFIG, RESUMES = "config.json", "resumes.jsonl"
 METRICS, SUPERSEDED = "metrics.jsonl", "metrics.superseded.jsonl"
-
-
 FINAL = "final"  # the key that marks a final-evaluation row of metrics.jsonl
 
 # Fields any run may change on resume: they change how long and how a run trains or is
@@ -154,7 +152,7 @@ def check_resumable(workdir: str, config: ml_collections.ConfigDict,
     changed = changes(recorded, plain(config))
     allowed = RESUMABLE | set(family)
     refused = {k: v for k, v in changed.items() if k not in allowed}
-    allowed = {k for k in allowed if k in _flat(recorded)}  # the ones this run has, for the message
+    allowed = {k for k in allowed if k in _flat(recorded)}  # those this run has, to list
     if refused:
         raise ResumeRefusedError(
             f"Cannot resume {workdir} with {describe(refused)}: "

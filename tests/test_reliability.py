@@ -278,7 +278,8 @@ def test_a_second_launcher_stops_at_once_and_a_dead_run_blocks_nothing(data_dir,
     workdir.mkdir()
     holder = _hold_lock(str(workdir))
     try:
-        code, lines = _launch("-m", "experiments.vae", "--config=experiments/configs/vae_mnist.py:test",
+        code, lines = _launch("-m", "experiments.vae",
+                              "--config=experiments/configs/vae_mnist.py:test",
                               f"--workdir={workdir}", f"--config.data_dir={data_dir}")
     finally:
         holder.kill()
@@ -313,7 +314,7 @@ def test_a_resume_that_changes_what_the_model_means_writes_nothing(run, data_dir
     with pytest.raises(record.ResumeRefusedError,
                        match=r"Cannot resume .* with batch_size 32 -> 100000, beta 1.0 -> 0.5: "
                              r"these fields change what the trained model means. Fields that may "
-                             r"change on resume: .*learning_rate.*num_steps.*use another --workdir"):
+                             r"change on resume: .*learning_rate.*num_steps.*another --workdir"):
         loop.train_and_evaluate(_config(data_dir, batch_size=100000, beta=0.5), run)
     assert _snapshot(run) == before
 
