@@ -12,7 +12,7 @@ run's newest checkpoint (EMA weights, the same key for every entry) through
 KID, precision/recall, the rarest class's share; for a conditional run also the class
 accuracy of the same samples); ``--scales`` repeats the grid for each guidance scale of
 a conditional run. The wall time of each entry (sampling and scoring) is
-recorded with the machine. Results are appended to ``metrics.jsonl`` of the run too.
+recorded with the machine. Results are appended to ``evaluations.jsonl`` of the run too.
 """
 
 from __future__ import annotations

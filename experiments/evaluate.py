@@ -14,7 +14,9 @@ and scores them against as many test images with the mnist5k domain classifier
 (``--extractor=inception --inception_weights=inception_fid.npz``); for a conditional run
 on MNIST-like data also the class accuracy of the same samples (how often the domain
 classifier names the class each was asked for). The metrics are appended to
-``<workdir>/metrics.jsonl`` at the checkpoint's step and printed as a table.
+``<workdir>/evaluations.jsonl`` at the checkpoint's step (apart from the run's own
+``metrics.jsonl``, whose final row stays its last: docs/reliability.md's final-row rule),
+shown in TensorBoard beside the run's, and printed as a table.
 Diffusion runs sample with their config's sampler unless ``--sampler``,
 ``--sample_steps``, ``--eta``, ``--variance`` or ``--guidance`` say otherwise, an
 autoregressive run trained with label dropout takes ``--guidance`` too, and a flow run
@@ -33,7 +35,8 @@ from absl import app, flags, logging
 from experiments import launch
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "A training run's directory.", required=True)
-_NUM = flags.DEFINE_integer("num_samples", 1000, "Samples to draw (and test images to use).")
+_NUM = flags.DEFINE_integer("num_samples", None, "Samples to draw (and test images to use); "
+                            "default: the run's config.eval_samples.")
 _SAVE = flags.DEFINE_string("save_samples", None, "Also write the samples to this .npy file.")
 _EXTRACTOR = flags.DEFINE_enum("extractor", "domain", ["domain", "inception"],
                                 "domain: the shipped mnist5k classifier (offline, 28x28x1 data); "
@@ -65,12 +68,13 @@ SAMPLING = {"diffusion": ("sampler", "sample_steps", "eta", "variance", "guidanc
             "flow": ("temperature",)}
 
 
-def evaluate_run(workdir: str, num_samples: int, save_samples: str | None = None,
+def evaluate_run(workdir: str, num_samples: int | None = None, save_samples: str | None = None,
                  real_baseline: bool = False, extractor: str = "domain",
                  inception_weights: str | None = None,
                  sampling: dict | None = None) -> dict[str, float]:
-    """Metrics of the newest checkpoint in ``workdir`` (see the module docstring);
-    ``sampling`` overrides the sampler fields of a diffusion run's config (`SAMPLING`)."""
+    """Metrics of the newest checkpoint in ``workdir`` (see the module docstring) from
+    ``num_samples`` samples (default: the run's ``eval_samples``); ``sampling`` overrides
+    the sampler fields of a diffusion run's config (`SAMPLING`)."""
     from genjax import data as gdata
     from genjax import loop, record, rng
     from genjax.checkpoint import Checkpointer
@@ -79,6 +83,7 @@ def evaluate_run(workdir: str, num_samples: int, save_samples: str | None = None
 
     trained = record.run_config(workdir)
     config = _with_sampling(trained, sampling or {})
+    num_samples = config.eval_samples if num_samples is None else num_samples
     if num_samples < 2:
         raise ValueError(f"--num_samples must be at least 2, got {num_samples}.")
     if save_samples:
@@ -119,7 +124,7 @@ def evaluate_run(workdir: str, num_samples: int, save_samples: str | None = None
         for _ in fake:  # write the samples that scoring did not need
             pass
     if not real_baseline:  # the baseline is not this run's result
-        writer = MetricWriter(workdir)
+        writer = MetricWriter(workdir, record.EVALUATIONS)
         writer.scalars(int(state.step), results)
         writer.close()
     return results

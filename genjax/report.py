@@ -21,8 +21,12 @@ from PIL import Image
 
 
 def image_grid(images: np.ndarray, ncols: int | None = None) -> np.ndarray:
-    """Tile [N, H, W, C] images with values in [0, 1] into one uint8 [H', W', C] grid."""
+    """Tile [N, H, W, C] images with values in [0, 1] into one uint8 [H', W', C] grid
+    (``ncols`` columns, by default about sqrt(N)); [R, K, H, W, C] images are R rows of
+    K columns, whatever R and K (a trajectory: one row per image)."""
     images = np.clip(np.asarray(images, np.float32), 0.0, 1.0)
+    if images.ndim == 5:
+        ncols, images = images.shape[1], images.reshape(-1, *images.shape[2:])
     n, h, w, c = images.shape
     ncols = ncols or math.ceil(math.sqrt(n))
     nrows = math.ceil(n / ncols)
@@ -84,12 +88,13 @@ def warn(message: str) -> None:
 
 
 class MetricWriter:
-    """Append scalars to ``metrics.jsonl`` and TensorBoard; images to TensorBoard and PNG."""
+    """Append scalars to ``jsonl`` (``metrics.jsonl``: the run's own rows) and TensorBoard;
+    images to TensorBoard and PNG."""
 
-    def __init__(self, workdir: str):
+    def __init__(self, workdir: str, jsonl: str = "metrics.jsonl"):
         self.workdir = workdir
         self.active = jax.process_index() == 0
-        self.jsonl_path = os.path.join(workdir, "metrics.jsonl")
+        self.jsonl_path = os.path.join(workdir, jsonl)
         self._writer = None
 
     @property

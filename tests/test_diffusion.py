@@ -252,6 +252,11 @@ def test_config_trains_and_scores(data_dir, tmp_path):
     state = loop.train_and_evaluate(short_run_config("ddpm_mnist", data_dir), str(tmp_path))
     assert int(state.step) == 4 and "ema" in state.extra
     assert (tmp_path / "samples.png").exists() and (tmp_path / "trajectory.png").exists()
+    from PIL import Image
+
+    from genjax.tasks.diffusion import TRAJECTORY_IMAGES
+    height = Image.open(tmp_path / "trajectory.png").height  # drawn at 2x, 1-pixel borders
+    assert height == 2 * (TRAJECTORY_IMAGES * 29 + 1)  # one row per image, at any sample_steps
     final = [json.loads(line) for line in open(tmp_path / "metrics.jsonl")][-1]
     assert np.isfinite(final["test/domain_fid"]) and 0 < final["test/bits_per_dim"] < 20, final
     assert final["test/bits_per_dim_stderr"] > 0

@@ -125,9 +125,12 @@ def test_gan_run_reports_domain_metrics_and_evaluate_reproduces_them(data_dir, t
     assert final["test/domain_classes_covered"] >= 1 and np.isfinite(final["test/domain_fid"])
 
     out = str(tmp_path / "samples.npy")
-    again = evaluate_cli.evaluate_run(workdir, c.eval_samples, out)
+    again = evaluate_cli.evaluate_run(workdir, save_samples=out)  # the run's eval_samples
     for k, v in again.items():  # same checkpoint, same noise, same reference images
         assert v == pytest.approx(final[k], rel=1e-6, abs=1e-9), k
+    rows = lambda name: [json.loads(line) for line in open(os.path.join(workdir, name))]  # noqa: E731
+    assert rows("metrics.jsonl")[-1] == final and final["final"]  # the run's final row stays last
+    assert rows("evaluations.jsonl") == [{"step": c.num_steps, **again}]
     samples = np.load(out)
     assert samples.shape == (c.eval_samples, 28, 28, 1) and samples.dtype == np.float32
     assert 0.0 <= samples.min() and samples.max() <= 1.0

@@ -171,7 +171,7 @@ def test_the_evaluator_never_touches_the_checkpoint_folder(run, monkeypatch):
     evaluate_cli.evaluate_run(run, 50)
     assert _snapshot(ckpts) == before
     assert not os.path.exists(os.path.join(run, "corrupt_checkpoints"))
-    assert _rows(run)[-1]["step"] == 20  # scored the newest usable step
+    assert _rows(run, record.EVALUATIONS)[-1]["step"] == 20  # scored the newest usable step
 
 
 @pytest.mark.parametrize("skip,bad_from,pattern", [

@@ -26,7 +26,8 @@ class Task(NamedTuple):
       init: root key -> fresh `TrainState`.
       train_step: the per-device step ``(state, batch) -> (state, metrics)``, not yet jitted.
       evaluate: (state, batches) -> test metrics (floats), e.g. ``{"test/neg_elbo": ...}``.
-      images: (state, a real batch) -> named [N, H, W, C] image batches in [0, 1].
+      images: (state, a real batch) -> named [N, H, W, C] image batches in [0, 1] (or
+        [R, K, H, W, C]: a grid of R rows of K, see `genjax.report.image_grid`).
       examples_per_step: real examples one step consumes (batch * n_critic for GANs).
       sample: (state, key, n) -> an iterator of generated image batches [b, H, W, C] in
         [0, 1], n images in all (EMA weights when kept; batches, so that 50k samples never

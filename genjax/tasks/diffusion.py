@@ -131,8 +131,9 @@ def _make_images(config, apply, schedule, image_shape):
     @jax.jit
     def pictures(params):
         samples, states = path(params, grid_key, (n, *image_shape), labels)
-        trajectory = jnp.swapaxes(states[:, rows], 0, 1).reshape(-1, *image_shape)
-        return samples, trajectory  # trajectory: one row per image, x_T on the left
+        # [images, snapshots, H, W, C]: one row per image, x_T on the left, however many
+        # snapshots the sampler's steps allow (`genjax.report.image_grid`)
+        return samples, jnp.swapaxes(states[:, rows], 0, 1)
 
     def images(state: gstate.TrainState, batch: dict) -> dict[str, np.ndarray]:
         del batch
