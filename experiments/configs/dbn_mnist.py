@@ -13,7 +13,8 @@ the top RBM from noise, 1,000 sweeps, propagated down) are not yet digits of eve
 class: domain FID 2510, precision 0.999, recall 0.04, 6 classes of 10 (one seed). Its
 likelihood bound is not computed.
 
-Variants: ``:test`` is a tiny, seconds-long configuration for tests and smoke runs.
+Variants: ``:test`` is a tiny configuration for tests and smoke runs (a few steps;
+compiling takes most of its time).
 """
 
 import ml_collections

@@ -18,7 +18,8 @@ rarest class 5.8 %. (These checkpoints were scored with this sampler by
 ``python -m benchmarks.diffusion_samplers --run=... --grid=ddpm:100:small``, the samples
 of the config's own final evaluation; 50 steps with σ² = β give a median FID of 210.5.)
 
-Variants: ``:test`` is a tiny, seconds-long configuration for tests and smoke runs.
+Variants: ``:test`` is a tiny configuration for tests and smoke runs (a few steps;
+compiling takes most of its time).
 """
 
 import ml_collections

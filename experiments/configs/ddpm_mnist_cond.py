@@ -17,7 +17,8 @@ the time (every class at least 97 %), at domain FID 133.2; unguided (w = 0) FID 
 --run=runs/ddpm_cond --grid=ddpm:100:small --scales=0,0.5,2``; docs/results.md). After
 1,500 steps instead the accuracy stopped at 91 % whatever w.
 
-Variants: ``:test`` is a tiny, seconds-long configuration for tests and smoke runs.
+Variants: ``:test`` is a tiny configuration for tests and smoke runs (a few steps;
+compiling takes most of its time).
 """
 
 import ml_collections

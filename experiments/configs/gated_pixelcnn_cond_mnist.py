@@ -22,7 +22,8 @@ Classifier-free guidance (on a 2-core AMD EPYC, family 25): with
 nats. The same checkpoint's class accuracy is 27.2 % unguided (w = 0; FID 771.1), 44.7 %
 at w = 1 (FID 890.9) and 43.0 % at w = 4 (FID 1847.1; strokes break apart).
 
-Variants: ``:test`` is a tiny, seconds-long configuration for tests and smoke runs.
+Variants: ``:test`` is a tiny configuration for tests and smoke runs (a few steps;
+compiling takes most of its time).
 """
 
 import ml_collections

@@ -11,7 +11,8 @@ test **1.752 bits/dim** (standard error 0.011), inversion error 1.4e-6; its samp
 temperature 0.7 are strokes rather than digits (domain FID 4222, precision 0.19):
 docs/results.md, "Normalizing flows".
 
-Variants: ``:test`` is a tiny, seconds-long configuration for tests and smoke runs.
+Variants: ``:test`` is a tiny configuration for tests and smoke runs (a few steps;
+compiling takes most of its time).
 """
 
 import ml_collections

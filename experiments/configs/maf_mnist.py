@@ -17,7 +17,8 @@ temperature 0.7: domain FID median 1567, all 10 classes, the rarest at 3.9-5.8 %
 Sampling is sequential (784 steps per layer, `genjax.nn.maf.sequential_inverse`); the
 density is one pass per layer.
 
-Variants: ``:test`` is a tiny, seconds-long configuration for tests and smoke runs.
+Variants: ``:test`` is a tiny configuration for tests and smoke runs (a few steps;
+compiling takes most of its time).
 """
 
 import ml_collections

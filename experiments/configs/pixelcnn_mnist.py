@@ -14,7 +14,8 @@ Exact test NLL 92.45 nats per image (standard error 0.65; 0.170 bits/dim), 1.65 
 above the Gated PixelCNN's 90.80 after 911 steps. 1,000 samples: domain FID 751.8,
 precision 0.225, recall 0.779, rarest class 2.1 %: stroke fragments.
 
-Variants: ``:test`` is a tiny, seconds-long configuration for tests and smoke runs.
+Variants: ``:test`` is a tiny configuration for tests and smoke runs (a few steps;
+compiling takes most of its time).
 """
 
 import ml_collections

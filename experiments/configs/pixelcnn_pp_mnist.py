@@ -12,7 +12,8 @@ examples/s), final evaluation 6 minutes. Test NLL 703.9 nats (standard error 5.3
 **1.295 bits/dim** on the 8-bit test digits; 1,000 samples: domain FID 944.5 (stroke
 fragments).
 
-Variants: ``:test`` is a tiny, seconds-long configuration for tests and smoke runs.
+Variants: ``:test`` is a tiny configuration for tests and smoke runs (a few steps;
+compiling takes most of its time).
 """
 
 import ml_collections

@@ -11,7 +11,8 @@ some 26-27 nats below PCD's and CD-25's, brackets far apart. Pseudo-likelihood -
 configs: CD-1 learns the data's local structure, not a distribution chains can sample
 (independent chains from noise: domain FID 2638, rarest class 0.3 %).
 
-Variants: ``:test`` is a tiny, seconds-long configuration for tests and smoke runs.
+Variants: ``:test`` is a tiny configuration for tests and smoke runs (a few steps;
+compiling takes most of its time).
 """
 
 import ml_collections

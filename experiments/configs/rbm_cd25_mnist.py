@@ -11,7 +11,8 @@ reverse AIS -103.07 (standard error 0.9): level with PCD-1 (median -100.28) at e
 times its cost, and 27 nats above CD-1 with brackets far apart. Pseudo-likelihood
 -80.72; samples: domain FID 415, precision 0.72, rarest class 4.3 %.
 
-Variants: ``:test`` is a tiny, seconds-long configuration for tests and smoke runs.
+Variants: ``:test`` is a tiny configuration for tests and smoke runs (a few steps;
+compiling takes most of its time).
 """
 
 import ml_collections

@@ -15,7 +15,8 @@ wide, against 5.6-5.9 for the plain PCD RBM with the same budget. Train -94.54 (
 3.9 nats; pseudo-likelihood -78.60. Samples: domain FID 901 / 494 / 604, precision
 0.90, rarest class 1.1-2.8 % (chains of 1,000 sweeps favour some digits).
 
-Variants: ``:test`` is a tiny, seconds-long configuration for tests and smoke runs.
+Variants: ``:test`` is a tiny configuration for tests and smoke runs (a few steps;
+compiling takes most of its time).
 """
 
 import ml_collections

@@ -16,7 +16,8 @@ reverse AIS -104.68 / -104.64 / -105.28 (standard error 0.9), so the bracket is 
 1.4-3.4 %. For context, full MNIST (60,000 digits) in Salakhutdinov & Murray (2008):
 CD-25 -86.3 nats, CD-1 about -125.
 
-Variants: ``:test`` is a tiny, seconds-long configuration for tests and smoke runs.
+Variants: ``:test`` is a tiny configuration for tests and smoke runs (a few steps;
+compiling takes most of its time).
 """
 
 import ml_collections

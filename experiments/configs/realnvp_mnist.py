@@ -15,7 +15,8 @@ temperature 0.7: domain FID median 472.6, precision 0.657, every class present b
 rarest at 1.2-4.4 % (in a rerun, the 1s: their latents are heavy-tailed, so a lower
 temperature drops them; docs/results.md, "Normalizing flows").
 
-Variants: ``:test`` is a tiny, seconds-long configuration for tests and smoke runs.
+Variants: ``:test`` is a tiny configuration for tests and smoke runs (a few steps;
+compiling takes most of its time).
 """
 
 import ml_collections

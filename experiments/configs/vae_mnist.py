@@ -7,7 +7,8 @@ Expected (measured): test -ELBO 105.9 nats and IWAE(K=1000) NLL 99.2 nats on the
 1,000 mnist5k test digits (statically binarised), after 6,000 steps of batch 128
 (101 s end to end on a 2-core AMD EPYC).
 
-Variants: ``:test`` is a tiny, seconds-long configuration for tests and smoke runs.
+Variants: ``:test`` is a tiny configuration for tests and smoke runs (a few steps;
+compiling takes most of its time).
 """
 
 import ml_collections
