@@ -50,7 +50,7 @@ def sweep(workdir: str, grid: list[tuple[str, int, str | None]], guidance: list[
           num_samples: int) -> list[dict]:
     """One row per (guidance, sampler, steps): the domain metrics and the wall time."""
     from experiments import evaluate
-    from genjax import record
+    from genjax import record, runs
 
     rows = []
     for w in guidance:
@@ -60,8 +60,8 @@ def sweep(workdir: str, grid: list[tuple[str, int, str | None]], guidance: list[
             start = time.time()
             scores = evaluate.evaluate_run(workdir, num_samples, sampling=sampling)
             # The keys are test/domain_<how the samples were drawn>_<metric>.
-            config = evaluate._with_sampling(record.run_config(workdir), sampling)
-            prefix = f"test/domain_{evaluate.metric_tag(config, num_samples)}"
+            config = runs.with_sampling(record.run_config(workdir), sampling)
+            prefix = f"test/domain_{runs.metric_tag(config, num_samples)}"
             rows.append({"sampler": name, "steps": steps, "guidance": w,
                          "variance": config.variance if name == "ddpm" else None,
                          "wall_s": round(time.time() - start, 1),

@@ -25,12 +25,13 @@ autoregressive run trained with label dropout takes ``--guidance`` too, and a fl
 and any run's keys carry
 ``n<count>_`` when ``--num_samples`` differs from the config's ``eval_samples``. ``--save_samples`` writes the samples as float32 NHWC in [0, 1] (``.npy``) for any
 outside tool; ``--real_baseline`` scores real training images instead (printed only),
-the floor these numbers have with this protocol.
+the floor these numbers have with this protocol. From Python, `genjax.runs.load` gives
+the same run, its samples and these metrics.
 """
 
 import os
 
-from absl import app, flags, logging
+from absl import app, flags
 
 from experiments import launch
 
@@ -58,128 +59,39 @@ _FLOOR = flags.DEFINE_bool("real_baseline", False, "Score real training images i
                            "samples: what a perfect generator would reach with this protocol.")
 
 
-# A flow's latent scale beyond a few standard deviations draws from far outside where the
-# density was trained: the samples are saturated noise, their scores meaningless.
-MAX_TEMPERATURE = 10.0
-
-# What each family's evaluation may change about its sampler.
-SAMPLING = {"diffusion": ("sampler", "sample_steps", "eta", "variance", "guidance"),
-            "pixelcnn": ("guidance",),
-            "flow": ("temperature",)}
-
-
 def evaluate_run(workdir: str, num_samples: int | None = None, save_samples: str | None = None,
                  real_baseline: bool = False, extractor: str = "domain",
                  inception_weights: str | None = None,
                  sampling: dict | None = None) -> dict[str, float]:
     """Metrics of the newest checkpoint in ``workdir`` (see the module docstring) from
     ``num_samples`` samples (default: the run's ``eval_samples``); ``sampling`` overrides
-    the sampler fields of a diffusion run's config (`SAMPLING`)."""
-    from genjax import data as gdata
-    from genjax import loop, record, rng
-    from genjax.checkpoint import Checkpointer
-    from genjax.report import MetricWriter
-    from genjax.tasks.common import collect_images, domain_extractor_for, sample_class_accuracy
+    the sampler fields of the run's config (`genjax.runs.SAMPLING`). Every argument is
+    checked before anything compiles or samples; `genjax.runs.Run.evaluate` scores."""
+    from genjax import runs
 
-    trained = record.run_config(workdir)
-    config = _with_sampling(trained, sampling or {})
-    num_samples = config.eval_samples if num_samples is None else num_samples
-    if num_samples < 2:
+    if num_samples is not None and num_samples < 2:
         raise ValueError(f"--num_samples must be at least 2, got {num_samples}.")
     if save_samples:
         _check_writable(save_samples)
+    if extractor not in runs.EXTRACTORS:
+        raise ValueError(f"Unknown extractor {extractor!r}; valid: {', '.join(runs.EXTRACTORS)}.")
     scorer = None  # the domain classifier
     if extractor == "inception":  # load (or fail clearly) before any sampling
         from genjax.metrics import inception
         scorer = inception.make_extractor(inception_weights)
-    elif extractor != "domain":
-        raise ValueError(f"Unknown extractor {extractor!r}; valid: domain, inception.")
-    run = loop.setup(config)
-    eval_spec, image_shape = run.eval_spec, run.image_shape
-    if run.task.sample is None:
-        raise ValueError(f"Task {config.task!r} (deterministic={config.get('deterministic')}) "
-                         "does not generate samples; nothing to evaluate.")
-    ckpt = Checkpointer(os.path.join(workdir, "checkpoints"), read_only=True)
-    state = ckpt.restore(run.init_state())
-    if state is None:
-        raise FileNotFoundError(f"No checkpoint in {workdir}/checkpoints.")
-    fake = run.task.sample(state, rng.stream(config.seed, "eval_samples"), num_samples)
-    if real_baseline:
-        fake = [collect_images(gdata.eval_iterator(
-            eval_spec, "train", global_batch_size=config.eval_batch_size), num_samples,
-            eval_spec.preprocess)]
-    if save_samples:
-        fake = _saved(fake, save_samples, num_samples, image_shape)
-    if num_samples > gdata.num_examples(eval_spec, "test"):
-        logging.warning("The test split is smaller than --num_samples=%d; the metrics use as many "
-                        "samples as it has images.", num_samples)
-    scored = []  # the samples scoring uses, kept for a conditional run's class check
-    tag = metric_tag(config, num_samples, trained)
-    results = loop.score_samples(fake, num_samples, config, eval_spec, scorer,
-                                 prefix=f"test/{extractor}_{tag}", scored=scored)
-    classifier = domain_extractor_for(config, image_shape)
-    if config.get("num_classes") and classifier is not None and not real_baseline:
-        results.update(sample_class_accuracy(scored, config, classifier, f"test/domain_{tag}"))
-    if save_samples:
-        for _ in fake:  # write the samples that scoring did not need
-            pass
-    if not real_baseline:  # the baseline is not this run's result
-        writer = MetricWriter(workdir, record.EVALUATIONS)
-        writer.scalars(int(state.step), results)
-        writer.close()
+    run = runs.load(workdir, sampling=sampling)
+    if run.setup.task.sample is None:
+        raise ValueError(f"Task {run.config.task!r} (deterministic="
+                         f"{run.config.get('deterministic')}) does not generate samples; "
+                         f"nothing to evaluate.")
+    n = run.config.eval_samples if num_samples is None else num_samples
+    fake = _saved(run.batches(n), save_samples, n, run.setup.image_shape) if save_samples \
+        else None
+    results = run.evaluate(n, extractor=scorer, name=extractor, samples=fake,
+                           real_baseline=real_baseline)
+    for _ in fake or ():  # write the samples that scoring did not need
+        pass
     return results
-
-
-def _with_sampling(config, sampling: dict):
-    """``config`` with the given sampler fields replaced (`SAMPLING` says which a family
-    takes); a ``temperature`` outside (0, `MAX_TEMPERATURE`] is refused."""
-    sampling = {k: v for k, v in sampling.items() if v is not None}
-    every = sorted({f for fields in SAMPLING.values() for f in fields})
-    unknown = set(sampling) - set(every)
-    if unknown:
-        raise ValueError(f"Unknown sampling fields {sorted(unknown)}; valid: {', '.join(every)}.")
-    wrong = [f for f in sampling if f not in SAMPLING.get(config.task, ())]
-    if wrong:
-        takers = [t for t in SAMPLING if wrong[0] in SAMPLING[t]]
-        verb = "applies" if len(wrong) == 1 else "apply"
-        raise ValueError(f"--{', --'.join(wrong)} {verb} to {' and '.join(takers)} runs; this run "
-                         f"is task {config.task!r}.")
-    temperature = sampling.get("temperature", 1.0)
-    if not 0 < temperature <= MAX_TEMPERATURE:  # NaN fails this too
-        raise ValueError(f"--temperature must be in (0, {MAX_TEMPERATURE:g}] (the latent's scale "
-                         f"T, z ~ N(0, T^2 I); 1 is the trained density), got {temperature!r}.")
-    config = config.copy_and_resolve_references()
-    with config.unlocked():
-        config.update(sampling)
-    return config
-
-
-def metric_tag(config, num_samples: int, trained=None) -> str:
-    """What ``evaluate_run`` puts between ``test/<extractor>_`` and a metric's name: how a
-    diffusion run's samples were drawn, a flow's temperature (``T0.5_``) when it differs
-    from the run's own (``trained``: the config it trained with), and ``n<count>_`` when
-    ``num_samples`` differs from the config's ``eval_samples`` (so that a smaller check
-    never shares a key with the run's own figures)."""
-    count = f"n{num_samples}_" if num_samples != config.eval_samples else ""
-    return _sampling_tag(config, trained) + count
-
-
-def _sampling_tag(config, trained=None) -> str:
-    """How a diffusion run's samples were drawn, for its metric keys (``ddim50_eta0_``,
-    ``ddpm50_large_``, ``dpm++2m20_w1.5_``), an autoregressive run's guidance (``w2_``,
-    when trained with label dropout), a flow's temperature when it differs from the
-    ``trained`` config's (``T1_``); empty for other families."""
-    if config.task == "flow":
-        same = trained is None or config.temperature == trained.temperature
-        return "" if same else f"T{config.temperature:g}_"
-    if config.task == "pixelcnn":
-        return f"w{config.guidance:g}_" if config.get("label_dropout") else ""
-    if config.task != "diffusion":
-        return ""
-    tag = f"{config.sampler}{config.sample_steps}_"
-    tag += f"eta{config.eta:g}_" if config.sampler == "ddim" else ""
-    tag += f"{config.variance}_" if config.sampler == "ddpm" else ""
-    return tag + (f"w{config.guidance:g}_" if config.num_classes else "")
 
 
 def _check_writable(path: str) -> None:

@@ -61,6 +61,7 @@ LAYERS = (
     ("checkpoint",),             # orbax save/restore
     ("tasks",),                  # config -> Task
     ("loop",),                   # train_and_evaluate
+    ("runs",),                   # a trained run from Python: load, sample, evaluate
 )
 
 
