@@ -85,8 +85,8 @@ def evaluate_run(workdir: str, num_samples: int | None = None, save_samples: str
                          f"{run.config.get('deterministic')}) does not generate samples; "
                          f"nothing to evaluate.")
     n = run.config.eval_samples if num_samples is None else num_samples
-    fake = _saved(run.batches(n), save_samples, n, run.setup.image_shape) if save_samples \
-        else None
+    source = run.real_batches(n) if real_baseline else run.batches(n)
+    fake = _saved(source, save_samples, n, run.setup.image_shape) if save_samples else None
     results = run.evaluate(n, extractor=scorer, name=extractor, samples=fake,
                            real_baseline=real_baseline)
     for _ in fake or ():  # write the samples that scoring did not need

@@ -138,6 +138,13 @@ class Run:
         key = rng.stream(run.config.seed, "eval_samples") if key is None else key
         return run.setup.task.sample(run.state, key, n)
 
+    def real_batches(self, n: int) -> list[np.ndarray]:
+        """``n`` real training images in [0, 1] (one batch): what a perfect generator's
+        samples would score, the floor of the metrics' protocol."""
+        spec = self.setup.eval_spec
+        return [collect_images(gdata.eval_iterator(
+            spec, "train", global_batch_size=self.config.eval_batch_size), n, spec.preprocess)]
+
     def sample(self, n: int, key: jax.Array | None = None, **sampling) -> np.ndarray:
         """``n`` samples [n, H, W, C] in [0, 1], with this run's sampler or the given
         fields (e.g. ``sampler="ddim", sample_steps=20``; ``temperature=0.7``)."""
@@ -150,23 +157,21 @@ class Run:
         ``eval_samples``): FID, IS, KID, precision/recall and mode coverage with
         ``extractor`` (default the mnist5k domain classifier; ``name`` goes in the keys),
         and for a conditional run the class accuracy. ``samples``: the batches to score
-        (default `batches` of this run). ``write``: append the metrics at this step to
-        ``evaluations.jsonl`` (apart from the run's own ``metrics.jsonl``).
-        ``real_baseline``: score real training images instead (never written)."""
+        (default `batches` of this run, or `real_batches` with ``real_baseline``: a
+        baseline, never written, with no class accuracy). ``write``: append the metrics at
+        this step to ``evaluations.jsonl`` (apart from the run's own ``metrics.jsonl``)."""
         n = self.config.eval_samples if num_samples is None else num_samples
         if n < 2:
             raise ValueError(f"--num_samples must be at least 2, got {n}.")
         spec = self.setup.eval_spec
-        fake = self.batches(n) if samples is None else samples
-        if real_baseline:
-            fake = [collect_images(gdata.eval_iterator(
-                spec, "train", global_batch_size=self.config.eval_batch_size), n, spec.preprocess)]
+        if samples is None:
+            samples = self.real_batches(n) if real_baseline else self.batches(n)
         if n > gdata.num_examples(spec, "test"):
             logging.warning("The test split is smaller than --num_samples=%d; the metrics use as "
                             "many samples as it has images.", n)
         scored = []  # the samples scoring used, for a conditional run's class check
         tag = metric_tag(self.config, n, self.trained)
-        results = loop.score_samples(fake, n, self.config, spec, extractor,
+        results = loop.score_samples(samples, n, self.config, spec, extractor,
                                      prefix=f"test/{name}_{tag}", scored=scored)
         results.update(self._class_accuracy(scored, tag, real_baseline))
         if write and not real_baseline:  # the baseline is not this run's result
