@@ -1,5 +1,7 @@
 """`genjax.runs`: a finished run loaded from Python samples and scores as the evaluator does."""
 
+import os
+
 import chex
 import jax
 import numpy as np
@@ -22,6 +24,9 @@ def test_a_loaded_run_is_the_trained_one_and_samples_and_scores(straight):
     assert not np.array_equal(images, other)
     scores = run.evaluate(50, write=False)
     assert np.isfinite(scores["test/domain_n50_fid"]) and "test/domain_n50_is" in scores
+    floor = run.evaluate(50, real_baseline=True)  # real training digits: never written
+    assert floor["test/domain_n50_fid"] < scores["test/domain_n50_fid"] / 2
+    assert not os.path.exists(os.path.join(workdir, record.EVALUATIONS))
 
 
 def test_a_run_loads_at_any_kept_step_and_names_the_steps_it_has(straight):
