@@ -89,13 +89,17 @@ def _cause(error: Exception) -> str:
     return f"{type(error).__name__}: {first[:200]}"
 
 
+def _mentions_orbax(text: str) -> bool:
+    """Whether an error's text comes from orbax or TensorStore (their specs and paths)."""
+    return "TensorStore" in text or "tensorstore" in text or "orbax" in text
+
+
 def _is_read_noise(unraisable) -> bool:
     """Whether an unraisable exception is the debris of a failed checkpoint read: orbax's
     other array reads left as coroutines that raised (a TensorStore spec, ~60 lines
     each), or TensorStore's late callbacks into orbax's closed event loop."""
     text = f"{unraisable.exc_value} {unraisable.object!r}"
-    return ("Event loop is closed" in text or "TensorStore" in text or "tensorstore" in text
-            or "orbax" in text)
+    return "Event loop is closed" in text or _mentions_orbax(text)
 
 
 def _route_read_noise(previous):
@@ -106,19 +110,6 @@ def _route_read_noise(previous):
             logging.debug("Checkpoint read: %s", unraisable.exc_value)
         else:
             previous(unraisable)
-    hook.routes_read_noise = True
-    return hook
-
-
-def _route_late_callbacks(previous):
-    """An excepthook that logs TensorStore's late callbacks into orbax's closed event loop
-    (printed by ``PyErr_Print`` from its threads) at debug level and hands anything else
-    to ``previous``."""
-    def hook(kind, value, tb) -> None:
-        if isinstance(value, RuntimeError) and "Event loop is closed" in str(value):
-            logging.debug("Checkpoint read: %s", value)
-        else:
-            previous(kind, value, tb)
     hook.routes_read_noise = True
     return hook
 
@@ -135,7 +126,7 @@ class _OrbaxDebris(pylogging.Filter):
             return True
         if record.name == "asyncio":
             text = f"{record.getMessage()} {record.exc_info[1] if record.exc_info else ''}"
-            return not ("TensorStore" in text or "tensorstore" in text or "orbax" in text)
+            return not _mentions_orbax(text)
         from_orbax = f"{os.sep}orbax{os.sep}" in record.pathname
         return not (from_orbax and (record.levelno >= pylogging.ERROR or record.exc_info))
 
@@ -146,12 +137,10 @@ def quiet_checkpoint_debris() -> None:
     TensorStore's late callbacks into orbax's closed event loop, asyncio's reports of
     unretrieved task errors) surfaces when collected, from TensorStore's threads or from
     asyncio after the read has returned, and a failed write's from orbax's threads
-    (`_OrbaxDebris`), so the hooks and filters that keep it at debug level stay
+    (`_OrbaxDebris`), so the hook and filters that keep it at debug level stay
     installed (they pass every other exception and record on). Idempotent."""
     if not getattr(sys.unraisablehook, "routes_read_noise", False):
         sys.unraisablehook = _route_read_noise(sys.unraisablehook)
-    if not getattr(sys.excepthook, "routes_read_noise", False):
-        sys.excepthook = _route_late_callbacks(sys.excepthook)
     for name in ("asyncio", "absl"):  # orbax logs through absl's logger
         log = pylogging.getLogger(name)
         if not any(isinstance(f, _OrbaxDebris) for f in log.filters):

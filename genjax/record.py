@@ -153,7 +153,7 @@ def check_resumable(workdir: str, config: ml_collections.ConfigDict,
     changed = changes(recorded, plain(config))
     allowed = RESUMABLE | set(family)
     refused = {k: v for k, v in changed.items() if k not in allowed}
-    allowed = {k for k in allowed if k in _flat(recorded)}  # those this run has, to list
+    allowed &= _flat(recorded).keys()  # those this run has, to list
     if refused:
         raise ResumeRefusedError(
             f"Cannot resume {workdir} with {describe(refused)}: "
@@ -210,17 +210,14 @@ def _move_rows(workdir: str, moved: Callable[[dict], bool]) -> int:
     """Move the rows of ``metrics.jsonl`` for which ``moved(row)`` holds to
     ``metrics.superseded.jsonl`` (appended first, so a kill loses nothing); returns how
     many were moved. An unreadable row is kept where it is."""
-    path = os.path.join(workdir, METRICS)
-    if not os.path.exists(path):
-        return 0
-    with open(path) as f:
-        lines = [line for line in f if line.strip()]
+    lines = _metric_lines(workdir)
     flags = [moved(_row(line)) for line in lines]
     late = [line for line, m in zip(lines, flags) if m]
     if late:
         with open(os.path.join(workdir, SUPERSEDED), "a") as f:
             f.writelines(late)
-        _write_atomic(path, "".join(line for line, m in zip(lines, flags) if not m))
+        _write_atomic(os.path.join(workdir, METRICS),
+                      "".join(line for line, m in zip(lines, flags) if not m))
     return len(late)
 
 
@@ -238,13 +235,18 @@ def supersede_final(workdir: str, step: int) -> int:
 
 def final_row(workdir: str, step: int) -> dict | None:
     """The final-evaluation row of ``metrics.jsonl`` at ``step``, or None."""
-    path = os.path.join(workdir, METRICS)
-    if not os.path.exists(path):
-        return None
-    with open(path) as f:
-        rows = [_row(line) for line in f if line.strip()]
-    found = [r for r in rows if r.get("step") == step and r.get(FINAL) is True]
+    found = [r for r in map(_row, _metric_lines(workdir))
+             if r.get("step") == step and r.get(FINAL) is True]
     return found[-1] if found else None
+
+
+def _metric_lines(workdir: str) -> list[str]:
+    """The non-empty lines of ``metrics.jsonl`` ([] when there is none yet)."""
+    try:
+        with open(os.path.join(workdir, METRICS)) as f:
+            return [line for line in f if line.strip()]
+    except FileNotFoundError:
+        return []
 
 
 def _row(line: str) -> dict:

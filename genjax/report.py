@@ -19,6 +19,8 @@ import jax
 import numpy as np
 from PIL import Image
 
+from genjax import record
+
 
 def image_grid(images: np.ndarray, ncols: int | None = None) -> np.ndarray:
     """Tile [N, H, W, C] images with values in [0, 1] into one uint8 [H', W', C] grid
@@ -118,7 +120,7 @@ class MetricWriter:
         row = {"step": int(step), **{k: None if k in bad else v for k, v in values.items()}}
         with open(self.jsonl_path, "a") as f:
             f.write(json.dumps({**row, **({"nonfinite": bad} if bad else {}),
-                                **({"final": True} if final else {})}) + "\n")
+                                **({record.FINAL: True} if final else {})}) + "\n")
         for k, v in values.items():
             self._tb.add_scalar(k, v, step)
         self._tb.flush()

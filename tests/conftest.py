@@ -19,6 +19,23 @@ os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {TEST_XLA_FLAGS}".
 
 import pytest  # noqa: E402
 
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # the repository
+
+
+def run_command(argv: list, cwd: str | None = None, timeout: float = 300):
+    """``argv`` run as a user runs it, from the repository root and without
+    ``GENJAX_TRACEBACK``: the finished process, its output as text."""
+    import subprocess
+
+    env = {k: v for k, v in os.environ.items() if k != "GENJAX_TRACEBACK"}
+    return subprocess.run(argv, cwd=cwd or ROOT, env=env, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def stderr_lines(done) -> list[str]:
+    """The non-empty lines a finished command printed on stderr."""
+    return [line for line in done.stderr.splitlines() if line.strip()]
+
 
 def pytest_collection_modifyitems(items: list) -> None:
     """Longest tests first, so that neither xdist worker is left with a long test at the

@@ -286,15 +286,13 @@ def test_no_code_path_unpickles_a_file():
 
 
 def _launch(*args, cwd=None):
-    import os
-    import subprocess
+    """(exit status, stderr lines) of ``python *args`` run as a user runs it."""
     import sys
 
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    env = {k: v for k, v in os.environ.items() if k != "GENJAX_TRACEBACK"}
-    done = subprocess.run([sys.executable, *args], cwd=cwd or root, env=env, capture_output=True,
-                          text=True, timeout=300)
-    return done.returncode, [line for line in done.stderr.splitlines() if line.strip()]
+    from conftest import run_command, stderr_lines
+
+    done = run_command([sys.executable, *args], cwd=cwd)
+    return done.returncode, stderr_lines(done)
 
 
 @pytest.mark.parametrize("args,pattern", [

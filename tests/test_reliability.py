@@ -22,7 +22,7 @@ import pytest
 from experiments import evaluate as evaluate_cli
 from genjax import checkpoint, loop, record
 from genjax.checkpoint import Checkpointer, CheckpointMismatchError, CheckpointsUnreadableError
-from conftest import train_unfinished
+from conftest import ROOT, run_command, stderr_lines, train_unfinished
 from test_loop import _config, straight  # noqa: F401  (the 20-step run every test copies)
 
 
@@ -265,26 +265,24 @@ def _hold_lock(workdir: str):
     holder = subprocess.Popen(
         [sys.executable, "-c", "import sys, time; from genjax import runlock; "
          "runlock.acquire(sys.argv[1]); print('held', flush=True); time.sleep(120)", workdir],
-        stdout=subprocess.PIPE, text=True, cwd=os.path.dirname(os.path.dirname(__file__)))
+        stdout=subprocess.PIPE, text=True, cwd=ROOT)
     assert holder.stdout.readline().strip() == "held"
     return holder
 
 
 def test_a_second_launcher_stops_at_once_and_a_dead_run_blocks_nothing(data_dir, tmp_path):
     from genjax import runlock
-    from test_bad_inputs import _launch
 
     workdir = tmp_path / "run"
     workdir.mkdir()
     holder = _hold_lock(str(workdir))
     try:
-        code, lines = _launch("-m", "experiments.vae",
-                              "--config=experiments/configs/vae_mnist.py:test",
-                              f"--workdir={workdir}", f"--config.data_dir={data_dir}")
+        done = run_command(_vae_command(str(workdir), data_dir))
     finally:
         holder.kill()
         holder.wait(timeout=30)
-    assert code == 1 and len(lines) == 1, lines
+    lines = stderr_lines(done)
+    assert done.returncode == 1 and len(lines) == 1, lines
     assert re.match(rf"error: WorkdirInUseError: {workdir} is in use by pid {holder.pid} on host "
                     rf"\S+ since \d{{4}}-\d\d-\d\d .*choose another --workdir", lines[0]), lines[0]
     assert os.listdir(workdir) == [runlock.LOCK]  # nothing written
@@ -405,13 +403,11 @@ def test_evaluations_beside_a_run_that_keeps_one_checkpoint_never_fail(data_dir,
     import subprocess
     import time
 
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     workdir = str(tmp_path / "run")
     trainer = subprocess.Popen(
-        [sys.executable, "-m", "experiments.vae", "--config=experiments/configs/vae_mnist.py:test",
-         f"--workdir={workdir}", f"--config.data_dir={data_dir}", "--config.num_steps=400",
-         "--config.checkpoint_every=1", "--config.keep_checkpoints=1", "--config.log_every=50"],
-        cwd=root, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        _vae_command(workdir, data_dir, "--config.num_steps=400", "--config.checkpoint_every=1",
+                     "--config.keep_checkpoints=1", "--config.log_every=50"),
+        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 120
         while not Checkpointer(os.path.join(workdir, "checkpoints"), read_only=True).all_steps():
@@ -443,15 +439,11 @@ def _damage(workdir: str, how: str) -> None:
         open(path, "wb").write(bytes(data))
 
 
-def _resume_from_the_command_line(workdir: str, data_dir: str):
-    import subprocess
-
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    env = {k: v for k, v in os.environ.items() if k != "GENJAX_TRACEBACK"}
-    return subprocess.run(
-        [sys.executable, "-m", "experiments.vae", "--config=experiments/configs/vae_mnist.py:test",
-         f"--workdir={workdir}", f"--config.data_dir={data_dir}"],
-        cwd=root, env=env, capture_output=True, text=True, timeout=300)
+def _vae_command(workdir: str, data_dir: str, *flags: str) -> list[str]:
+    """The `vae_mnist:test` training command on ``workdir``."""
+    return [sys.executable, "-m", "experiments.vae",
+            "--config=experiments/configs/vae_mnist.py:test", f"--workdir={workdir}",
+            f"--config.data_dir={data_dir}", *flags]
 
 
 @pytest.mark.parametrize("how", [
@@ -462,8 +454,8 @@ def _resume_from_the_command_line(workdir: str, data_dir: str):
 ])
 def test_a_damaged_step_costs_one_warning_line(how, run, data_dir):
     _damage(run, how)
-    done = _resume_from_the_command_line(run, data_dir)
-    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    done = run_command(_vae_command(run, data_dir))
+    lines = stderr_lines(done)
     assert done.returncode == 0 and len(lines) == 1, lines[:20]
     assert "Checkpoint step 20 is unusable" in lines[0] and "trying an older one" in lines[0]
     assert re.search(r"Resumed from .* at step 10\b", done.stdout)
@@ -472,17 +464,11 @@ def test_a_damaged_step_costs_one_warning_line(how, run, data_dir):
 @pytest.mark.slow(seconds=30)
 def test_a_full_disk_costs_one_error_line(run, data_dir):
     import shlex
-    import subprocess
 
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    env = {k: v for k, v in os.environ.items() if k != "GENJAX_TRACEBACK"}
-    train = shlex.join([sys.executable, "-m", "experiments.vae",
-                        "--config=experiments/configs/vae_mnist.py:test", f"--workdir={run}",
-                        f"--config.data_dir={data_dir}", "--config.num_steps=30"])
+    train = shlex.join(_vae_command(run, data_dir, "--config.num_steps=30"))
     # Files past 300 kB fail with EFBIG, as on a full disk (SIGXFSZ ignored, not fatal).
-    done = subprocess.run(["bash", "-c", f"trap '' XFSZ; ulimit -f 293; exec {train}"],
-                          cwd=root, env=env, capture_output=True, text=True, timeout=300)
-    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    done = run_command(["bash", "-c", f"trap '' XFSZ; ulimit -f 293; exec {train}"])
+    lines = stderr_lines(done)
     assert done.returncode == 1 and len(lines) == 1, lines[:20]
     assert re.match(r"error: CheckpointWriteError: .*step 30 .*File too large \[errno 27\]. The "
                     r"previous checkpoint \(step 20\) is intact", lines[0]), lines[0]
