@@ -25,7 +25,7 @@ Four more scenarios, each selected by its name in ``--scenarios``:
   run and resumes it (it must stop with ``CheckpointsUnreadableError`` twice, history
   untouched, and start over only with ``--config.start_over=True``, ending bitwise equal
   to the original);
-- **evaluate** (``--damage_config``) runs ``experiments.evaluate`` again and again on a
+- **evaluate** (``--damage_config``) runs ``genjax-evaluate`` again and again on a
   run that checkpoints every step and keeps ``--live_keep`` (1: each write rotates the
   previous step away): every evaluation and the run must succeed, nothing set aside, and
   the run must end bitwise equal to an undisturbed one;
@@ -75,9 +75,9 @@ def command(config: str, workdir: str, steps: int, every: int, data_dir: str | N
     import importlib
 
     name, _, variant = config.partition(":")
-    task = importlib.import_module(f"experiments.configs.{name}").get_config(variant).task
+    task = importlib.import_module(f"genjax.configs.{name}").get_config(variant).task
     cmd = [sys.executable, "-m", f"experiments.{task}",
-           f"--config=experiments/configs/{name}.py{':' + variant if variant else ''}",
+           f"--config={config}",
            f"--workdir={workdir}", f"--config.num_steps={steps}",
            f"--config.checkpoint_every={every}", f"--config.log_every={every}",
            f"--config.sample_every={steps}", f"--config.keep_checkpoints={keep}"]
@@ -195,7 +195,7 @@ def newest_state(config: str, workdir: str):
     from genjax.tasks import TASKS
 
     name, _, variant = config.partition(":")
-    c = importlib.import_module(f"experiments.configs.{name}").get_config(variant)
+    c = importlib.import_module(f"genjax.configs.{name}").get_config(variant)
     if c.task == "gan":
         c.ema_decay = 0.99  # as `command` runs it
     template = jax.eval_shape(TASKS[c.task](c, (28, 28, 1)).init, rng.stream(c.seed, "init"))
@@ -337,7 +337,7 @@ def corrupt_every_checkpoint(config: str, *, steps: int, every: int, root: str,
 def evaluate_while_training(config: str, *, steps: int, keep: int, root: str,
                             data_dir: str | None = None, timeout: float = 600.0) -> dict:
     """A run checkpointing every step and keeping ``keep`` steps (1: each write deletes
-    the step before it, the fastest rotation a run can have) while `experiments.evaluate`
+    the step before it, the fastest rotation a run can have) while `genjax-evaluate`
     scores its workdir again and again, back to back: every evaluation and the run must
     succeed, nothing may be set aside, and the run must end bitwise equal to an
     undisturbed run of the same command (alongside, in another workdir). ``timeout``
@@ -563,7 +563,7 @@ def main(_):
 
 if __name__ == "__main__":  # flags defined here: tests import `chaos` next to other flag owners
     flags.DEFINE_list("configs", ["sngan_mnist:test", "vae_mnist:test"],
-                      "Configs (file name in experiments/configs, optional :variant).")
+                      "Configs (file name in genjax/configs, optional :variant).")
     flags.DEFINE_integer("kills", 10, "SIGKILLs per config.")
     flags.DEFINE_integer("steps", 60, "Train steps of each run (kills, corrupt, diverge).")
     flags.DEFINE_integer("every", 4, "Checkpoint (and log) every this many steps.")

@@ -8,7 +8,7 @@
 Each entry of ``--grid`` (``sampler:steps``, and for the ancestral sampler optionally
 ``:large`` or ``:small``, its σ²) draws ``--samples`` samples from the
 run's newest checkpoint (EMA weights, the same key for every entry) through
-`experiments.evaluate` and scores them with the shipped mnist5k classifier (FID, IS,
+`genjax-evaluate` and scores them with the shipped mnist5k classifier (FID, IS,
 KID, precision/recall, the rarest class's share; for a conditional run also the class
 accuracy of the same samples); ``--scales`` repeats the grid for each guidance scale of
 a conditional run. The wall time of each entry (sampling and scoring) is
@@ -49,7 +49,7 @@ def parse_grid(grid: list[str]) -> list[tuple[str, int, str | None]]:
 def sweep(workdir: str, grid: list[tuple[str, int, str | None]], guidance: list[float | None],
           num_samples: int) -> list[dict]:
     """One row per (guidance, sampler, steps): the domain metrics and the wall time."""
-    from experiments import evaluate
+    from genjax.cli import evaluate
     from genjax import record, runs
 
     rows = []
@@ -73,7 +73,7 @@ def sweep(workdir: str, grid: list[tuple[str, int, str | None]], guidance: list[
 
 def main(argv):
     del argv
-    from experiments import launch
+    from genjax.cli import launch
 
     launch.quiet_logging()
     f = flags.FLAGS
@@ -89,7 +89,7 @@ def main(argv):
         json.dump(out, fh, indent=1)
 
 
-if __name__ == "__main__":  # names apart from experiments.evaluate's flags, which it defines
+if __name__ == "__main__":  # names apart from genjax.cli.evaluate's flags, which it defines
     flags.DEFINE_string("run", None, "A trained diffusion run's workdir.", required=True)
     flags.DEFINE_list("grid", ["ddim:10", "ddim:20", "ddim:50", "dpm++2m:10", "dpm++2m:20",
                                "ddpm:100"], "sampler:steps entries.")

@@ -29,7 +29,7 @@ from absl import app, flags, logging  # noqa: E402
 
 from benchmarks import machine  # noqa: E402
 
-# name -> (config module under experiments/configs, overrides)
+# name -> (config module in genjax/configs, overrides)
 CANDIDATES = {
     "conv32_ema": ("dcgan_mnist", {"base_width": 32, "eval_every": 200, "ema_decay": 0.995,
                                    "reuse_fakes": True}),
@@ -58,7 +58,7 @@ def candidate_config(name: str, seed: int, minutes: float):
     """The candidate's config: its shipped config, its overrides, the seed and the budget
     (``num_steps`` large enough that the clock, not the step count, ends the run)."""
     module, overrides = CANDIDATES[name]
-    c = importlib.import_module(f"experiments.configs.{module}").get_config()
+    c = importlib.import_module(f"genjax.configs.{module}").get_config()
     c.update(overrides)
     c.seed, c.train_minutes = seed, minutes
     c.num_steps = 10**6 * c.eval_every

@@ -39,7 +39,7 @@ def _run(name: str, steps: int, checked: bool) -> dict:
     spent in the state check."""
     from genjax import loop
 
-    c = importlib.import_module(f"experiments.configs.{name}").get_config()
+    c = importlib.import_module(f"genjax.configs.{name}").get_config()
     c.num_steps, c.checkpoint_every, c.log_every, c.sample_every = steps, 1, 1, 10 * steps
     c.keep_checkpoints, c.eval_every = 2, 0
     spent, real = [], loop._all_finite

@@ -22,7 +22,7 @@ toy-data code); minibatch discrimination (20 kernels of dimension 5: cost grows 
 kernels x batch^2); LSGAN; PacGAN (Lin et al. 2018) with packs of 2 and of 4: the
 discriminator scores the step's samples m at a time (the same samples per step as every
 other method, so batch / m critic inputs). Normalizing flows for comparison
-(`experiments/configs/flow_ring2d.py`): 8 x (ActNorm, coupling with a 2x128 ReLU MLP),
+(`genjax/configs/flow_ring2d.py`): 8 x (ActNorm, coupling with a 2x128 ReLU MLP),
 affine or rational-quadratic spline couplings (16 bins), trained by maximum likelihood
 with the same optimizer, batch and number of updates, the learning rate decayed to 0 by
 a cosine.
@@ -49,7 +49,7 @@ METHODS = {
     "pacgan_2": {"pack": 2},
     "pacgan_4": {"pack": 4},
 }
-# Normalizing flows beside the GANs (`experiments/configs/flow_ring2d.py`: 8 x (ActNorm,
+# Normalizing flows beside the GANs (`genjax/configs/flow_ring2d.py`: 8 x (ActNorm,
 # coupling with a 2 x 128 ReLU MLP), maximum likelihood, the same batch and step count,
 # the learning rate decayed to 0 by a cosine over the run).
 FLOWS = {"flow_affine": {"coupling": "affine"}, "flow_spline": {"coupling": "spline"}}
@@ -74,7 +74,7 @@ _OUT = flags.DEFINE_string("out", os.path.join(RESULTS, "modes.json"), "Result f
 
 def config_for(dataset: str, method: str, seed: int):
     """The shared 2-D GAN config with ``method``'s changes, or the 2-D flow's."""
-    from experiments.configs import flow_ring2d, gan_mlp_mnist
+    from genjax.configs import flow_ring2d, gan_mlp_mnist
 
     if method in FLOWS:
         c = flow_ring2d.get_config()

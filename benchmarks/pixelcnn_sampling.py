@@ -36,7 +36,7 @@ def sampling_row(name: str, images: int, task_sampler: bool) -> dict:
     from genjax.steps import pixelcnn as psteps
     from genjax.tasks import pixelcnn as tasks
 
-    config = importlib.import_module(f"experiments.configs.{name}").get_config()
+    config = importlib.import_module(f"genjax.configs.{name}").get_config()
     shape = (28, 28, 1)
     model = tasks.build_model(config, shape[-1])
     labels = jnp.arange(images) % config.num_classes if config.num_classes else None
@@ -77,7 +77,7 @@ def main(argv):
 
 if __name__ == "__main__":  # flags only when run: tests import this module beside others
     flags.DEFINE_list("configs", ["gated_pixelcnn_mnist", "pixelcnn_pp_mnist", "pixelcnn_mnist"],
-                      "PixelCNN configs (experiments/configs).")
+                      "PixelCNN configs (genjax/configs).")
     flags.DEFINE_integer("images", 100, "Images per sampling call.")
     flags.DEFINE_string("out", os.path.join(ROOT, "benchmarks", "results", "pixelcnn_sampling.json"),
                         "Result file.")

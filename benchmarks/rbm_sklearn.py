@@ -79,7 +79,7 @@ def genjax_epoch(batch: int, steps: int):
     import jax
     import ml_collections
 
-    from experiments.configs import rbm_pcd_mnist
+    from genjax.configs import rbm_pcd_mnist
     from genjax.steps.common import multi_step
     from genjax.tasks import TASKS
 

@@ -246,7 +246,7 @@ def peer_rows(name: str, config) -> list[tuple[object, dict]]:
 
 
 def _config(name: str, batch_size: int | None, **overrides):
-    config = importlib.import_module(f"experiments.configs.{name}").get_config()
+    config = importlib.import_module(f"genjax.configs.{name}").get_config()
     if batch_size:
         config.batch_size = batch_size
     config.update(overrides)

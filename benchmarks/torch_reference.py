@@ -3,7 +3,7 @@
 ``pip install torch==2.13.0``; genjax itself never imports it).
 
 Same architectures, objectives and optimizers as the genjax configs
-(`experiments/configs`), BatchNorm in training mode. Two step structures:
+(`genjax/configs`), BatchNorm in training mode. Two step structures:
 
 * ``one_forward=True`` (the default, what a PyTorch user writes; pytorch/examples'
   DCGAN): with one critic update per step, ``fake = G(z)`` once; D learns on real and

@@ -66,7 +66,7 @@ def main(_):
     from genjax import xla_cpu
     from genjax.tasks import diffusion as tdiff
 
-    config = importlib.import_module(f"experiments.configs.{flags.FLAGS.config}").get_config()
+    config = importlib.import_module(f"genjax.configs.{flags.FLAGS.config}").get_config()
     model = tdiff.build_model(config)
     b = flags.FLAGS.batch_size
     x = jnp.asarray(np.random.default_rng(0).normal(size=(b, 28, 28, 1)), jnp.float32)
@@ -115,7 +115,7 @@ def _time(fn) -> float:
 
 
 if __name__ == "__main__":  # flags only here: tests import op_kinds beside other modules' flags
-    flags.DEFINE_string("config", "ddpm_mnist", "A diffusion config in experiments/configs.")
+    flags.DEFINE_string("config", "ddpm_mnist", "A diffusion config in genjax/configs.")
     flags.DEFINE_integer("batch_size", 64, "Batch size.")
     flags.DEFINE_string("out", os.path.join(os.path.dirname(os.path.abspath(__file__)),
                                             "results", "unet_profile.json"), "Result file.")

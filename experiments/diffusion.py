@@ -1,21 +1,9 @@
-"""Train a diffusion model (DDPM / DDIM sampling, classifier-free guidance).
+"""Train a diffusion model from the repository: ``genjax-train diffusion`` under its old name.
 
-  python -m experiments.diffusion --workdir=runs/ddpm
-  python -m experiments.diffusion --config=experiments/configs/ddpm_mnist.py:test --workdir=/tmp/t
-  python -m experiments.diffusion --config=experiments/configs/ddpm_mnist_cond.py --workdir=runs/cfg
-
-Any config field can be overridden with ``--config.<field>=value``. Re-running the
-same command resumes from the last checkpoint in ``--workdir``.
+  python -m experiments.diffusion --config=ddpm_mnist:test --workdir=/tmp/t
 """
 
-from absl import flags
-from ml_collections import config_flags
-
-from experiments import launch
-
-_CONFIG = config_flags.DEFINE_config_file("config", launch.config_path("ddpm_mnist.py"),
-                                          launch.CONFIG_HELP, lock_config=True)
-_WORKDIR = flags.DEFINE_string("workdir", None, launch.WORKDIR_HELP, required=True)
+from genjax.cli import train
 
 if __name__ == "__main__":
-    launch.run(launch.main_for(_CONFIG, _WORKDIR))
+    train.main("diffusion")

@@ -1,21 +1,9 @@
-"""Train an autoregressive image model (PixelCNN, Gated PixelCNN, PixelCNN++).
+"""Train an autoregressive image model from the repository: ``genjax-train pixelcnn`` under its old name.
 
-  python -m experiments.pixelcnn --workdir=runs/pixelcnn
-  python -m experiments.pixelcnn --config=experiments/configs/gated_pixelcnn_mnist.py:test --workdir=/tmp/t
-  python -m experiments.pixelcnn --config=experiments/configs/pixelcnn_pp_mnist.py --workdir=runs/pp
-
-Any config field can be overridden with ``--config.<field>=value``. Re-running the
-same command resumes from the last checkpoint in ``--workdir``.
+  python -m experiments.pixelcnn --config=pixelcnn_pp_mnist:test --workdir=/tmp/t
 """
 
-from absl import flags
-from ml_collections import config_flags
-
-from experiments import launch
-
-_CONFIG = config_flags.DEFINE_config_file("config", launch.config_path("gated_pixelcnn_mnist.py"),
-                                          launch.CONFIG_HELP, lock_config=True)
-_WORKDIR = flags.DEFINE_string("workdir", None, launch.WORKDIR_HELP, required=True)
+from genjax.cli import train
 
 if __name__ == "__main__":
-    launch.run(launch.main_for(_CONFIG, _WORKDIR))
+    train.main("pixelcnn")

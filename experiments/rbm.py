@@ -1,21 +1,9 @@
-"""Train a restricted Boltzmann machine or a deep belief net.
+"""Train an RBM or a deep belief net from the repository: ``genjax-train rbm`` under its old name.
 
-  python -m experiments.rbm --workdir=runs/rbm
-  python -m experiments.rbm --config=experiments/configs/rbm_pcd_mnist.py:test --workdir=/tmp/t
-  python -m experiments.rbm --config=experiments/configs/dbn_mnist.py --workdir=runs/dbn
-
-Any config field can be overridden with ``--config.<field>=value``. Re-running the
-same command resumes from the last checkpoint in ``--workdir``.
+  python -m experiments.rbm --config=dbn_mnist:test --workdir=/tmp/t
 """
 
-from absl import flags
-from ml_collections import config_flags
-
-from experiments import launch
-
-_CONFIG = config_flags.DEFINE_config_file("config", launch.config_path("rbm_pcd_mnist.py"),
-                                          launch.CONFIG_HELP, lock_config=True)
-_WORKDIR = flags.DEFINE_string("workdir", None, launch.WORKDIR_HELP, required=True)
+from genjax.cli import train
 
 if __name__ == "__main__":
-    launch.run(launch.main_for(_CONFIG, _WORKDIR))
+    train.main("rbm")

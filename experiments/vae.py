@@ -1,21 +1,9 @@
-"""Train an autoencoder or VAE.
+"""Train an autoencoder or VAE from the repository: ``genjax-train vae`` under its old name.
 
-  python -m experiments.vae --config=experiments/configs/vae_mnist.py --workdir=runs/vae
-  python -m experiments.vae --config=experiments/configs/vae_mnist.py:test --workdir=/tmp/t
-  python -m experiments.vae --config=experiments/configs/ae_mnist.py --config.model=conv ...
-
-Any config field can be overridden with ``--config.<field>=value``. Re-running the
-same command resumes from the last checkpoint in ``--workdir``.
+  python -m experiments.vae --config=vae_mnist:test --workdir=/tmp/t
 """
 
-from absl import flags
-from ml_collections import config_flags
-
-from experiments import launch
-
-_CONFIG = config_flags.DEFINE_config_file("config", launch.config_path("vae_mnist.py"),
-                                          launch.CONFIG_HELP, lock_config=True)
-_WORKDIR = flags.DEFINE_string("workdir", None, launch.WORKDIR_HELP, required=True)
+from genjax.cli import train
 
 if __name__ == "__main__":
-    launch.run(launch.main_for(_CONFIG, _WORKDIR))
+    train.main("vae")

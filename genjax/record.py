@@ -33,7 +33,7 @@ import ml_collections
 
 CONFIG, RESUMES = "config.json", "resumes.jsonl"
 METRICS, SUPERSEDED = "metrics.jsonl", "metrics.superseded.jsonl"
-EVALUATIONS = "evaluations.jsonl"  # experiments.evaluate's rows, apart from the run's own
+EVALUATIONS = "evaluations.jsonl"  # genjax-evaluate's rows, apart from the run's own
 FINAL = "final"  # the key that marks a final-evaluation row of metrics.jsonl
 
 # Fields any run may change on resume: they change how long and how a run trains or is

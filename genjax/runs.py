@@ -11,7 +11,7 @@
 through the checksummed `genjax.checkpoint.Checkpointer`: nothing in the workdir is
 created, moved or deleted, so it is safe beside a live trainer. Sampling uses the EMA
 weights where the run keeps them. A family's sampler fields (`SAMPLING`) may be changed
-for sampling and evaluation, never the model. ``experiments.evaluate`` is the command
+for sampling and evaluation, never the model. ``genjax-evaluate`` is the command
 line over `Run.evaluate`.
 """
 

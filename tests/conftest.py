@@ -112,7 +112,7 @@ def short_run_config(name: str, data_dir: str):
     data, checkpoints at 2 and 4, one grid at the end, 100 evaluation samples."""
     import importlib
 
-    c = importlib.import_module(f"experiments.configs.{name}").get_config("test")
+    c = importlib.import_module(f"genjax.configs.{name}").get_config("test")
     c.data_dir, c.num_steps, c.checkpoint_every, c.sample_every = data_dir, 4, 2, 4
     c.eval_samples = c.eval_batch_size = 100
     return c

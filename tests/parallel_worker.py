@@ -57,7 +57,7 @@ def config(name: str, driver: str):
     import importlib
 
     name, _, variant = name.partition("+")
-    c = importlib.import_module(f"experiments.configs.{name}").get_config("test")
+    c = importlib.import_module(f"genjax.configs.{name}").get_config("test")
     c.parallel = driver
     # 4 rows per device; the diffusion U-Net's unoptimised float64 convolutions (emitted
     # loops, ~0.5 s per row and step) get 2.

@@ -12,8 +12,8 @@ import tensorflow_datasets as tfds
 from absl import flags
 from ml_collections import config_flags
 
-from experiments import launch
-from experiments.configs import (dcgan_mnist, ddpm_mnist, flow_ring2d, gated_pixelcnn_mnist,
+from genjax.cli import launch
+from genjax.configs import (dcgan_mnist, ddpm_mnist, flow_ring2d, gated_pixelcnn_mnist,
                                  pixelcnn_pp_mnist, rbm_pcd_mnist, realnvp_mnist, vae_mnist)
 from genjax import loop, parallel, rng, spectral
 from genjax.checkpoint import Checkpointer, CheckpointMismatchError
@@ -306,14 +306,14 @@ def test_launcher_reports_a_bad_command_in_one_line(args, pattern, tmp_path):
     (tmp_path / "bad_config.py").write_text("def get_config(:\n")
     args = [a.format(bad=tmp_path / "bad_config.py") for a in args]
     if not any(a.startswith("--config=") for a in args):
-        args.insert(0, "--config=experiments/configs/vae_mnist.py:test")
+        args.insert(0, "--config=vae_mnist:test")
     code, lines = _launch("-m", "experiments.vae", f"--workdir={tmp_path / 'run'}", *args)
     assert code == 1 and len(lines) == 1, lines
     assert re.search(pattern, lines[0]), lines[0]
 
 
 def test_launcher_reports_a_refused_config_in_one_line(data_dir, tmp_path):
-    code, lines = _launch("-m", "experiments.vae", "--config=experiments/configs/vae_mnist.py:test",
+    code, lines = _launch("-m", "experiments.vae", "--config=vae_mnist:test",
                           f"--workdir={tmp_path}", f"--config.data_dir={data_dir}",
                           "--config.dataset=mnist6k")
     assert code == 1 and len(lines) == 1, lines
@@ -330,7 +330,7 @@ def _evaluator_workdir(tmp_path, data_dir, config_text=None):
 
 
 def test_evaluator_bad_inputs_name_the_file(data_dir, tmp_path):
-    from experiments import evaluate as evaluate_cli
+    from genjax.cli import evaluate as evaluate_cli
     from genjax.record import RecordError
 
     with pytest.raises(RecordError, match=r"run/config.json is not valid JSON \(Expecting"):
@@ -388,7 +388,7 @@ def test_launcher_refuses_an_image_size_the_generator_cannot_make_before_writing
                                                                                  tmp_path):
     workdir = tmp_path / "run"
     code, lines = _launch("-m", "experiments.gan",
-                          "--config=experiments/configs/dcgan_mnist.py:test",
+                          "--config=dcgan_mnist:test",
                           f"--workdir={workdir}", f"--config.data_dir={data_dir}",
                           "--config.image_size=30")
     assert code == 1 and len(lines) == 1, lines
@@ -425,7 +425,7 @@ def test_every_config_field_can_be_set_on_the_command_line(name):
 
     for variant in ("", "test"):
         path = launch.config_path(name) + (f":{variant}" if variant else "")
-        config = importlib.import_module(f"experiments.configs.{name[:-3]}").get_config(variant)
+        config = importlib.import_module(f"genjax.configs.{name[:-3]}").get_config(variant)
         want = {p: _SAMPLE_VALUES[t] if v is None else v for p, v, t in _leaves(config)}
         argv = ["prog", f"--config={path}",
                 *(f"--config.{p}={_command_line(v)}" for p, v in want.items())]
@@ -457,7 +457,7 @@ def test_a_config_file_without_get_config_is_named_in_one_line(tmp_path):
 
 
 @pytest.mark.parametrize("args", [
-    ["-m", "experiments.vae", "--config=experiments/configs/vae_mnist.py:test"],
+    ["-m", "experiments.vae", "--config=vae_mnist:test"],
     ["-m", "experiments.evaluate"],
 ], ids=["trainer", "evaluator"])
 def test_a_stray_argument_is_one_line_not_the_usage(args, tmp_path):
@@ -522,7 +522,7 @@ def test_a_failed_download_removes_the_partial_files_it_made(tmp_path, monkeypat
 @pytest.mark.parametrize("temperature", [1e30, 10.5, 0.0, -1.0, float("nan")])
 def test_evaluator_refuses_a_temperature_out_of_range_before_sampling(temperature, data_dir,
                                                                      tmp_path):
-    from experiments import evaluate as evaluate_cli
+    from genjax.cli import evaluate as evaluate_cli
 
     config = FLOW.get_config("test")
     config.data_dir = data_dir

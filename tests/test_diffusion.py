@@ -267,8 +267,8 @@ def test_conditional_config_resumes_exactly_and_evaluates_with_other_samplers(
         data_dir, tmp_path, capsys):
     """The conditional `:test` config (label dropout, guidance, EMA): with its step-4
     checkpoint removed, the same run resumes from step 2 and ends bitwise equal; then
-    `experiments.evaluate` scores it with another sampler and guidance scale."""
-    from experiments import evaluate as evaluate_cli
+    `genjax-evaluate` scores it with another sampler and guidance scale."""
+    from genjax.cli import evaluate as evaluate_cli
 
     check_resumes_exactly(short_run_config("ddpm_mnist_cond", data_dir), tmp_path, capsys)
     scores = evaluate_cli.evaluate_run(str(tmp_path), 50, sampling={

@@ -7,8 +7,8 @@ import jax
 import numpy as np
 import pytest
 
-from experiments import evaluate as evaluate_cli
-from experiments.configs import classifier_mnist5k, gan_mlp_mnist
+from genjax.cli import evaluate as evaluate_cli
+from genjax.configs import classifier_mnist5k, gan_mlp_mnist
 from genjax import data, loop, metrics
 from genjax.metrics import domain, evaluation
 
@@ -39,7 +39,7 @@ def test_extractor_refuses_wrong_images(images, match):
 
 
 def test_missing_weights_say_how_to_make_them(tmp_path):
-    with pytest.raises(FileNotFoundError, match="python -m experiments.classifier"):
+    with pytest.raises(FileNotFoundError, match="genjax-train classifier"):
         domain.load_params(str(tmp_path / "nowhere"))
 
 
@@ -156,7 +156,7 @@ def test_classifier_evaluation_counts_only_real_rows():
     classifier's test accuracy and cross-entropy are over the real rows only."""
     import optax
 
-    from experiments.configs import classifier_mnist5k
+    from genjax.configs import classifier_mnist5k
     from genjax.tasks import classifier
 
     task = classifier.build(classifier_mnist5k.get_config("test"), (28, 28, 1))

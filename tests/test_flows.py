@@ -240,13 +240,13 @@ def test_samples_are_deterministic_per_key_and_come_from_the_scaled_latent():
 def test_config_trains_scores_and_inverts_real_digits(data_dir, tmp_path):
     """The default `:test` config trains 4 steps through the real loop (ActNorm set from the
     first batch) and reports test bits/dim, the inversion error on real test digits, the
-    domain metrics, and the sample and reconstruction grids. `experiments.evaluate` then
+    domain metrics, and the sample and reconstruction grids. `genjax-evaluate` then
     rescores it: at the run's own temperature it reproduces the run's final domain
     metrics under the same keys; ``--temperature`` draws other samples, whose metrics
     carry ``T<value>_``."""
     import json
 
-    from experiments import evaluate as evaluate_cli
+    from genjax.cli import evaluate as evaluate_cli
     from genjax import loop
 
     state = loop.train_and_evaluate(short_run_config("realnvp_mnist", data_dir), str(tmp_path))
@@ -266,7 +266,7 @@ def test_config_trains_scores_and_inverts_real_digits(data_dir, tmp_path):
 def test_glow_cifar10_config_builds_for_32x32_colour_images():
     """The CIFAR-10 config (needs the download) checks and builds for its 32x32x3 data:
     its three levels divide 32, and every level's latent is accounted for."""
-    from experiments.configs import glow_cifar10
+    from genjax.configs import glow_cifar10
     from genjax.tasks import flows as tasks
 
     config = glow_cifar10.get_config()

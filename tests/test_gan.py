@@ -242,7 +242,7 @@ def test_pacgan_step_scores_packs_of_samples(data_dir):
     """With ``pack = 2`` the discriminator's first layer takes two digits side by side, the
     critic returns one score per pack, the same as the network on packed inputs, and
     the step trains."""
-    from experiments.configs import gan_mlp_mnist
+    from genjax.configs import gan_mlp_mnist
     from genjax.tasks import TASKS
 
     c = gan_mlp_mnist.get_config("test")
@@ -289,7 +289,7 @@ def test_each_objective_trains_and_resumes_exactly(name, data_dir, tmp_path, cap
     """Every GAN config trains 4 steps through the real loop (evaluation and grids
     included); with its step-4 checkpoint removed, the same run resumes from step 2 and
     ends bitwise equal. (Kills at any moment: the chaos test in tests/test_loop.py.)"""
-    c = importlib.import_module(f"experiments.configs.{name}").get_config("test")
+    c = importlib.import_module(f"genjax.configs.{name}").get_config("test")
     c.data_dir, c.num_steps, c.checkpoint_every = data_dir, 4, 2
     c.dataset = "mnist5k"  # the CIFAR configs' networks, offline at 28x28
     c.eval_samples = c.eval_batch_size = 100

@@ -95,7 +95,7 @@ def test_converter_drops_counters_and_checks_the_source_hash(weights, tmp_path, 
     import sys
     import types
 
-    from experiments import convert_inception
+    from genjax.cli import convert_inception
 
     _, state, variables = weights
 

@@ -5,7 +5,7 @@ pytorch-fid's network is assembled by its own code (``InceptionV3([3])`` ->
 whose BatchNorm running statistics are calibrated on a few test images, then perturbed
 (so every layer sees activations of a sensible, image-dependent scale, and eval-mode BN
 is far from identity). That state dict goes through the real conversion path
-(``torch.save`` -> ``experiments.convert_inception.convert`` -> ``.npz`` ->
+(``torch.save`` -> ``genjax.cli.convert_inception.convert`` -> ``.npz`` ->
 ``inception.load_variables``), and both networks see the same 8-bit images: noise of an
 odd size (resized up to 299 in both) and real mnist5k digits (grey, repeated to RGB).
 
@@ -157,7 +157,7 @@ def _rel(a, b):
 @pytest.fixture(scope="module")
 def features(tmp_path_factory):
     """{set: (genjax pool3, genjax logits, torch pool3, torch logits)} for noise and digits."""
-    from experiments import convert_inception
+    from genjax.cli import convert_inception
     from genjax.data import mnist5k
 
     torch.manual_seed(0)

@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from experiments.configs import vae_mnist
+from genjax.configs import vae_mnist
 from genjax import loop
 from genjax.checkpoint import Checkpointer, CheckpointWriteError
 

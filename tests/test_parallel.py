@@ -99,7 +99,7 @@ def test_step_returns_its_state_types_so_it_traces_once(name, x64):
 
     from genjax.tasks import TASKS
 
-    c = importlib.import_module(f"experiments.configs.{name}").get_config("test")
+    c = importlib.import_module(f"genjax.configs.{name}").get_config("test")
     task = TASKS[c.task](c, (28, 28, 1))
     with jax.enable_x64(x64):
         state = jax.eval_shape(task.init, jax.random.key(0))
@@ -202,7 +202,7 @@ def test_batch_not_divisible_by_devices_is_refused(monkeypatch):
 
 
 def test_loop_refuses_bad_driver_before_any_work(tmp_path):
-    from experiments.configs import vae_mnist
+    from genjax.configs import vae_mnist
     from genjax import loop
 
     c: ml_collections.ConfigDict = vae_mnist.get_config("test")

@@ -420,7 +420,7 @@ def test_plain_pixelcnn_config_builds_and_steps():
     step that lowers nothing to NaN. It shares the task, step and loop path with the Gated
     PixelCNN below; its sampler runs the network once per pixel (784 passes per grid and
     evaluation, on the window tested above), too slow for a run through the loop here."""
-    from experiments.configs import pixelcnn_mnist
+    from genjax.configs import pixelcnn_mnist
     from genjax.tasks import TASKS
 
     c = pixelcnn_mnist.get_config("test")

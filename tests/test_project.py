@@ -26,15 +26,24 @@ def test_help_lists_the_flags():
     out = subprocess.run([sys.executable, "-m", "experiments.vae", "--help"], cwd=ROOT,
                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=120)
     assert out.returncode in (0, 1), out.stdout  # absl exits 1 after printing --help
-    for flag in ("--config: Experiment config file", "--workdir: Directory for checkpoints"):
+    for flag in ("--config: Experiment config: a shipped config's name", "--workdir: Directory for checkpoints"):
         assert flag in out.stdout, out.stdout
 
 
+def python_snippets(path: str, section: str | None = None) -> list[str]:
+    """The ```python blocks of the Markdown file ``path`` (of its ``## section`` only)."""
+    text = open(os.path.join(ROOT, path)).read()
+    if section is not None:
+        text = text.split(f"## {section}\n", 1)[1].split("\n## ", 1)[0]
+    return re.findall(r"```python\n(.*?)\n```", text, re.S)
+
+
 def test_readme_python_snippets_run_as_written():
-    text = open(os.path.join(ROOT, "README.md")).read()
-    snippets = re.findall(r"```python\n(.*?)\n```", text, re.S)
+    """The README's snippets (the one that loads a trained run is run by
+    tests/test_runs.py, beside a run) and docs/library.md's own train step."""
+    snippets = [s for s in python_snippets("README.md") if "runs.load(" not in s]
     assert len(snippets) >= 2
-    for code in snippets:
+    for code in snippets + python_snippets("docs/library.md", "Your own train step"):
         exec(compile(code, "README.md", "exec"), {})
 
 
@@ -62,6 +71,8 @@ LAYERS = (
     ("tasks",),                  # config -> Task
     ("loop",),                   # train_and_evaluate
     ("runs",),                   # a trained run from Python: load, sample, evaluate
+    ("configs",),                # the shipped experiment configs (ml_collections only)
+    ("cli",),                    # the command lines: genjax-train, genjax-evaluate
 )
 
 
@@ -113,7 +124,7 @@ def test_start_up_is_quiet(data_dir):
     """A launcher's start-up (TensorFlow loaded, the test split read for the fixed grid
     inputs and left, the train pipeline started) prints nothing: no TensorFlow INFO
     banners, no warning about a partially read cache."""
-    code = ("import experiments.launch\n"
+    code = ("import genjax.cli.launch\n"
             "from genjax import data\n"
             f"spec = data.DataSpec(name='mnist5k', data_dir={data_dir!r})\n"
             "next(data.eval_iterator(spec, 'test', global_batch_size=100))\n"

@@ -94,7 +94,7 @@ def test_the_checker_finds_a_key_drawn_from_and_derived_from():
 
 
 def _gan_config(**overrides) -> ml_collections.ConfigDict:
-    from experiments.configs import cdcgan_mnist
+    from genjax.configs import cdcgan_mnist
 
     c = cdcgan_mnist.get_config("test")
     c.update(overrides)
@@ -118,7 +118,7 @@ def test_gan_step_consumes_each_key_once(overrides):
 
 
 def test_vae_init_and_step_consume_each_key_once():
-    from experiments.configs import vae_mnist
+    from genjax.configs import vae_mnist
     from genjax.tasks import vae
 
     task = vae.build(vae_mnist.get_config("test"), (28, 28, 1))
@@ -129,7 +129,7 @@ def test_vae_init_and_step_consume_each_key_once():
 
 
 def test_diffusion_init_step_sampler_and_bound_consume_each_key_once():
-    from experiments.configs import ddpm_mnist_cond
+    from genjax.configs import ddpm_mnist_cond
     from genjax.steps import diffusion as dsteps
     from genjax.tasks import diffusion
 
@@ -152,7 +152,7 @@ def test_diffusion_init_step_sampler_and_bound_consume_each_key_once():
 
 
 def test_pixelcnn_init_step_and_samplers_consume_each_key_once():
-    from experiments.configs import gated_pixelcnn_cond_mnist, pixelcnn_pp_mnist
+    from genjax.configs import gated_pixelcnn_cond_mnist, pixelcnn_pp_mnist
     from genjax.tasks import pixelcnn
 
     for c in (gated_pixelcnn_cond_mnist.get_config("test"), pixelcnn_pp_mnist.get_config("test")):
@@ -171,7 +171,7 @@ def test_pixelcnn_init_step_and_samplers_consume_each_key_once():
 
 
 def test_flow_init_step_evaluation_and_sampler_consume_each_key_once():
-    from experiments.configs import glow_mnist
+    from genjax.configs import glow_mnist
     from genjax.nn import flows as F
     from genjax.steps import flows as fsteps
     from genjax.tasks import flows
@@ -193,7 +193,7 @@ def test_flow_init_step_evaluation_and_sampler_consume_each_key_once():
 
 
 def test_rbm_init_step_and_estimators_consume_each_key_once():
-    from experiments.configs import dbn_mnist, rbm_cd1_mnist, rbm_centered_mnist
+    from genjax.configs import dbn_mnist, rbm_cd1_mnist, rbm_centered_mnist
     from genjax.metrics import ais as A
     from genjax.tasks import rbm
 

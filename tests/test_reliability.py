@@ -19,7 +19,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 import pytest
 
-from experiments import evaluate as evaluate_cli
+from genjax.cli import evaluate as evaluate_cli
 from genjax import checkpoint, loop, record
 from genjax.checkpoint import Checkpointer, CheckpointMismatchError, CheckpointsUnreadableError
 from conftest import ROOT, run_command, stderr_lines, train_unfinished
@@ -332,7 +332,7 @@ def test_the_resume_registry(module, changed, refused, tmp_path):
 
     from genjax.tasks import RESUMABLE
 
-    c = importlib.import_module(f"experiments.configs.{module}").get_config("test")
+    c = importlib.import_module(f"genjax.configs.{module}").get_config("test")
     (tmp_path / record.CONFIG).write_text(json.dumps(record.plain(c)))
     c.update(changed)
     check = lambda: record.check_resumable(str(tmp_path), c, RESUMABLE[c.task])  # noqa: E731
@@ -442,7 +442,7 @@ def _damage(workdir: str, how: str) -> None:
 def _vae_command(workdir: str, data_dir: str, *flags: str) -> list[str]:
     """The `vae_mnist:test` training command on ``workdir``."""
     return [sys.executable, "-m", "experiments.vae",
-            "--config=experiments/configs/vae_mnist.py:test", f"--workdir={workdir}",
+            "--config=vae_mnist:test", f"--workdir={workdir}",
             f"--config.data_dir={data_dir}", *flags]
 
 

@@ -245,7 +245,7 @@ def test_mixtures_flow_through_the_pipeline(name, modes, std, tmp_path):
 
 
 def test_progan_celeba64_config_builds_five_stages():
-    from experiments.configs import progan_celeba64
+    from genjax.configs import progan_celeba64
     from genjax.tasks import gan
 
     c = progan_celeba64.get_config()
@@ -262,7 +262,7 @@ def test_points_samples_are_not_clipped_to_the_image_range():
     """2-D points (``preprocess=raw``) leave the sampler as the generator drew them: the
     [0, 1] clipping meant for images would pile the mixtures' samples onto the corner of
     the unit square, and the mode-collapse benchmark would score that pile."""
-    from experiments.configs import gan_mlp_mnist
+    from genjax.configs import gan_mlp_mnist
     from genjax import rng
     from genjax.tasks import gan
 

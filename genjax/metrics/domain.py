@@ -2,7 +2,7 @@
 
 Standard FID needs InceptionV3 weights that cannot be downloaded on offline machines;
 a domain FID/IS computed with this classifier (trained on mnist5k's training split by
-``python -m experiments.classifier``) works anywhere. Its 128-d penultimate activations
+``genjax-train classifier``) works anywhere. Its 128-d penultimate activations
 are the features for FID/KID/precision-recall, its softmax the class probabilities
 for the Inception Score and mode coverage. Numbers from it are comparable only with
 other numbers from the same weights.
@@ -53,7 +53,7 @@ def load_params(directory: str = WEIGHTS_DIR):
     if not os.path.isdir(directory):
         raise FileNotFoundError(
             f"No domain-classifier weights at {directory}. Train and export them with "
-            f"`python -m experiments.classifier --workdir=runs/classifier "
+            f"`genjax-train classifier --workdir=runs/classifier "
             f"--export_dir={directory}` (about a minute on a CPU).")
     abstract = jax.eval_shape(lambda: DomainClassifier().init(
         jax.random.key(0), jnp.zeros((1, *INPUT_SHAPE)))["params"])

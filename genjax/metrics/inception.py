@@ -15,7 +15,7 @@ PNGs would be), grey images repeated to 3 channels, resized to 299x299 bilinearl
 [-1, 1].
 
 Weights cannot be downloaded here. Convert the published ``.pth`` once where torch is
-installed (``python -m experiments.convert_inception``) and pass the ``.npz``; it is
+installed (``python -m genjax.cli.convert_inception``) and pass the ``.npz``; it is
 read with ``allow_pickle=False``, and its recorded source hash is checked.
 """
 
@@ -236,7 +236,7 @@ def load_variables(npz_path: str | None) -> dict:
         raise FileNotFoundError(
             f"Inception weights not found ({npz_path!r}). Download {PTH_URL} where there is "
             "internet, convert it where torch is installed with `python -m "
-            f"experiments.convert_inception --pth={PTH_NAME} --out=inception_fid.npz`, and pass "
+            f"genjax.cli.convert_inception --pth={PTH_NAME} --out=inception_fid.npz`, and pass "
             "the .npz (e.g. --inception_weights=inception_fid.npz). Offline, the mnist5k domain "
             "classifier gives domain FID/IS instead.")
     try:
@@ -245,7 +245,7 @@ def load_variables(npz_path: str | None) -> dict:
     except (zipfile.BadZipFile, ValueError, OSError, EOFError) as e:
         raise ValueError(f"{npz_path} is not a converted Inception .npz (not a readable NumPy "
                          f"archive: {type(e).__name__}); make one with "
-                         f"experiments/convert_inception.py.") from None
+                         f"genjax/cli/convert_inception.py.") from None
     source = str(state.pop(SOURCE_KEY, ""))
     if not source.startswith(PTH_SHA256_PREFIX):
         raise ValueError(f"{npz_path} was not converted from {PTH_NAME}: its recorded source "

@@ -24,7 +24,7 @@ def _loss_and_accuracy(model: domain.DomainClassifier, params, batch: dict):
 
 def build(config: ml_collections.ConfigDict, image_shape: tuple[int, int, int],
           axis_name: str | None = None) -> Task:
-    """Assemble the classifier task (config: experiments/configs/classifier_mnist5k.py);
+    """Assemble the classifier task (config: genjax/configs/classifier_mnist5k.py);
     ``axis_name``: the data-parallel axis of the step."""
     if tuple(image_shape) != domain.INPUT_SHAPE or config.preprocess != "unit":
         raise ValueError(f"The domain classifier trains on {domain.INPUT_SHAPE} images with "

@@ -146,7 +146,7 @@ def _make_images(config, apply, schedule, image_shape):
 
 def build(config: ml_collections.ConfigDict, image_shape: tuple[int, ...],
           axis_name: str | None = None) -> Task:
-    """Assemble the diffusion task (see experiments/configs/ddpm_mnist.py for the fields)."""
+    """Assemble the diffusion task (see genjax/configs/ddpm_mnist.py for the fields)."""
     check(config, image_shape)
     model, schedule = build_model(config), D.make_schedule(config.schedule, config.timesteps)
     apply = _apply(model, config)

@@ -157,7 +157,7 @@ def make_data_init(config, model, tx):
 
 def build(config: ml_collections.ConfigDict, image_shape: tuple[int, ...],
           axis_name: str | None = None) -> Task:
-    """Assemble the flow task (see experiments/configs/realnvp_mnist.py)."""
+    """Assemble the flow task (see genjax/configs/realnvp_mnist.py)."""
     check(config, image_shape)
     model = build_model(config, image_shape)
     forward, inverse = F.bijector_fns(model)

@@ -124,7 +124,7 @@ def _make_init(config: ml_collections.ConfigDict, image_shape: tuple[int, ...], 
 
 def build(config: ml_collections.ConfigDict, image_shape: tuple[int, ...],
           axis_name: str | None = None) -> Task:
-    """Assemble the GAN task from ``config`` (see experiments/configs/gan_mlp_mnist.py);
+    """Assemble the GAN task from ``config`` (see genjax/configs/gan_mlp_mnist.py);
     ``axis_name``: the data-parallel axis the step runs under (None: one device or mesh)."""
     if config.get("joint_critic") and config.minibatch != "none":
         raise ValueError(f"config.joint_critic=True scores real and fake in one batch, which "

@@ -156,7 +156,7 @@ def _make_images(config, draw, image_shape):
 
 def build(config: ml_collections.ConfigDict, image_shape: tuple[int, ...],
           axis_name: str | None = None) -> Task:
-    """Assemble the autoregressive task (see experiments/configs/gated_pixelcnn_mnist.py)."""
+    """Assemble the autoregressive task (see genjax/configs/gated_pixelcnn_mnist.py)."""
     check(config, image_shape)
     model = build_model(config, image_shape[-1])
     apply = _apply(model, config)

@@ -236,7 +236,7 @@ def _make_images(config, image_shape):
 
 def build(config: ml_collections.ConfigDict, image_shape: tuple[int, ...],
           axis_name: str | None = None) -> Task:
-    """Assemble the RBM / DBN task (see experiments/configs/rbm_pcd_mnist.py)."""
+    """Assemble the RBM / DBN task (see genjax/configs/rbm_pcd_mnist.py)."""
     check(config, image_shape)
     sizes = layer_sizes(config, image_shape)
     tx = make_optimizer(config)
