@@ -15,6 +15,7 @@ import tensorflow_datasets as tfds
 from conftest import run_command
 from experiments.configs import classifier_mnist5k, gan_mlp_mnist
 from genjax import loop, runs
+from genjax.data import pipeline  # noqa: F401  (loaded before mock_data replaces tfds' download)
 from genjax.metrics import domain
 from genjax.tasks import classifier, common
 
