@@ -49,8 +49,8 @@ from genjax.state import TrainState
 from genjax.report import (MetricWriter, Progress, TrainClock, info, plot_curves, save_grid,
                            warn)
 from genjax.tasks import RESUMABLE, TASKS, Task
-from genjax.tasks.common import (check_config, collect_images, domain_extractor,
-                                 domain_extractor_for, sample_metrics)
+from genjax.tasks.common import (check_config, collect_images, domain_extractor_for,
+                                 sample_metrics)
 
 
 class NonFiniteError(FloatingPointError):
@@ -119,20 +119,18 @@ def _check_skipped(steps_seen: tuple[int, int], n_skipped: int, limit: float,
 
 
 def score_samples(fake: Iterable[np.ndarray], num: int, config: ml_collections.ConfigDict,
-                  eval_spec: gdata.DataSpec, extractor: Extractor | None = None,
+                  eval_spec: gdata.DataSpec, extractor: Extractor,
                   prefix: str = "test/domain_", scored: list | None = None) -> dict[str, float]:
     """FID/IS/KID/precision/recall/coverage of ``num`` samples, given as batches [b, H, W, C]
     in [0, 1], against as many test images (all of them if the split is smaller; then
-    only that many samples count), with ``extractor`` (default: the shipped mnist5k
-    domain classifier, for [b, 28, 28, 1] images). ``scored``: a list that receives the
-    batches that counted, for other checks of the same samples."""
+    only that many samples count), with ``extractor`` (`domain_extractor_for` finds the
+    domain classifier of the data). ``scored``: a list that receives the batches that
+    counted, for other checks of the same samples."""
     n = min(num, gdata.num_examples(eval_spec, "test"))
     fake = _first(fake, n, scored)
-    if extractor is None:
-        extractor = domain_extractor()
     real = lambda: collect_images(gdata.eval_iterator(
         eval_spec, "test", global_batch_size=config.eval_batch_size), n, eval_spec.preprocess)
-    key = f"{eval_spec.name}-test-{eval_spec.preprocess}-{n}"
+    key = f"{gdata.dataset_id(eval_spec)}-test-{eval_spec.preprocess}-{n}"
     return sample_metrics(fake, real, key, extractor, prefix)
 
 
@@ -152,14 +150,15 @@ def evaluate(task: Task, state: TrainState, config: ml_collections.ConfigDict,
              eval_spec: gdata.DataSpec, image_shape: tuple[int, ...], final: bool = False
              ) -> dict[str, float]:
     """The task's own test metrics (with its ``final_evaluate`` ones when ``final``) plus,
-    for generative tasks on MNIST-like data, `score_samples` of ``config.eval_samples``
-    samples (the same noise every time)."""
+    for generative tasks on data with a domain classifier (`domain_extractor_for`),
+    `score_samples` of ``config.eval_samples`` samples (the same noise every time)."""
     test = lambda: gdata.eval_iterator(eval_spec, "test", global_batch_size=config.eval_batch_size)  # noqa: E731
     results = task.evaluate(state, test())
     if final and task.final_evaluate is not None:
         results.update(task.final_evaluate(state, test()))
-    extractor = domain_extractor_for(config, image_shape)
-    if task.sample is not None and extractor is not None:
+    extractor = None if task.sample is None else domain_extractor_for(config, image_shape,
+                                                                       eval_spec)
+    if extractor is not None:
         fake = task.sample(state, rng.stream(config.seed, "eval_samples"), config.eval_samples)
         results.update(score_samples(fake, config.eval_samples, config, eval_spec, extractor))
     return results

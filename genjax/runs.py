@@ -155,8 +155,9 @@ class Run:
                  write: bool = True) -> dict[str, float]:
         """The sample metrics of ``num_samples`` samples (default the config's
         ``eval_samples``): FID, IS, KID, precision/recall and mode coverage with
-        ``extractor`` (default the mnist5k domain classifier; ``name`` goes in the keys),
-        and for a conditional run the class accuracy. ``samples``: the batches to score
+        ``extractor`` (default the domain classifier of the run's data, `domain_extractor_for`;
+        without one, {} and one line saying so; ``name`` goes in the keys), and for a
+        conditional run the class accuracy. ``samples``: the batches to score
         (default `batches` of this run, or `real_batches` with ``real_baseline``: a
         baseline, never written, with no class accuracy). ``write``: append the metrics at
         this step to ``evaluations.jsonl`` (apart from the run's own ``metrics.jsonl``)."""
@@ -164,6 +165,10 @@ class Run:
         if n < 2:
             raise ValueError(f"--num_samples must be at least 2, got {n}.")
         spec = self.setup.eval_spec
+        if extractor is None:
+            extractor = domain_extractor_for(self.config, self.setup.image_shape, spec)
+            if extractor is None:
+                return {}
         if samples is None:
             samples = self.real_batches(n) if real_baseline else self.batches(n)
         if n > gdata.num_examples(spec, "test"):
@@ -183,8 +188,11 @@ class Run:
     def _class_accuracy(self, scored: Iterable[np.ndarray], tag: str, real: bool
                         ) -> dict[str, float]:
         """A conditional run's class accuracy of the ``scored`` samples ({} otherwise)."""
-        classifier = domain_extractor_for(self.config, self.setup.image_shape)
-        if not self.config.get("num_classes") or classifier is None or real:
+        if not self.config.get("num_classes") or real:
+            return {}
+        classifier = domain_extractor_for(self.config, self.setup.image_shape,
+                                          self.setup.eval_spec)
+        if classifier is None:
             return {}
         return sample_class_accuracy(scored, self.config, classifier, f"test/domain_{tag}")
 

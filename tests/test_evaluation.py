@@ -22,13 +22,17 @@ def test_images(data_dir):
 
 
 def test_shipped_classifier_recognises_test_digits(test_images):
+    """The shipped weights load into the general classifier unchanged: the same name (so
+    the same cached features) and exactly the test accuracy their entry records."""
     images, labels = test_images
-    extract = domain.make_extractor()
+    entry = domain.find("mnist5k", (28, 28, 1))
+    extract = domain.entry_extractor(entry)
     features, probs = extract(images[:777])  # a partial final batch on purpose
     assert features.shape == (777, 128) and probs.shape == (777, 10)
     np.testing.assert_allclose(probs.sum(1), 1.0, rtol=1e-5)
-    assert np.mean(probs.argmax(1) == labels[:777]) > 0.95
-    assert extract.name.startswith("mnist5k_classifier-")
+    assert extract.name == domain.make_extractor().name == "mnist5k_classifier-3f0a3c8834ed"
+    accuracy = np.mean(extract(images)[1].argmax(1) == labels)  # the 1,000 test digits
+    assert (len(labels), accuracy, entry.test_accuracy) == (1000, 0.972, 0.972)
 
 
 @pytest.mark.parametrize("images,match", [(np.zeros((4, 32, 32, 3)), r"\[N, 28, 28, 1\]"),
@@ -105,15 +109,25 @@ def test_damaged_reference_cache_is_recomputed_not_trusted(damage, tmp_path, mon
     np.testing.assert_array_equal(evaluation.reference_features(ext, "set-test-3", images), good)
 
 
-def test_classifier_task_trains_and_exports(data_dir, tmp_path):
+def test_classifier_task_trains_and_exports(data_dir, tmp_path, monkeypatch, capsys):
+    """An export is a registry entry (weights bitwise, the run's test accuracy and steps);
+    for mnist5k at 28x28x1 the shipped weights are still found first, and it says so."""
+    from genjax.tasks import classifier
+
+    monkeypatch.setenv("GENJAX_CACHE", str(tmp_path / "cache"))
     c = classifier_mnist5k.get_config("test")
     c.data_dir = data_dir
     state = loop.train_and_evaluate(c, str(tmp_path / "run"))
-    path = domain.save_params(state.nets["model"].params, str(tmp_path / "weights"))
-    back = domain.load_params(path)
+    run = loop.setup(c)
+    entry = classifier.export(state, run.eval_spec, run.image_shape, str(tmp_path / "run"))
+    assert entry.directory == domain.entry_dir("mnist5k", (28, 28, 1))
+    assert entry == domain.read_entry(str(tmp_path / "cache" / "classifiers" / "mnist5k-28x28x1"))
+    back = domain.load_params(entry.directory, entry.model())
     jax.tree.map(np.testing.assert_array_equal, back, jax.device_get(state.nets["model"].params))
     final = [json.loads(line) for line in open(tmp_path / "run" / "metrics.jsonl")][-1]
-    assert 0.0 <= final["test/accuracy"] <= 1.0
+    assert (entry.test_accuracy, entry.steps, entry.num_classes) == (final["test/accuracy"], 4, 10)
+    assert domain.find("mnist5k", (28, 28, 1)).directory == domain.WEIGHTS_DIR
+    assert f"--export_dir={domain.WEIGHTS_DIR} replaces them" in capsys.readouterr().out
 
 
 def test_gan_run_reports_domain_metrics_and_evaluate_reproduces_them(data_dir, tmp_path):
@@ -147,8 +161,9 @@ def test_inception_without_weights_says_where_to_get_them(data_dir, tmp_path):
     os.makedirs(tmp_path / "run")
     with open(tmp_path / "run" / "config.json", "w") as f:
         json.dump(c.to_dict(), f)
-    with pytest.raises(FileNotFoundError, match="pt_inception-2015-12-05"):
+    with pytest.raises(FileNotFoundError, match="pt_inception-2015-12-05") as e:
         evaluate_cli.evaluate_run(str(tmp_path / "run"), 100, extractor="inception")
+    assert "\n" not in str(e.value) and "genjax-train classifier" in str(e.value)
 
 
 def test_classifier_evaluation_counts_only_real_rows():

@@ -9,11 +9,12 @@ the newest usable checkpoint read-only (safe next to a live trainer: nothing in 
 checkpoint folder is created, moved or deleted, and a step that vanishes or is damaged
 is skipped for the next older one), draws
 ``--num_samples`` samples (EMA weights when the run keeps them) with a fixed key,
-and scores them against as many test images with the mnist5k domain classifier
-(FID, IS, KID, precision/recall, mode coverage), or with the FID InceptionV3
+and scores them against as many test images with the domain classifier of the run's
+dataset and image shape (FID, IS, KID, precision/recall, mode coverage; data without one
+is skipped with one line saying how to train one), or with the FID InceptionV3
 (``--extractor=inception --inception_weights=inception_fid.npz``); for a conditional run
-on MNIST-like data also the class accuracy of the same samples (how often the domain
-classifier names the class each was asked for). The metrics are appended to
+also the class accuracy of the same samples (how often the domain classifier names the
+class each was asked for). The metrics are appended to
 ``<workdir>/evaluations.jsonl`` at the checkpoint's step (apart from the run's own
 ``metrics.jsonl``, whose final row stays its last: docs/reliability.md's final-row rule),
 shown in TensorBoard beside the run's, and printed as a table.
@@ -40,7 +41,8 @@ _NUM = flags.DEFINE_integer("num_samples", None, "Samples to draw (and test imag
                             "default: the run's config.eval_samples.")
 _SAVE = flags.DEFINE_string("save_samples", None, "Also write the samples to this .npy file.")
 _EXTRACTOR = flags.DEFINE_enum("extractor", "domain", ["domain", "inception"],
-                                "domain: the shipped mnist5k classifier (offline, 28x28x1 data); "
+                                "domain: the classifier of the run's dataset (offline; "
+                                "genjax-train classifier trains one); "
                                 "inception: the FID InceptionV3 (needs --inception_weights).")
 _WEIGHTS = flags.DEFINE_string("inception_weights", None, "The converted Inception .npz "
                                "(see python -m genjax.cli.convert_inception).")
@@ -124,8 +126,9 @@ def main(argv):
                 "temperature": _TEMPERATURE.value}
     results = evaluate_run(_WORKDIR.value, _NUM.value, _SAVE.value, _FLOOR.value,
                            _EXTRACTOR.value, _WEIGHTS.value, sampling)
-    width = max(map(len, results))
-    print("\n".join(f"{k:<{width}}  {v:.4f}" for k, v in results.items()))
+    if results:  # {} when the run's data has no domain classifier (said in one line)
+        width = max(map(len, results))
+        print("\n".join(f"{k:<{width}}  {v:.4f}" for k, v in results.items()))
 
 
 def console() -> None:

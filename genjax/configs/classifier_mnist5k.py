@@ -1,11 +1,16 @@
-"""The domain classifier for offline FID/IS on MNIST-like data (genjax.metrics.domain):
-a small CNN trained with Adam 1e-3 on mnist5k's 4,000 training digits.
+"""The domain classifier for offline FID/IS (genjax.metrics.domain): a small CNN trained
+with Adam 1e-3 for 1,500 steps of batch 128 on a labelled dataset's train split (by
+default mnist5k's 4,000 training digits), sized to the data's images and classes.
 
-Command (trains, then replaces the weights that genjax ships):
+Commands (the first registers it for every run on that data and image shape, in
+<GENJAX_CACHE or ~/.cache/genjax>/classifiers/<dataset_id>-<H>x<W>x<C>; the second
+replaces the weights that genjax ships for mnist5k and mnist at 28x28x1):
+  genjax-train classifier --config.dataset=<labelled dataset> [--config.image_size=N] --workdir=runs/classifier
   genjax-train classifier --workdir=runs/classifier --export_dir=genjax/metrics/weights/mnist5k_classifier
 
-Measured: 97.2 % test accuracy on the 1,000 mnist5k test digits after 1,500 steps of
-batch 128.
+Measured: 97.2 % test accuracy on the 1,000 mnist5k test digits at 28x28 (the shipped
+weights); 97.6 % at --config.image_size=16, in 2 min 20 s on a 2-core CPU shared with
+other work.
 """
 
 import ml_collections

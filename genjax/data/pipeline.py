@@ -121,6 +121,10 @@ class DataSpec:
             raise ValueError(f"Unknown data source {self.source!r}; valid: {', '.join(SOURCES)}.")
 
 
+def dataset_id(spec: DataSpec) -> str:
+    return spec.name
+
+
 def get_builder(spec: DataSpec) -> tfds.core.DatasetBuilder:
     """Return a prepared tfds builder, preparing (or downloading) it if needed.
 

@@ -237,8 +237,9 @@ def load_variables(npz_path: str | None) -> dict:
             f"Inception weights not found ({npz_path!r}). Download {PTH_URL} where there is "
             "internet, convert it where torch is installed with `python -m "
             f"genjax.cli.convert_inception --pth={PTH_NAME} --out=inception_fid.npz`, and pass "
-            "the .npz (e.g. --inception_weights=inception_fid.npz). Offline, the mnist5k domain "
-            "classifier gives domain FID/IS instead.")
+            "the .npz (e.g. --inception_weights=inception_fid.npz). Offline, the domain "
+            "classifier of the run's dataset (`genjax-train classifier` trains one) "
+            "gives domain FID/IS instead.")
     try:
         with np.load(npz_path, allow_pickle=False) as f:
             state = {k: f[k] for k in f.files}

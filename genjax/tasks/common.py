@@ -10,10 +10,12 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from genjax import data as gdata
 from genjax import rng
 from genjax.data import SOURCES, Batch
 from genjax.metrics import domain, evaluation
 from genjax.precision import COMPUTE_DTYPES
+from genjax.report import info
 from genjax.state import TrainState
 from genjax.steps import StepFn
 from genjax.xla_cpu import CPU_DOTS
@@ -201,23 +203,77 @@ def collect_images(batches: Iterable[Batch], limit: int, preprocess: str) -> np.
     return np.concatenate(images)[:limit]
 
 
-@functools.cache
-def domain_extractor() -> evaluation.Extractor:
-    """The shipped mnist5k classifier, loaded once per process."""
-    return domain.make_extractor()
+def dataset_spec(config) -> gdata.DataSpec:
+    """The run's dataset as a spec, for what depends only on which dataset it is (its
+    `genjax.data.dataset_id`, its labels), not on how it is served."""
+    return gdata.DataSpec(name=config.dataset, data_dir=config.get("data_dir"),
+                          download=config.get("download", True))
 
 
-def domain_extractor_for(config, image_shape: tuple[int, ...]) -> evaluation.Extractor | None:
-    """The mnist5k classifier for this run's images, or None where it does not apply:
-    28x28x1 images as they are; MNIST padded to a larger square by ``config.crop``
-    (progressive growing pads to 32) cropped back to the centre 28x28."""
-    if tuple(image_shape) == domain.INPUT_SHAPE:
-        return domain_extractor()
-    h, w, c = (tuple(image_shape) + (0, 0, 0))[:3]
-    if not (c == 1 and h == w == config.get("crop") and h > 28 and not config.get("image_size")):
+def label_classes(spec: gdata.DataSpec) -> int | None:
+    """How many classes the dataset's ``label`` has; None when it has no class labels."""
+    features = gdata.get_builder(spec).info.features
+    classes = getattr(features["label"], "num_classes", None) if "label" in features else None
+    return None if classes is None else int(classes)
+
+
+def domain_extractor_for(config, image_shape: tuple[int, ...],
+                         spec: gdata.DataSpec | None = None) -> evaluation.Extractor | None:
+    """The domain classifier of this run's data (`genjax.metrics.domain.find` by
+    ``dataset_id(spec)`` and ``image_shape``; ``spec``: the run's eval spec, default
+    `dataset_spec`), or None where there is none: then one info line per process and
+    dataset says that the domain metrics are skipped and how to get them. Data that is not
+    images ([H, W, C]: the 2-D points of ``gaussian_mixtures``) has none, silently.
+
+    Images padded by ``config.crop`` beyond the dataset's own size (progressive growing
+    pads MNIST to 32) are cropped back to the centre for the classifier of that size.
+    """
+    spec = dataset_spec(config) if spec is None else spec
+    shape, name = tuple(int(s) for s in image_shape), gdata.dataset_id(spec)
+    if len(shape) != 3:
         return None
-    o, base = (h - 28) // 2, domain_extractor()
-    return evaluation.Extractor(base.name, lambda x: base(x[:, o:o + 28, o:o + 28]))
+    entry = domain.find(name, shape)
+    if entry is not None:
+        return domain.entry_extractor(entry)
+    padded = _padded_from(config, spec, shape)
+    if padded is not None:
+        return padded
+    _say_skipped(name, shape, config.dataset, config.get("image_size"), config.get("crop"),
+                 label_classes(spec) is not None)
+    return None
+
+
+def _padded_from(config, spec: gdata.DataSpec, shape: tuple[int, ...]
+                 ) -> evaluation.Extractor | None:
+    """The classifier of the dataset's own image size, on the centre of images that
+    ``config.crop`` padded to a larger square (None when that is not the case)."""
+    if shape[0] != shape[1] or shape[0] != config.get("crop") or config.get("image_size"):
+        return None
+    h, w, c = gdata.get_builder(spec).info.features["image"].shape
+    entry = domain.find(gdata.dataset_id(spec), (h, w, c)) if h and w else None
+    if entry is None or h > shape[0] or w > shape[1] or c != shape[2]:
+        return None
+    base, top, left = domain.entry_extractor(entry), (shape[0] - h) // 2, (shape[1] - w) // 2
+    return evaluation.Extractor(base.name, lambda x: base(x[:, top:top + h, left:left + w]))
+
+
+@functools.cache
+def _say_skipped(dataset_id: str, shape: tuple[int, ...], dataset: str, image_size: int | None,
+                 crop: int | None, labelled: bool) -> None:
+    """The one line a run without a domain classifier prints (once per process and case)."""
+    where = "x".join(map(str, shape))
+    inception = ("`genjax-evaluate --extractor=inception --inception_weights=<the "
+                 "converted .npz>` scores samples with Inception weights you supply")
+    if not labelled:
+        info(f"Domain metrics skipped: dataset {dataset_id!r} has no class labels, so it has no "
+             f"domain classifier; {inception}.")
+        return
+    size = (f" --config.image_size={image_size}" if image_size else
+            f" --config.crop={crop}" if crop else "")
+    info(f"Domain metrics skipped: no domain classifier for dataset {dataset_id!r} at {where}. "
+         f"Train one with `{domain.TRAIN_COMMAND} --config.dataset={dataset}{size} "
+         f"--workdir=runs/classifier_{domain.entry_key(dataset_id, shape)}` (it registers in "
+         f"{domain.registry_dir()}), or {inception}.")
 
 
 def sample_metrics(fake: Iterable[np.ndarray], real: Callable[[], np.ndarray], key: str,
