@@ -41,6 +41,7 @@ import json
 import math
 import os
 import time
+import zipfile
 from typing import Callable, Iterator
 
 import numpy as np
@@ -371,6 +372,9 @@ def _read_folder(path: str, bad_images: str) -> _Source:
 def _read_npz(path: str) -> _Source:
     """An .npz source: ``images`` and optional ``labels`` checked, then split."""
     where = f"npz:{path}"
+    if not zipfile.is_zipfile(path):
+        raise OwnDataError(f"{where} is not an .npz (not a zip archive); save arrays with "
+                           f"numpy.savez(path, images=..., labels=...).")
     try:
         with np.load(path, allow_pickle=False) as f:
             arrays = {k: f[k] for k in f.files}
@@ -465,7 +469,8 @@ def _prepare(kind: str, path: str, root: str, config: str, fp: str, prep: Prepar
 
 
 def prepared_folder(name: str, data_dir: str | None, prep: Preparation) -> str:
-    """Where the source ``name`` is (or would be) prepared."""
+    """Where the source ``name`` is (or would be) prepared: ``<data_dir or tfds's
+    default>/own_data/<dataset_id>/<VERSION>``."""
     root = os.fspath(data_dir or tfds.core.constants.get_default_data_dir())
     return os.path.join(root, NAME, dataset_id(name, prep), VERSION)
 
@@ -487,10 +492,9 @@ def builder(name: str, data_dir: str | None, prep: Preparation, bad_images: str 
     if os.path.exists(os.path.join(folder, "dataset_info.json")):
         built = tfds.builder_from_directory(folder)
     else:
-        root, config = os.path.dirname(os.path.dirname(os.path.dirname(folder))), \
-            os.path.basename(os.path.dirname(folder))
-        built = _prepare(kind, path, root, config, fingerprint(kind, path, prep), prep,
-                         bad_images)
+        root = os.path.dirname(os.path.dirname(os.path.dirname(folder)))
+        built = _prepare(kind, path, root, dataset_id(name, prep),
+                         fingerprint(kind, path, prep), prep, bad_images)
     skipped = json.loads(built.info.description.split(_MARK, 1)[-1]).get("skipped", [])
     if skipped and bad_images == "stop":
         file, reason = skipped[0]
