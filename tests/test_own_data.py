@@ -191,8 +191,8 @@ def test_npz_grey_to_rgb_and_labels(tmp_path):
 
 # ---------------------------------------------------------------------------- runs
 
-FAMILIES = ["vae_mnist", "gan_mlp_mnist", "ddpm_mnist", "pixelcnn_mnist", "realnvp_mnist",
-            "rbm_cd1_mnist"]
+FAMILIES = ["vae_mnist", "gan_mlp_mnist", pytest.param("ddpm_mnist", marks=pytest.mark.slow(
+    seconds=120)), "pixelcnn_mnist", "realnvp_mnist", "rbm_cd1_mnist"]  # the cheapest of each
 
 
 @pytest.fixture(scope="module")
