@@ -59,9 +59,7 @@ class NonFiniteError(FloatingPointError):
 
 def data_specs(config: ml_collections.ConfigDict) -> tuple[gdata.DataSpec, gdata.DataSpec]:
     """(train, eval) data specs; evaluation uses ``eval_preprocess`` if set."""
-    common = dict(name=config.dataset, data_dir=config.get("data_dir"), seed=config.seed,
-                  download=config.get("download", True), crop=config.get("crop"),
-                  image_size=config.get("image_size"))
+    common = gdata.spec_fields(config)
     return (gdata.DataSpec(preprocess=config.preprocess, source=config.get("data_source", "auto"),
                            **common),
             gdata.DataSpec(preprocess=config.get("eval_preprocess") or config.preprocess, **common))
@@ -269,9 +267,9 @@ class _Record:
     that cannot be read) leaves the record as it was. Calling it again does nothing."""
 
     def __init__(self, workdir: str, config: ml_collections.ConfigDict, step: int,
-                 ckpt: Checkpointer):
+                 ckpt: Checkpointer, dataset: str):
         self.workdir, self.config, self.step, self.ckpt = workdir, config, step, ckpt
-        self.written = False
+        self.dataset, self.written = dataset, False
 
     def __call__(self) -> None:
         if self.written:
@@ -280,6 +278,7 @@ class _Record:
         changed, moved = {}, 0
         if jax.process_index() == 0:
             changed = record.record_start(self.workdir, self.config, self.step)
+            record.record_dataset(self.workdir, self.config.dataset, self.dataset, self.step)
             moved = record.supersede_metrics(self.workdir, self.step)
         if self.step == 0:
             return
@@ -294,9 +293,11 @@ class _Record:
 
 def _check_resume(run: Setup, workdir: str) -> None:
     """Refuse (`genjax.record.ResumeRefusedError`) a resume that changes a field outside
-    the common and the family's resumable ones; nothing to check without a record."""
+    the common and the family's resumable ones, or whose data is not the data the run
+    started on (`genjax.data.dataset_id`); nothing to check without a record."""
     if os.path.exists(os.path.join(workdir, record.CONFIG)):
         record.check_resumable(workdir, run.config, RESUMABLE.get(run.config.task, ()))
+        record.check_dataset(workdir, run.config.dataset, gdata.dataset_id(run.train_spec))
 
 
 def _start(run: Setup, driver: parallel.Driver, ckpt: Checkpointer, workdir: str
@@ -316,10 +317,11 @@ def _start(run: Setup, driver: parallel.Driver, ckpt: Checkpointer, workdir: str
                  f"in {ckpt.aside_directory}.")
         if run.task.data_init is not None:
             state = driver.place(data_initialized(run.task, fresh, run.train_spec, c.batch_size))
-        return state, _Record(workdir, c, 0, ckpt)
+        return state, _Record(workdir, c, 0, ckpt, gdata.dataset_id(run.train_spec))
     if start_over:  # not checked up front: start_over may have found nothing usable
         _check_resume(run, workdir)
-    return driver.place(restored), _Record(workdir, c, int(restored.step), ckpt)
+    return driver.place(restored), _Record(workdir, c, int(restored.step), ckpt,
+                                           gdata.dataset_id(run.train_spec))
 
 
 def _log(acc: dict, n_acc: int, step: int, state: TrainState, run: Setup, driver, ckpt,

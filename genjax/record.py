@@ -33,6 +33,7 @@ import ml_collections
 
 CONFIG, RESUMES = "config.json", "resumes.jsonl"
 METRICS, SUPERSEDED = "metrics.jsonl", "metrics.superseded.jsonl"
+DATASET = "dataset.json"  # the identity of the data the run started on
 EVALUATIONS = "evaluations.jsonl"  # genjax-evaluate's rows, apart from the run's own
 FINAL = "final"  # the key that marks a final-evaluation row of metrics.jsonl
 
@@ -45,7 +46,7 @@ RESUMABLE = frozenset({
     "log_every", "sample_every", "eval_every", "checkpoint_every", "keep_checkpoints",
     "eval_samples", "eval_batch_size",
     "parallel", "steps_per_call", "cpu_dots",
-    "data_source", "data_dir", "download",
+    "data_source", "data_dir", "download", "bad_images",
     "skip_nonfinite_steps", "max_skipped_fraction", "start_over",
 })
 
@@ -162,6 +163,31 @@ def check_resumable(workdir: str, config: ml_collections.ConfigDict,
             f"{', '.join(sorted(allowed))}. To train with the new value, use another "
             f"--workdir (config.start_over only acts when no checkpoint is usable).")
     return changed
+
+
+def record_dataset(workdir: str, dataset: str, identity: str, step: int) -> None:
+    """Record the identity of the run's data (`genjax.data.dataset_id`: for own data a
+    content fingerprint) in ``dataset.json``: when the run starts (``step`` 0), or on a
+    resume of a run that has no such record yet."""
+    path = os.path.join(workdir, DATASET)
+    if step == 0 or not os.path.exists(path):
+        _write_atomic(path, json.dumps({"dataset": dataset, "id": identity}, indent=2) + "\n")
+
+
+def check_dataset(workdir: str, dataset: str, identity: str) -> None:
+    """Refuse (`ResumeRefusedError`) a resume whose data's identity is not the recorded
+    one: the files of the run's own data changed since it started. Writes nothing; a run
+    without ``dataset.json`` passes."""
+    path = os.path.join(workdir, DATASET)
+    if not os.path.exists(path):
+        return
+    recorded = read_json(path)
+    old = recorded.get("id") if isinstance(recorded, dict) else None
+    if old != identity:
+        raise ResumeRefusedError(
+            f"Cannot resume {workdir}: its data {dataset} changed since the run started "
+            f"(dataset id {old} -> {identity}): the checkpoints were trained on other "
+            f"examples. Restore the data, or to train on the new data use another --workdir.")
 
 
 def _write_atomic(path: str, text: str) -> None:

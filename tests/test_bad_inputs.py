@@ -18,6 +18,7 @@ from genjax.configs import (dcgan_mnist, ddpm_mnist, flow_ring2d, gated_pixelcnn
 from genjax import loop, parallel, rng, spectral
 from genjax.checkpoint import Checkpointer, CheckpointMismatchError
 from genjax.data import DatasetUnavailableError
+from genjax.data.own import OwnDataError
 from genjax.metrics import domain, inception
 
 _COMPILES: list[str] = []
@@ -43,6 +44,27 @@ def _foreign_checkpoint(tmp_path):
     return str(workdir)
 
 
+def _own_data(files: dict):
+    """A workdir maker that first writes own data under ``<tmp>/data``: a file name ->
+    an image array (saved as that PNG), bytes (written as they are) or arrays (an .npz)."""
+    def make(tmp_path):
+        from PIL import Image
+
+        for name, content in files.items():
+            path = tmp_path / "data" / name
+            path.parent.mkdir(parents=True, exist_ok=True)
+            if isinstance(content, bytes):
+                path.write_bytes(content)
+            elif isinstance(content, dict):
+                np.savez(path, **content)
+            else:
+                Image.fromarray(content.squeeze(-1) if content.shape[-1] == 1 else content).save(path)
+        return str(tmp_path / "run")
+    return make
+
+
+_GREY, _RGB = np.zeros((28, 28, 1), np.uint8), np.zeros((28, 28, 3), np.uint8)
+_DIGITS = {"images": np.zeros((10, 28, 28), np.uint8)}
 GAN, VAE, DDPM = dcgan_mnist, vae_mnist, ddpm_mnist
 PIXELCNN, PIXELCNN_PP = gated_pixelcnn_mnist, pixelcnn_pp_mnist
 FLOW, FLOW2D = realnvp_mnist, flow_ring2d
@@ -196,6 +218,55 @@ CONFIG_CASES = [
      r"config.seed must be a non-negative integer below 2\*\*32, got -1"),
     ("seed beyond 32 bits", GAN, {"seed": 2**32}, None, ValueError,
      r"config.seed must be a non-negative integer below 2\*\*32, got 4294967296"),
+    ("own data missing", VAE, {"dataset": "folder:{tmp}/nowhere"}, None, FileNotFoundError,
+     r"folder:.*/nowhere does not exist; give the path of a folder of images"),
+    ("own folder without images", VAE, {"dataset": "folder:{tmp}/data"},
+     _own_data({"notes.txt": b"no images here"}), OwnDataError,
+     r"folder:.*/data holds no images \(.png, .jpg, .*\); put image files in it or in one "
+     r"subfolder per class"),
+    ("own image unreadable", VAE, {"dataset": "folder:{tmp}/data"},
+     _own_data({"a.png": _GREY, "b.png": _GREY, "c.png": b"\x89PNG cut short"}), OwnDataError,
+     r"folder:.*/data: c.png is not a readable image \(UnidentifiedImageError: .*\); fix or "
+     r"remove it, or set --config.bad_images=skip"),
+    ("own images of mixed channels", VAE, {"dataset": "folder:{tmp}/data"},
+     _own_data({"a.png": _GREY, "b.png": _RGB}), OwnDataError,
+     r"images differ in channels \(a.png has 1, b.png has 3\); set --config.image_channels=1 "
+     r"or 3 to convert them all"),
+    ("own images of mixed sizes", VAE, {"dataset": "folder:{tmp}/data"},
+     _own_data({"a.png": _GREY, "b.png": np.zeros((30, 28, 1), np.uint8)}), OwnDataError,
+     r"images differ in size \(a.png is 28x28, b.png is 30x28\); set --config.image_size"),
+    ("own image smaller than image_size", VAE, {"dataset": "folder:{tmp}/data", "image_size": 32},
+     _own_data({"a.png": _GREY, "b.png": _GREY}), OwnDataError,
+     r"a.png is 28x28, smaller than config.image_size=32; set --config.upscale=True to enlarge "
+     r"small images, or a smaller --config.image_size"),
+    ("own train folder without test", VAE, {"dataset": "folder:{tmp}/data"},
+     _own_data({"train/a.png": _GREY, "train/b.png": _GREY}), OwnDataError,
+     r"a folder with given splits holds exactly train/ and test/ \(one of them is missing\)"),
+    ("own images beside class folders", VAE, {"dataset": "folder:{tmp}/data"},
+     _own_data({"a.png": _GREY, "cats/b.png": _GREY}), OwnDataError,
+     r"a.png lies beside class folders such as cats/; put every image in a class folder, or "
+     r"none"),
+    ("npz not an npz", VAE, {"dataset": "npz:{tmp}/data/x.npz"},
+     _own_data({"x.npz": b"hello"}), OwnDataError, r"npz:.*x.npz is not an .npz \(not a zip archive\)"),
+    ("npz without images", VAE, {"dataset": "npz:{tmp}/data/x.npz"},
+     _own_data({"x.npz": {"x": np.zeros((10, 28, 28), np.uint8)}}), OwnDataError,
+     r"x.npz has no 'images' array \(it has: x\); save uint8 images"),
+    ("npz of float images", VAE, {"dataset": "npz:{tmp}/data/x.npz"},
+     _own_data({"x.npz": {"images": np.zeros((10, 28, 28), np.float32)}}), OwnDataError,
+     r"'images' must be uint8 pixels 0..255, got float32"),
+    ("npz images of wrong rank", VAE, {"dataset": "npz:{tmp}/data/x.npz"},
+     _own_data({"x.npz": {"images": np.zeros((10, 784), np.uint8)}}), OwnDataError,
+     r"'images' must be \[N, H, W, C\] with C 1 to 4 \(or \[N, H, W\]\), got shape \(10, 784\)"),
+    ("npz labels of wrong length", VAE, {"dataset": "npz:{tmp}/data/x.npz"},
+     _own_data({"x.npz": {**_DIGITS, "labels": np.zeros(9, np.int64)}}), OwnDataError,
+     r"'labels' must be integers \[N\] = \[10\], got int64 \(9,\)"),
+    ("npz labels not integers", VAE, {"dataset": "npz:{tmp}/data/x.npz"},
+     _own_data({"x.npz": {**_DIGITS, "labels": np.zeros(10, np.float32)}}), OwnDataError,
+     r"'labels' must be integers \[N\] = \[10\], got float32"),
+    ("image channels 2", VAE, {"image_channels": 2}, None, ValueError,
+     r"config.image_channels must be 1 or 3 \(or None: as stored\), got 2"),
+    ("unknown bad_images", VAE, {"bad_images": "ignore"}, None, ValueError,
+     r"config.bad_images must be 'stop' or 'skip', got 'ignore'"),
     ("workdir not writable", VAE, {}, _file_in_the_way, PermissionError,
      r"Cannot write to workdir .*a_file/run .*choose another --workdir"),
     ("checkpoint of another model", VAE, {}, _foreign_checkpoint, CheckpointMismatchError,
@@ -212,7 +283,8 @@ def test_bad_config_fails_before_compiling(name, module, overrides, make_workdir
         monkeypatch.setattr(tfds.core.DatasetBuilder, "download_and_prepare", _no_network)
     config = module.get_config("test")
     config.data_dir = data_dir
-    config.update(overrides)
+    config.update({k: v.format(tmp=tmp_path) if isinstance(v, str) else v  # own data's path
+                   for k, v in overrides.items()})
     workdir = make_workdir(tmp_path) if make_workdir else str(tmp_path / "run")
     rng.stream(config.seed, "init")  # the loop's eager ops, compiled once per process anyway
     _COMPILES.clear()

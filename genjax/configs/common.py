@@ -7,11 +7,15 @@ def add_data_and_loop(c: ml_collections.ConfigDict, *, preprocess: str, batch_si
                       num_steps: int, every: int) -> ml_collections.ConfigDict:
     """Fill the shared fields of ``c``; ``every`` is the sample/checkpoint cadence."""
     c.fast_layers = True  # exact sub-pixel transposed convs; False: Flax's stock layer
-    c.dataset = "mnist5k"  # or mnist, fashion_mnist, cifar10, celeb_a (need a download)
+    c.dataset = "mnist5k"  # or mnist, fashion_mnist, cifar10, celeb_a (need a download),
+    #                        or your own: folder:<path> or npz:<path> (docs/usage.md)
     c.data_dir = ml_collections.FieldReference(None, field_type=str)
     c.download = True
     c.crop = ml_collections.FieldReference(None, field_type=int)
     c.image_size = ml_collections.FieldReference(None, field_type=int)
+    c.image_channels = ml_collections.FieldReference(None, field_type=int)  # 1 or 3: convert
+    c.upscale = False      # own data: enlarge images smaller than image_size (else refused)
+    c.bad_images = "stop"  # own data: an unreadable image stops the preparation, or "skip"
     c.preprocess = preprocess
     c.eval_preprocess = ml_collections.FieldReference(None, field_type=str)  # None: same
     c.data_source = "auto"  # memory (split held on the device), tfds (tf.data threads) or auto

@@ -1,4 +1,5 @@
-"""Data: the embedded offline `mnist5k` tfds dataset and the shared input pipeline.
+"""Data: the embedded offline `mnist5k` tfds dataset, own data (`genjax.data.own`:
+``folder:<path>``, ``npz:<path>``) and the shared input pipeline.
 
 `Batch` (the host batch type) is importable without TensorFlow; the pipeline's names
 (`train_iterator`, `eval_iterator`, `DataSpec`, ...) load TensorFlow on first use.
@@ -18,8 +19,8 @@ SOURCES = ("auto", "tfds", "memory")
 
 __all__ = [
     "OFFLINE_ALTERNATIVE", "PREPROCESS_MODES", "SOURCES", "Batch", "DatasetDamagedError",
-    "DatasetUnavailableError", "DataSpec", "dataset_id", "eval_iterator", "get_builder", "host_batch_size",
-    "num_examples", "split_for_devices", "train_iterator",
+    "DatasetUnavailableError", "DataSpec", "dataset_id", "eval_iterator", "get_builder",
+    "host_batch_size", "num_examples", "spec_fields", "split_for_devices", "train_iterator",
 ]
 
 

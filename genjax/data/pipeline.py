@@ -46,7 +46,7 @@ import tensorflow_datasets as tfds
 
 from genjax.data import SOURCES, Batch
 from genjax.data import mixtures, mnist5k  # noqa: F401  (register their tfds builders)
-from genjax.data import network
+from genjax.data import network, own
 
 OFFLINE_ALTERNATIVE = "mnist5k"
 OFFLINE = ("mnist5k", "gaussian_mixtures")  # generated or embedded: prepared without internet
@@ -90,7 +90,8 @@ class DataSpec:
 
     Attributes:
       name: a tfds dataset name (``mnist5k``, ``mnist``, ``fashion_mnist``,
-        ``cifar10``, ``celeb_a``, ...).
+        ``cifar10``, ``celeb_a``, ...), or own data: ``folder:<path>`` (a folder of
+        images) or ``npz:<path>`` (arrays), see `genjax.data.own`.
       data_dir: tfds data directory (None: tfds's default, ``~/tensorflow_datasets``).
       preprocess: ``unit`` ([0, 1]), ``symmetric`` ([-1, 1]), ``binarize_static``
         (one fixed Bernoulli sample per image), ``binarize_dynamic`` (a fresh
@@ -102,6 +103,11 @@ class DataSpec:
       seed: seed of the shuffle order and of dynamic binarisation.
       source: how training batches are served: ``tfds``, ``memory`` or ``auto`` (see
         the module docstring).
+      channels: convert images to 1 (grey) or 3 (RGB) channels (None: as stored).
+      upscale: own data only: let images smaller than ``image_size`` be enlarged (else
+        refused, naming the file).
+      bad_images: own data only: an unreadable image file ``stop``s the preparation
+        (naming it) or is ``skip``ped (counted).
     """
 
     name: str = "mnist5k"
@@ -112,6 +118,9 @@ class DataSpec:
     download: bool = True
     seed: int = 0
     source: str = "auto"
+    channels: int | None = None
+    upscale: bool = False
+    bad_images: str = "stop"
 
     def __post_init__(self):
         if self.preprocess not in PREPROCESS_MODES:
@@ -119,19 +128,51 @@ class DataSpec:
                 f"Unknown preprocess mode {self.preprocess!r}; valid: {', '.join(PREPROCESS_MODES)}.")
         if self.source not in SOURCES:
             raise ValueError(f"Unknown data source {self.source!r}; valid: {', '.join(SOURCES)}.")
+        if self.channels not in (None, 1, 3):
+            raise ValueError(f"channels must be 1, 3 or None (as stored), got {self.channels!r}.")
+        if self.bad_images not in own.BAD_IMAGES:
+            raise ValueError(f"bad_images must be one of {', '.join(own.BAD_IMAGES)}, got "
+                             f"{self.bad_images!r}.")
+
+
+def spec_fields(config) -> dict:
+    """The `DataSpec` fields a run's specs share, from its config (a field it lacks keeps
+    the default): dataset, data_dir, seed, download and the geometry and own-data fields."""
+    return dict(name=config.dataset, data_dir=config.get("data_dir"), seed=config.seed,
+                download=config.get("download", True), crop=config.get("crop"),
+                image_size=config.get("image_size"), channels=config.get("image_channels"),
+                upscale=config.get("upscale", False),
+                bad_images=config.get("bad_images", "stop"))
+
+
+def _preparation(spec: DataSpec) -> own.Preparation:
+    return own.Preparation(spec.channels, spec.image_size, spec.crop, spec.upscale)
 
 
 def dataset_id(spec: DataSpec) -> str:
-    return spec.name
+    """The identity of ``spec``'s data: a tfds dataset's name (``"mnist5k"``); for own
+    data ``"folder-<12 hex>"`` / ``"npz-<12 hex>"``, the start of its content fingerprint
+    (`genjax.data.own.fingerprint`: the files' bytes and relative paths and the options
+    that change what is prepared). Two sources share an id only when they prepare into
+    the same examples. Runs record it (a resume on changed data is refused); cached
+    reference features and domain classifiers are keyed by it.
+
+    Raises:
+      FileNotFoundError, OwnDataError: own data that is missing or unusable.
+    """
+    return own.dataset_id(spec.name, _preparation(spec)) if own.parse(spec.name) else spec.name
 
 
 def get_builder(spec: DataSpec) -> tfds.core.DatasetBuilder:
-    """Return a prepared tfds builder, preparing (or downloading) it if needed.
+    """Return a prepared tfds builder, preparing (or downloading) it if needed; own data
+    (``folder:``, ``npz:``) is prepared offline by `genjax.data.own`, once per fingerprint.
 
     Raises:
       DatasetUnavailableError: the dataset is not prepared and cannot be downloaded;
         the message names the offline alternative.
     """
+    if own.parse(spec.name):
+        return own.builder(spec.name, spec.data_dir, _preparation(spec), spec.bad_images)
     try:
         builder = tfds.builder(spec.name, data_dir=spec.data_dir)
     except tfds.core.registered.DatasetNotFoundError as e:
@@ -248,6 +289,9 @@ def split_for_devices(batch: Batch, num_devices: int) -> Batch:
 
 
 def _geometry(spec: DataSpec) -> tuple[int | None, int | None]:
+    """(crop, size) applied when decoding; None for own data (applied when prepared)."""
+    if own.parse(spec.name):
+        return None, None
     crop, size = DEFAULT_GEOMETRY.get(spec.name, (None, None))
     return (spec.crop if spec.crop is not None else crop,
             spec.image_size if spec.image_size is not None else size)
@@ -272,11 +316,12 @@ def _decoded(builder: tfds.core.DatasetBuilder, split: str, spec: DataSpec, *,
 
     def decode(index, ex):
         image = ex["image"]
+        if spec.channels and image.shape[-1] != spec.channels:
+            image = own.to_channels(image, spec.channels)
         if crop is not None:
             image = tf.image.resize_with_crop_or_pad(image, crop, crop)
         if size is not None and tuple(image.shape[:2]) != (size, size):
-            image = tf.image.resize(image, (size, size), method="bilinear", antialias=True)
-            image = tf.cast(tf.clip_by_value(tf.round(image), 0, 255), tf.uint8)
+            image = own.resize(image, size)
         if spec.preprocess == "binarize_static":
             u = tf.random.stateless_uniform(
                 tf.shape(image), seed=tf.stack([tf.constant(_STATIC_BINARIZATION_SEED, tf.int64), index]))

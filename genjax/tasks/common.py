@@ -84,6 +84,8 @@ _RULES = {
     "max_skipped_fraction": (lambda v: 0 < v <= 1, "in (0, 1]"),
     "dataset": (lambda v: isinstance(v, str) and v.strip() != "", "a dataset name"),
     "data_source": (lambda v: v in SOURCES, f"one of {', '.join(SOURCES)}"),
+    "image_channels": (lambda v: v in (1, 3), "1 or 3 (or None: as stored)"),
+    "bad_images": (lambda v: v in ("stop", "skip"), "'stop' or 'skip'"),
     "pack": (lambda v: isinstance(v, int) and v >= 1, "a positive integer"),
     # jax.random.key keeps a seed's low 32 bits: -1 would be 2**32 - 1's run, 2**32 seed 0's
     "seed": (lambda v: isinstance(v, int) and not isinstance(v, bool) and 0 <= v < 2**32,

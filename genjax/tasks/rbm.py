@@ -116,10 +116,8 @@ def draw_samples(layers: list[L.Params], key: jax.Array, n: int, steps: int) -> 
 
 def _split_spec(config) -> gdata.DataSpec:
     """The evaluation data spec (the training digits are read with it too)."""
-    return gdata.DataSpec(name=config.dataset, data_dir=config.get("data_dir"),
-                          preprocess=config.get("eval_preprocess") or config.preprocess,
-                          crop=config.get("crop"), image_size=config.get("image_size"),
-                          download=config.get("download", True), seed=config.seed)
+    return gdata.DataSpec(preprocess=config.get("eval_preprocess") or config.preprocess,
+                          **gdata.spec_fields(config))
 
 
 def flat_images(batches: Iterable[dict]) -> np.ndarray:
