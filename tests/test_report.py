@@ -149,3 +149,35 @@ def test_wandb_settings_are_checked_before_any_work(data_dir, monkeypatch, tmp_p
     with pytest.raises(ValueError, match=r"config\.wandb_mode must be one of online, offline, "
                                          r"disabled, shared .* got 'offlin'\."):
         report.check_writers({"wandb_mode": "offlin"})
+
+
+@pytest.mark.slow(seconds=60)
+def test_launcher_with_wandb_offline_reaches_no_network_and_prints_plain_lines(
+        data_dir, tmp_path, monkeypatch):
+    """A `:test` run from the launcher, piped (no terminal) and logging to W&B offline,
+    traced with strace: no process of it (W&B's core included) connects to anything but
+    local sockets, its output has no carriage return, and the W&B run holds the final
+    metrics of ``metrics.jsonl``."""
+    import shutil
+
+    from conftest import ROOT, run_command
+
+    if shutil.which("strace") is None:
+        pytest.skip("needs strace")
+    trace, workdir = tmp_path / "connect.trace", tmp_path / "run"
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_DIR", str(tmp_path))
+    done = run_command(["strace", "-f", "-qq", "-e", "trace=connect", "-o", str(trace),
+                        sys.executable, "-m", "experiments.vae",
+                        f"--config={ROOT}/experiments/configs/vae_mnist.py:test",
+                        f"--config.data_dir={data_dir}", "--config.num_steps=4",
+                        "--config.wandb_project=genjax-tests", f"--workdir={workdir}"])
+    assert done.returncode == 0, done.stderr[-3000:]
+    families = set(re.findall(r"connect\(\d+, \{sa_family=(\w+)", trace.read_text()))
+    assert "AF_UNIX" in families <= {"AF_UNIX", "AF_NETLINK"}, families  # W&B's core: a unix socket
+    assert "\r" not in done.stdout + done.stderr
+    assert done.stdout.startswith("Compiling the train step (none) ...\n... compiled in ")
+    final = [json.loads(line) for line in open(workdir / "metrics.jsonl")][-1]
+    _, summary = wandb_offline_run(tmp_path)
+    assert {k: summary[k] for k in final if k not in ("step", "final")} == \
+        {k: v for k, v in final.items() if k not in ("step", "final")}
