@@ -217,19 +217,18 @@ class WandbWriter:
         import wandb
 
         self._wandb = wandb
-        path = os.path.join(workdir, WANDB_RUN)
+        path, run_id = os.path.join(workdir, WANDB_RUN), None
         if os.path.exists(path):
             with open(path) as f:
                 run_id = json.load(f)["id"]
-        else:
-            run_id = wandb.util.generate_id()
-            with open(path, "w") as f:
-                json.dump({"id": run_id}, f)
         self.run = wandb.init(project=config["wandb_project"], entity=config.get("wandb_entity"),
                               mode=config.get("wandb_mode"), id=run_id, resume="allow",
                               name=os.path.basename(workdir),
                               dir=os.environ.get("WANDB_DIR") or workdir)
         self.run.config.update(record.plain(config), allow_val_change=True)
+        if run_id is None:
+            with open(path, "w") as f:
+                json.dump({"id": self.run.id}, f)
 
     def _log(self, step: int, row: dict) -> None:
         if step >= self.run.step:  # W&B drops (and warns about) steps below its current one
@@ -430,8 +429,8 @@ class Progress:
         from tqdm import tqdm
         tqdm.write(line, file=sys.stdout)
         first = next(iter(shown.items()), None)
-        self._bar.set_postfix_str(", ".join(
-            ([f"{first[0]} {first[1]:.4g}"] if first else []) + [f"{rate:,.0f} ex/s"]),
+        self._bar.set_postfix_str(", ".join(  # the rate first: a narrow bar cuts the end
+            [f"{rate:,.0f} ex/s"] + ([f"{first[0]} {first[1]:.4g}"] if first else [])),
             refresh=False)
         self.advance(step)
 
