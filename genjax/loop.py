@@ -46,8 +46,8 @@ from genjax import parallel, record, rng, runlock, steps
 from genjax.checkpoint import Checkpointer, host_values, leaf_path
 from genjax.metrics.evaluation import Extractor
 from genjax.state import TrainState
-from genjax.report import (MetricWriter, Progress, TrainClock, info, plot_curves, save_grid,
-                           warn)
+from genjax.report import (MetricWriter, Progress, TrainClock, check_writers, info, plot_curves,
+                           save_grid, warn)
 from genjax.tasks import RESUMABLE, TASKS, Task
 from genjax.tasks.common import (check_config, collect_images, domain_extractor_for,
                                  sample_metrics)
@@ -327,7 +327,8 @@ def _start(run: Setup, driver: parallel.Driver, ckpt: Checkpointer, workdir: str
 def _log(acc: dict, n_acc: int, step: int, state: TrainState, run: Setup, driver, ckpt,
          progress: Progress, writer: MetricWriter, clock: TrainClock) -> None:
     """Means of the ``n_acc`` steps' summed metrics ``acc`` (skipped updates excluded):
-    checked finite, counted, written with the examples/s and the training minutes so far."""
+    checked finite, counted, written with the steady examples/s (`Progress.update`) and
+    the training minutes so far."""
     acc = jax.device_get(driver.local(acc))
     n_skipped = int(acc.pop(steps.SKIPPED, 0))
     window = (step - n_acc + 1, step)
@@ -350,9 +351,24 @@ def _out_of_time(clock: TrainClock, config: ml_collections.ConfigDict) -> bool:
     return bool(budget) and clock.minutes() >= budget
 
 
+def _compile_step(driver: parallel.Driver, state: TrainState, batch, clock: TrainClock,
+                  progress: Progress | None) -> None:
+    """Compile the step for arguments like ``state`` and ``batch`` ahead of its call, as
+    the clock's compile phase; ``progress`` (the first compile) says so, with the time,
+    and the log steps' finiteness check of the state compiles with it."""
+    if progress is not None:
+        progress.compiling(driver.describe())
+    before = clock.spent["compile"]
+    with clock.phase("compile"):
+        driver.compile(state, batch)
+        if progress is not None:
+            _all_finite.lower(state).compile()
+    if progress is not None:
+        progress.compiled(clock.spent["compile"] - before)
+
+
 def _train(run: Setup, driver: parallel.Driver, ckpt: Checkpointer, state: TrainState,
-           writer: MetricWriter, samples_dir: str, clock: TrainClock, started: _Record
-           ) -> TrainState:
+           writer: MetricWriter, clock: TrainClock, started: _Record) -> TrainState:
     """Steps from ``state.step`` to ``config.num_steps`` (or until ``config.train_minutes``
     have passed, with a checkpoint there), with logging, grids, evaluations and
     checkpoints at their cadences; ``started()`` once the first call has run."""
@@ -360,14 +376,18 @@ def _train(run: Setup, driver: parallel.Driver, ckpt: Checkpointer, state: Train
     step = int(driver.local(state.step))
     train_it = gdata.train_iterator(run.train_spec, "train",
                                     global_batch_size=task.examples_per_step, start_step=step)
-    progress = Progress(step, c.num_steps, task.examples_per_step)
-    acc, n_acc = None, 0
+    progress = Progress(step, c.num_steps, task.examples_per_step, clock)
+    acc, n_acc, compiled = None, 0, set()
     try:
         while step < c.num_steps:
             n = _steps_in_call(step, driver.steps_per_call, c)
-            state, metrics = driver.step(state, driver.put_batch(
-                next_batches(train_it, n, stacked=driver.steps_per_call > 1)))
+            batch = driver.put_batch(next_batches(train_it, n, stacked=driver.steps_per_call > 1))
+            if n not in compiled:  # a call of another length is another executable
+                _compile_step(driver, state, batch, clock, progress if not compiled else None)
+                compiled.add(n)
+            state, metrics = driver.step(state, batch)
             started()
+            progress.advance(step + n)
             acc = metrics if acc is None else jax.tree.map(jnp.add, acc, metrics)
             n_acc, step = n_acc + n, step + n
             last = step == c.num_steps or _out_of_time(clock, c)
@@ -376,12 +396,14 @@ def _train(run: Setup, driver: parallel.Driver, ckpt: Checkpointer, state: Train
                 _log(acc, n_acc, step, state, run, driver, ckpt, progress, writer, clock)
                 acc, n_acc = None, 0
             if step % c.sample_every == 0 and not last:  # the last grid is _finish's
-                writer.images(step, task.images(driver.local(state), run.show), samples_dir)
+                with clock.phase("pictures", sync=state):
+                    writer.images(step, task.images(driver.local(state), run.show))
             if c.eval_every and step % c.eval_every == 0 and not last:
-                with clock.excluded():
+                with clock.phase("evaluation", sync=state):
                     writer.scalars(step, run.evaluate(driver.local(state)))
             if saving:
-                ckpt.save(step, driver.saveable(state), force=last)
+                with clock.phase("checkpoints", sync=state):
+                    ckpt.save(step, driver.saveable(state), force=last)
             if last and step < c.num_steps:
                 info(f"Stopped at step {step} after {c.train_minutes:g} training minute(s) "
                      f"(config.train_minutes); running again continues from there.")
@@ -393,20 +415,22 @@ def _train(run: Setup, driver: parallel.Driver, ckpt: Checkpointer, state: Train
 
 
 def _finish(run: Setup, state: TrainState, workdir: str, writer: MetricWriter,
-            samples_dir: str) -> None:
+            clock: TrainClock) -> None:
     """Sample grids (also as ``<name>.png``), final evaluation and the loss-curve plot.
     The pictures are written even when the evaluation fails; a non-finite final metric
     is flagged in ``metrics.jsonl`` and warned about. The final row is marked
     ``"final": true`` and supersedes an earlier final row of the same step
     (`genjax.record.supersede_final`)."""
     step = int(state.step)
-    grids = run.task.images(state, run.show)
-    writer.images(step, grids, samples_dir)
-    if jax.process_index() == 0:
-        for name, imgs in grids.items():
-            save_grid(os.path.join(workdir, f"{name}.png"), imgs)
+    with clock.phase("pictures"):
+        grids = run.task.images(state, run.show)
+        writer.images(step, grids)
+        if jax.process_index() == 0:
+            for name, imgs in grids.items():
+                save_grid(os.path.join(workdir, f"{name}.png"), imgs)
     try:
-        results = run.evaluate(state, final=True)
+        with clock.phase("evaluation"):
+            results = run.evaluate(state, final=True)
         if results and jax.process_index() == 0:
             record.supersede_final(workdir, step)
         bad = writer.scalars(step, results, final=True) if results else []
@@ -455,6 +479,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
     """
     clock = TrainClock()
     run = setup(config)
+    check_writers(config)
     workdir = os.path.abspath(workdir)
     probe = Checkpointer(os.path.join(workdir, "checkpoints"), read_only=True)
     finished = _finished(run, probe, workdir)
@@ -478,12 +503,13 @@ def _run(run: Setup, workdir: str, clock: TrainClock) -> TrainState:
                         keep=config.keep_checkpoints)
     driver = _compile(run)
     state, started = _start(run, driver, ckpt, workdir)
-    writer, samples_dir = MetricWriter(workdir), os.path.join(workdir, "samples")
-    state = _train(run, driver, ckpt, state, writer, samples_dir, clock, started)
+    writer = MetricWriter(workdir, png_dir=os.path.join(workdir, "samples"), config=config)
+    state = _train(run, driver, ckpt, state, writer, clock, started)
     started()  # a run with no steps left: its final evaluation starts now
     state = driver.local(state)
-    _finish(run, state, workdir, writer, samples_dir)
+    _finish(run, state, workdir, writer, clock)
     writer.close()
     ckpt.close()
+    info(clock.summary())
     info(f"Outputs in {workdir}")
     return state

@@ -48,6 +48,7 @@ RESUMABLE = frozenset({
     "parallel", "steps_per_call", "cpu_dots",
     "data_source", "data_dir", "download", "bad_images",
     "skip_nonfinite_steps", "max_skipped_fraction", "start_over",
+    "wandb_project", "wandb_entity", "wandb_mode",
 })
 
 

@@ -69,13 +69,19 @@ def cpu_compiler_options(cpu_dots: str, fn: Callable, *args: Any, **jit_kwargs: 
 
 def jit_on_first_call(fn: Callable, cpu_dots: str, **jit_kwargs: Any) -> Callable:
     """``jax.jit(fn, **jit_kwargs)`` with the `cpu_compiler_options` of the first call's
-    arguments (which the choice of dot library depends on)."""
-    compiled: list[Callable] = []
+    arguments (which the choice of dot library depends on). Like a jitted function it has
+    ``lower(*args)``, for compiling ahead of the first call: JAX keeps the executable that
+    ``lower(*args).compile()`` builds, and a call with such arguments runs it."""
+    jitted: list[Callable] = []
+
+    def for_args(*args):
+        if not jitted:
+            options = cpu_compiler_options(cpu_dots, fn, *args, **jit_kwargs)
+            jitted.append(jax.jit(fn, compiler_options=options, **jit_kwargs))
+        return jitted[0]
 
     def call(*args):
-        if not compiled:
-            options = cpu_compiler_options(cpu_dots, fn, *args, **jit_kwargs)
-            compiled.append(jax.jit(fn, compiler_options=options, **jit_kwargs))
-        return compiled[0](*args)
+        return for_args(*args)(*args)
 
+    call.lower = lambda *args: for_args(*args).lower(*args)
     return call

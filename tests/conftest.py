@@ -151,3 +151,48 @@ def check_resumes_exactly(config, workdir, capsys) -> dict:
     assert re.search(r"Resumed from .* at step 2\b", capsys.readouterr().out)
     chex.assert_trees_all_equal(jax.device_get(resumed), jax.device_get(straight))
     return [json.loads(line) for line in open(workdir / "metrics.jsonl")][-1]
+
+
+def wandb_offline_run(wandb_dir) -> tuple[list[dict], dict]:
+    """(history rows, summary) of the W&B offline run in ``wandb_dir`` (one run; values
+    decoded from JSON), read from its ``run-<id>.wandb`` file: LevelDB-log records of
+    W&B's protobuf ``Record``s after a 7-byte ``:W&B`` header, in 32 KiB blocks."""
+    import glob
+    import json
+    import time
+
+    from wandb.proto import wandb_internal_pb2
+
+    [path] = glob.glob(os.path.join(str(wandb_dir), "wandb", "*run-*", "run-*.wandb"))
+    for _ in range(100):  # W&B's core process may still be writing when finish() returns
+        records = _wandb_records(open(path, "rb").read(), wandb_internal_pb2.Record)
+        if any(r.WhichOneof("record_type") == "exit" for r in records):
+            break
+        time.sleep(0.1)
+    items = lambda its: {"/".join(i.nested_key) or i.key: json.loads(i.value_json) for i in its}
+    history = [items(r.history.item) for r in records if r.WhichOneof("record_type") == "history"]
+    summary = {}
+    for r in records:
+        if r.WhichOneof("record_type") == "summary":
+            summary.update(items(r.summary.update))
+    return history, summary
+
+
+def _wandb_records(data: bytes, record_type) -> list:
+    """The protobuf records of a W&B transaction log's bytes ``data``."""
+    import struct
+
+    block, pos, records, chunk = 32768, 7, [], b""
+    while pos + 7 <= len(data):
+        if block - pos % block < 7:  # a block's tail too short for a header is padding
+            pos += block - pos % block
+            continue
+        length, kind = struct.unpack("<HB", data[pos + 4:pos + 7])
+        if kind == 0 or pos + 7 + length > len(data):  # the end, or a record being written
+            break
+        chunk += data[pos + 7:pos + 7 + length]
+        pos += 7 + length
+        if kind in (1, 4):  # FULL, LAST
+            records.append(record_type.FromString(chunk))
+            chunk = b""
+    return records

@@ -109,6 +109,7 @@ def run(name: str, driver: str, rows: slice | None = None, steps_per_call: int =
             host = [{k: v[rows] for k, v in batch.items()} for batch in host]
         if steps_per_call > 1:
             host = [{k: np.stack([b[k] for b in host]) for k in host[0]}]
+        d.compile(state, d.put_batch(cast(host[0])))  # as the loop does: it must not trace again
         for batch in host:
             state, _ = d.step(state, d.put_batch(cast(batch)))
         same = True

@@ -2,7 +2,9 @@
 
 import json
 import os
+import re
 import signal
+import time
 
 import chex
 import jax
@@ -14,7 +16,7 @@ from genjax.configs import vae_mnist
 from genjax import loop
 from genjax.checkpoint import Checkpointer, CheckpointWriteError
 
-from conftest import train_unfinished
+from conftest import train_unfinished, wandb_offline_run
 
 
 def _config(data_dir, **overrides):
@@ -158,11 +160,29 @@ def test_checkpoint_of_another_model_is_a_clear_error_and_stays(tmp_path):
     assert (tmp_path / "1").is_dir()  # not mistaken for a corrupt checkpoint and moved aside
 
 
-def test_several_steps_per_call_equal_one_per_call(straight, data_dir, tmp_path):
+def test_several_steps_per_call_equal_one_per_call(straight, data_dir, tmp_path, capsys,
+                                                  monkeypatch):
     """``steps_per_call=3`` (one ``lax.scan`` per call, cut short at every log and
     checkpoint step: calls of 3 and 2) ends bitwise equal and logs the same losses (up to
-    the float32 order of the sums over a log window)."""
-    state = train_unfinished(_config(data_dir, steps_per_call=3), tmp_path)
+    the float32 order of the sums over a log window). The run says it compiles, and its
+    evaluation at step 10, made 2 s slower, stays out of the steady examples/s of steps
+    11-15: counted, they could not pass 5 x 32 / 2 = 80 examples/s."""
+    evaluate = loop.Setup.evaluate
+
+    def slow(self, state, final=False):
+        time.sleep(2.0)
+        return evaluate(self, state, final)
+
+    monkeypatch.setattr(loop.Setup, "evaluate", slow)
+    state = train_unfinished(_config(data_dir, steps_per_call=3, eval_every=10), tmp_path)
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == "Compiling the train step (none, 3 steps per call) ..."
+    assert re.fullmatch(r"\.\.\. compiled in \d+\.\d s", out[1]), out[1]
+    assert [line.split(" |")[0] for line in out[2:6]] == [f"step {s}/20" for s in (5, 10, 15, 20)]
+    assert float(re.search(r", evaluation ([\d.]+) s,", out[6]).group(1)) >= 2.0, out[6]
+    rates = {r["step"]: r["train/examples_per_sec"] for r in map(json.loads,
+             open(tmp_path / "metrics.jsonl")) if "train/examples_per_sec" in r}
+    assert rates[15] > 3 * 80, rates
     chex.assert_trees_all_equal(jax.device_get(state), jax.device_get(straight[1]))
     logged = lambda path: [(r["step"], r["train/loss"]) for r in map(json.loads, open(path))
                            if "train/loss" in r]
@@ -172,19 +192,43 @@ def test_several_steps_per_call_equal_one_per_call(straight, data_dir, tmp_path)
     np.testing.assert_allclose([v for _, v in mine], [v for _, v in reference], rtol=1e-6)
 
 
-def test_train_minutes_stops_with_a_checkpoint_and_a_rerun_continues(straight, data_dir,
-                                                                     tmp_path):
+def test_train_minutes_stops_with_a_checkpoint_and_a_rerun_continues(
+        straight, data_dir, tmp_path, capsys, monkeypatch):
     """A spent ``train_minutes`` stops after the first step with a checkpoint, a final
     evaluation and the clock logged; running again without the budget ends bitwise equal
-    to the uninterrupted run."""
-    stopped = loop.train_and_evaluate(_config(data_dir, train_minutes=1e-9), str(tmp_path))
+    to the uninterrupted run. Both runs also log to W&B (offline): the first run's W&B
+    files hold its final metrics, and the resumed run compiles with its line and
+    continues the same W&B run."""
+    wandb_dirs = tmp_path / "wandb1", tmp_path / "wandb2"
+    for d in wandb_dirs:
+        d.mkdir()
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    monkeypatch.setenv("WANDB_DIR", str(wandb_dirs[0]))
+    workdir = tmp_path / "run"
+    stopped = loop.train_and_evaluate(_config(data_dir, train_minutes=1e-9,
+                                              wandb_project="genjax-tests"), str(workdir))
     assert int(stopped.step) == 1
-    assert Checkpointer(str(tmp_path / "checkpoints"), every=10).latest_step() == 1
-    rows = [json.loads(line) for line in open(tmp_path / "metrics.jsonl")]
+    assert Checkpointer(str(workdir / "checkpoints"), every=10).latest_step() == 1
+    rows = [json.loads(line) for line in open(workdir / "metrics.jsonl")]
     assert rows[0]["step"] == 1 and rows[0]["train/minutes"] > 0
     assert rows[-1]["step"] == 1 and "test/neg_elbo" in rows[-1]
-    state = train_unfinished(_config(data_dir), tmp_path)
+    history, summary = wandb_offline_run(wandb_dirs[0])
+    assert {k: summary[k] for k in rows[-1] if k not in ("step", "final")} == \
+        {k: v for k, v in rows[-1].items() if k not in ("step", "final")}
+    assert history[0]["_step"] == 1 and history[0]["train/loss"] == rows[0]["train/loss"]
+    run_id = json.load(open(workdir / "wandb_run.json"))["id"]
+    capsys.readouterr()
+    monkeypatch.setenv("WANDB_DIR", str(wandb_dirs[1]))
+    state = train_unfinished(_config(data_dir, wandb_project="genjax-tests"), workdir)
     chex.assert_trees_all_equal(jax.device_get(state), jax.device_get(straight[1]))
+    out = capsys.readouterr().out
+    assert re.search(r"^Compiling the train step \(none\) \.\.\.\n\.\.\. compiled in [\d.]+ s\n"
+                     r"Resumed from .* at step 1\b", out, re.M), out
+    assert json.load(open(workdir / "wandb_run.json"))["id"] == run_id
+    history, _ = wandb_offline_run(wandb_dirs[1])
+    assert [r["_step"] for r in history if "train/loss" in r] == [5, 10, 15, 20]
+    assert any(d.endswith(f"-{run_id}") for d in os.listdir(wandb_dirs[1] / "wandb"))
 
 
 @pytest.mark.slow

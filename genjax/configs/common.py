@@ -38,6 +38,9 @@ def add_data_and_loop(c: ml_collections.ConfigDict, *, preprocess: str, batch_si
     c.skip_nonfinite_steps = False  # True: drop NaN/Inf updates (counted) instead of stopping
     c.max_skipped_fraction = 0.5    # ... but stop when more than this share of a log window is
     c.start_over = False   # True: train from step 0 when the workdir's checkpoints are all damaged
+    c.wandb_project = ml_collections.FieldReference(None, field_type=str)  # also log to W&B
+    c.wandb_entity = ml_collections.FieldReference(None, field_type=str)   # W&B team or user
+    c.wandb_mode = ml_collections.FieldReference(None, field_type=str)  # online, offline, ...
     return c
 
 
