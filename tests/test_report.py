@@ -135,7 +135,7 @@ def test_every_writer_gets_the_same_calls_and_keeps_them(tmp_path, monkeypatch):
 def test_wandb_settings_are_checked_before_any_work(data_dir, monkeypatch, tmp_path):
     """A W&B project without the wandb package, and an unknown mode, stop the run in one
     line before the workdir is written or anything compiles."""
-    from experiments.configs import vae_mnist
+    from genjax.configs import vae_mnist
     from genjax import loop
 
     c = vae_mnist.get_config("test")
@@ -169,7 +169,7 @@ def test_launcher_with_wandb_offline_reaches_no_network_and_prints_plain_lines(
     monkeypatch.setenv("WANDB_DIR", str(tmp_path))
     done = run_command(["strace", "-f", "-qq", "-e", "trace=connect", "-o", str(trace),
                         sys.executable, "-m", "experiments.vae",
-                        f"--config={ROOT}/experiments/configs/vae_mnist.py:test",
+                        f"--config={ROOT}/genjax/configs/vae_mnist.py:test",
                         f"--config.data_dir={data_dir}", "--config.num_steps=4",
                         "--config.wandb_project=genjax-tests", f"--workdir={workdir}"])
     assert done.returncode == 0, done.stderr[-3000:]
