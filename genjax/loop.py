@@ -452,7 +452,8 @@ def _finished(run: Setup, probe: Checkpointer, workdir: str) -> TrainState | Non
     if step is None or step != run.config.num_steps or not record.final_row(workdir, step):
         return None
     try:
-        if record.changes(record.plain(record.run_config(workdir)), record.plain(run.config)):
+        new = record.plain(run.config)
+        if record.changes(record.recorded(workdir, new), new):
             return None
         return probe.read(step, run.init_state())
     except Exception:  # noqa: BLE001  (a damaged record or step: the full start deals with it)

@@ -52,6 +52,14 @@ RESUMABLE = frozenset({
 })
 
 
+# Fields that joined the shared config after runs were recorded, with the value that a
+# run recorded without them had in effect: where the new config has such a field, a
+# record without it reads as that value, so that a run from before the field still
+# resumes (and is still seen as finished). A field that may change on resume anyway
+# (`RESUMABLE`) needs no entry.
+ADDED_FIELDS: dict[str, Any] = {"image_channels": None, "upscale": False}
+
+
 class RecordError(ValueError):
     """A record file in the workdir is missing or unreadable."""
 
@@ -142,6 +150,15 @@ def run_config(workdir: str) -> ml_collections.ConfigDict:
     return ml_collections.ConfigDict(tree)
 
 
+def recorded(workdir: str, new: Mapping) -> dict:
+    """The run's record (`run_config`, plain) as it compares with the plain config
+    ``new``: a field of `ADDED_FIELDS` that ``new`` has and the record lacks reads as its
+    value there."""
+    tree = plain(run_config(workdir))
+    tree.update({k: v for k, v in ADDED_FIELDS.items() if k in new and k not in tree})
+    return tree
+
+
 def check_resumable(workdir: str, config: ml_collections.ConfigDict,
                     family: frozenset[str] | tuple[str, ...] = ()) -> dict[str, dict]:
     """The changes of a resume with ``config`` against the run's record (`run_config`);
@@ -151,11 +168,12 @@ def check_resumable(workdir: str, config: ml_collections.ConfigDict,
     Raises:
       ResumeRefusedError: the refused fields, with what may change and the way out.
     """
-    recorded = plain(run_config(workdir))
-    changed = changes(recorded, plain(config))
+    new = plain(config)
+    before = recorded(workdir, new)
+    changed = changes(before, new)
     allowed = RESUMABLE | set(family)
     refused = {k: v for k, v in changed.items() if k not in allowed}
-    allowed &= _flat(recorded).keys()  # those this run has, to list
+    allowed &= _flat(before).keys()  # those this run has, to list
     if refused:
         raise ResumeRefusedError(
             f"Cannot resume {workdir} with {describe(refused)}: "
@@ -211,7 +229,7 @@ def record_start(workdir: str, config: ml_collections.ConfigDict, step: int) -> 
     new, path = plain(config), os.path.join(workdir, CONFIG)
     known = os.path.exists(path)
     if step > 0 and known:
-        changed = changes(plain(run_config(workdir)), new)
+        changed = changes(recorded(workdir, new), new)
         if changed:
             with open(os.path.join(workdir, RESUMES), "a") as f:
                 f.write(json.dumps({"step": step, "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
@@ -228,7 +246,7 @@ def record_start(workdir: str, config: ml_collections.ConfigDict, step: int) -> 
 
 def _differs(workdir: str, new: dict) -> bool:
     try:
-        return bool(changes(plain(run_config(workdir)), new))
+        return bool(changes(recorded(workdir, new), new))
     except RecordError:  # an unreadable record is kept aside too
         return True
 

@@ -3,6 +3,7 @@
 import json
 import os
 import re
+import shutil
 import signal
 import time
 
@@ -13,7 +14,7 @@ import numpy as np
 import pytest
 
 from genjax.configs import vae_mnist
-from genjax import loop
+from genjax import loop, record
 from genjax.checkpoint import Checkpointer, CheckpointWriteError
 
 from conftest import train_unfinished, wandb_offline_run
@@ -240,3 +241,22 @@ def test_gaussian_vae_ends_with_scored_samples(data_dir, tmp_path):
     loop.train_and_evaluate(c, str(tmp_path))
     final = [json.loads(line) for line in open(tmp_path / "metrics.jsonl")][-1]
     assert np.isfinite(final["test/domain_fid"]) and np.isfinite(final["test/neg_elbo"])
+
+
+def test_a_run_recorded_before_a_field_existed_still_resumes(straight, data_dir, tmp_path):
+    """A record without a field of `record.ADDED_FIELDS` reads as the value such a run had:
+    the run is still finished with today's config, and resumes with its default; another
+    value of the field is refused as a change."""
+    workdir = str(tmp_path / "run")
+    shutil.copytree(straight[0], workdir)
+    path = os.path.join(workdir, record.CONFIG)
+    old = json.load(open(path))
+    for field in record.ADDED_FIELDS:
+        del old[field]
+    json.dump(old, open(path, "w"))
+    assert loop._finished(loop.setup(_config(data_dir)), Checkpointer(
+        os.path.join(workdir, "checkpoints"), read_only=True), workdir) is not None
+    assert record.check_resumable(workdir, _config(data_dir, num_steps=30)) == {
+        "num_steps": {"from": 20, "to": 30}}
+    with pytest.raises(record.ResumeRefusedError, match=r"image_channels"):
+        record.check_resumable(workdir, _config(data_dir, image_channels=3))
