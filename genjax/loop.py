@@ -42,7 +42,7 @@ import numpy as np
 from jax.experimental import multihost_utils
 
 from genjax import data as gdata
-from genjax import parallel, record, rng, runlock, steps
+from genjax import parallel, ranking, record, rng, runlock, steps
 from genjax.checkpoint import Checkpointer, host_values, leaf_path
 from genjax.metrics.evaluation import Extractor
 from genjax.state import TrainState
@@ -349,18 +349,31 @@ def _out_of_time(clock: TrainClock, config: ml_collections.ConfigDict) -> bool:
     return bool(budget) and clock.minutes() >= budget
 
 
+def _final_evaluation(run: Setup, driver: parallel.Driver, ckpt: Checkpointer, state: TrainState,
+                      step: int) -> dict[str, float]:
+    """The final evaluation of ``state``, before its checkpoint (``config.keep_best`` ranks
+    it); when it fails, the step is saved without metrics before the error goes on."""
+    try:
+        return run.evaluate(driver.local(state), final=True)
+    except BaseException:
+        ckpt.save(step, driver.saveable(state), force=True)
+        raise
+
+
 def _train(run: Setup, driver: parallel.Driver, ckpt: Checkpointer, state: TrainState,
            writer: MetricWriter, samples_dir: str, clock: TrainClock, started: _Record
-           ) -> TrainState:
+           ) -> tuple[TrainState, dict[str, float] | None]:
     """Steps from ``state.step`` to ``config.num_steps`` (or until ``config.train_minutes``
     have passed, with a checkpoint there), with logging, grids, evaluations and
-    checkpoints at their cadences; ``started()`` once the first call has run."""
+    checkpoints at their cadences; ``started()`` once the first call has run. Each
+    evaluation precedes its step's checkpoint, which carries its metrics; with
+    ``config.keep_best`` the final evaluation does too, and is returned (else None)."""
     c, task = run.config, run.task
     step = int(driver.local(state.step))
     train_it = gdata.train_iterator(run.train_spec, "train",
                                     global_batch_size=task.examples_per_step, start_step=step)
     progress = Progress(step, c.num_steps, task.examples_per_step)
-    acc, n_acc = None, 0
+    acc, n_acc, final = None, 0, None
     try:
         while step < c.num_steps:
             n = _steps_in_call(step, driver.steps_per_call, c)
@@ -376,11 +389,17 @@ def _train(run: Setup, driver: parallel.Driver, ckpt: Checkpointer, state: Train
                 acc, n_acc = None, 0
             if step % c.sample_every == 0 and not last:  # the last grid is _finish's
                 writer.images(step, task.images(driver.local(state), run.show), samples_dir)
+            evaluated = None
             if c.eval_every and step % c.eval_every == 0 and not last:
                 with clock.excluded():
-                    writer.scalars(step, run.evaluate(driver.local(state)))
+                    evaluated = run.evaluate(driver.local(state))
+                    writer.scalars(step, evaluated)
+            if last and c.get("keep_best"):
+                with clock.excluded():
+                    final = evaluated = _final_evaluation(run, driver, ckpt, state, step)
             if saving:
-                ckpt.save(step, driver.saveable(state), force=last)
+                ckpt.save(step, driver.saveable(state), force=last, metrics=evaluated)
+            ranking.check_produced(c, evaluated, step)
             if last and step < c.num_steps:
                 info(f"Stopped at step {step} after {c.train_minutes:g} training minute(s) "
                      f"(config.train_minutes); running again continues from there.")
@@ -388,12 +407,13 @@ def _train(run: Setup, driver: parallel.Driver, ckpt: Checkpointer, state: Train
     finally:
         progress.close()
         ckpt.wait()
-    return state
+    return state, final
 
 
 def _finish(run: Setup, state: TrainState, workdir: str, writer: MetricWriter,
-            samples_dir: str) -> None:
-    """Sample grids (also as ``<name>.png``), final evaluation and the loss-curve plot.
+            samples_dir: str, results: dict[str, float] | None = None) -> None:
+    """Sample grids (also as ``<name>.png``), final evaluation (``results`` when it ran
+    already) and the loss-curve plot.
     The pictures are written even when the evaluation fails; a non-finite final metric
     is flagged in ``metrics.jsonl`` and warned about. The final row is marked
     ``"final": true`` and supersedes an earlier final row of the same step
@@ -405,7 +425,7 @@ def _finish(run: Setup, state: TrainState, workdir: str, writer: MetricWriter,
         for name, imgs in grids.items():
             save_grid(os.path.join(workdir, f"{name}.png"), imgs)
     try:
-        results = run.evaluate(state, final=True)
+        results = run.evaluate(state, final=True) if results is None else results
         if results and jax.process_index() == 0:
             record.supersede_final(workdir, step)
         bad = writer.scalars(step, results, final=True) if results else []
@@ -473,15 +493,16 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
 def _run(run: Setup, workdir: str, clock: TrainClock) -> TrainState:
     """`train_and_evaluate` once its checks passed and it holds the workdir."""
     config = run.config
+    best = config.get("keep_best")
     ckpt = Checkpointer(os.path.join(workdir, "checkpoints"), every=config.checkpoint_every,
-                        keep=config.keep_checkpoints)
+                        keep=config.keep_checkpoints, best=best and ranking.goodness(best))
     driver = _compile(run)
     state, started = _start(run, driver, ckpt, workdir)
     writer, samples_dir = MetricWriter(workdir), os.path.join(workdir, "samples")
-    state = _train(run, driver, ckpt, state, writer, samples_dir, clock, started)
+    state, final = _train(run, driver, ckpt, state, writer, samples_dir, clock, started)
     started()  # a run with no steps left: its final evaluation starts now
     state = driver.local(state)
-    _finish(run, state, workdir, writer, samples_dir)
+    _finish(run, state, workdir, writer, samples_dir, final)
     writer.close()
     ckpt.close()
     info(f"Outputs in {workdir}")

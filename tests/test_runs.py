@@ -1,5 +1,6 @@
 """`genjax.runs`: a finished run loaded from Python samples and scores as the evaluator does."""
 
+import json
 import os
 
 import chex
@@ -36,3 +37,72 @@ def test_a_run_loads_at_any_kept_step_and_names_the_steps_it_has(straight):
         runs.load(workdir, step=7)
     with pytest.raises(ValueError, match=r"--temperature applies to flow runs; this run is task"):
         runs.load(workdir, sampling={"temperature": 0.5})
+
+
+def _test_images(run, n=None):
+    """The run's test split in [0, 1], in the evaluation's order (all of it by default)."""
+    from genjax import data as gdata
+    from genjax.tasks.common import collect_images
+
+    spec = run.setup.eval_spec
+    n = gdata.num_examples(spec, "test") if n is None else n
+    return collect_images(gdata.eval_iterator(spec, "test", global_batch_size=run.config.eval_batch_size),
+                          n, spec.preprocess)
+
+
+def _final_row(workdir):
+    return record.final_row(workdir, record.run_config(workdir).num_steps)
+
+
+def test_a_vae_runs_log_likelihood_is_its_iwae_estimate_and_refuses_grey_images(straight):
+    workdir, _ = straight
+    run = runs.load(workdir)
+    images = _test_images(run)
+    nats = run.log_likelihood(images)
+    assert nats.shape == (len(images),)
+    k = run.config.iwae_samples
+    np.testing.assert_allclose(-nats.mean(), _final_row(workdir)[f"test/iwae_nll_k{k}"], rtol=1e-5)
+    with pytest.raises(ValueError, match=r"binary pixels: pass images of 0s and 1s"):
+        run.log_likelihood(np.full((2, 28, 28, 1), 0.5, np.float32))
+    with pytest.raises(ValueError, match=r"images must have shape \[N, 28, 28, 1\]"):
+        run.log_likelihood(images[:, :14])
+    with pytest.raises(ValueError, match=r"labels apply to class-conditional PixelCNN runs only"):
+        run.log_likelihood(images[:2], labels=np.zeros(2))
+
+
+def test_an_export_holds_parameters_only_and_reproduces_the_samples_bitwise(straight, tmp_path):
+    workdir, _ = straight
+    run = runs.load(workdir)
+    path = runs.export(workdir, str(tmp_path / "vae.npz"))
+    with np.load(path, allow_pickle=False) as f:
+        keys = set(f.files)
+        assert int(f[runs.EXPORT_STEP]) == 20
+        assert record.plain(runs.ml_collections.ConfigDict(
+            json.loads(str(f[runs.EXPORT_CONFIG])))) == record.plain(run.trained)
+    params = {k for k in keys if not k.startswith("__")}
+    assert "nets/model/params/encoder/Dense_0/kernel" in params, sorted(params)
+    assert all(k.startswith("nets/model/params/") for k in params), sorted(params)  # no opt_state, rng
+    again = runs.from_export(path)
+    assert again.workdir is None and again.step == 20
+    key = jax.random.key(3)
+    np.testing.assert_array_equal(again.sample(10, key=key), run.sample(10, key=key))
+    np.testing.assert_array_equal(run.with_params(path).sample(10, key=key), run.sample(10, key=key))
+
+
+def test_an_export_that_does_not_fit_is_refused_naming_what_differs(straight, tmp_path):
+    workdir, _ = straight
+    run = runs.load(workdir)
+    arrays = dict(np.load(runs.export(workdir, str(tmp_path / "vae.npz")), allow_pickle=False))
+    kernel = "nets/model/params/encoder/Dense_0/kernel"
+    missing = {k: v for k, v in arrays.items() if k != kernel}
+    with pytest.raises(runs.ExportMismatchError, match=rf"missing: {kernel}"):
+        run.with_params(missing)
+    wrong = {**arrays, kernel: arrays[kernel][:-1]}
+    with pytest.raises(runs.ExportMismatchError, match=rf"shape differs: {kernel} \(783, 64\)"):
+        run.with_params(wrong)
+    other = json.loads(str(arrays[runs.EXPORT_CONFIG]))
+    other["likelihood"] = "gaussian"
+    with pytest.raises(runs.ExportMismatchError, match=r"another config \(its value -> this run's: likelihood gaussian -> bernoulli\)"):
+        run.with_params({**arrays, runs.EXPORT_CONFIG: np.array(json.dumps(other))})
+    with pytest.raises(ValueError, match=r"step='best': the run .* keeps no best checkpoint"):
+        runs.load(workdir, step="best")

@@ -18,7 +18,8 @@ SOURCES = ("auto", "tfds", "memory")
 
 __all__ = [
     "OFFLINE_ALTERNATIVE", "PREPROCESS_MODES", "SOURCES", "Batch", "DatasetDamagedError",
-    "DatasetUnavailableError", "DataSpec", "eval_iterator", "get_builder", "host_batch_size",
+    "DatasetUnavailableError", "DataSpec", "LEVEL_VALUES", "eval_iterator", "get_builder",
+    "host_batch_size",
     "num_examples", "split_for_devices", "train_iterator",
 ]
 
