@@ -106,3 +106,63 @@ def test_an_export_that_does_not_fit_is_refused_naming_what_differs(straight, tm
         run.with_params({**arrays, runs.EXPORT_CONFIG: np.array(json.dumps(other))})
     with pytest.raises(ValueError, match=r"step='best': the run .* keeps no best checkpoint"):
         runs.load(workdir, step="best")
+
+
+def test_the_best_step_is_kept_beside_the_latest_and_found_read_only(tmp_path):
+    """Orbax's rotation with keep_best: the latest step, and the best-scoring evaluated one
+    (lower is better for an NLL); a step without metrics is kept by recency only."""
+    from genjax import ranking
+    from genjax.checkpoint import Checkpointer
+
+    ckpt = Checkpointer(str(tmp_path), keep=1, asynchronous=False, best=ranking.goodness("nll"))
+    for step, nll in [(10, 3.0), (20, 1.0), (30, None), (40, float("nan")), (50, 2.0)]:
+        ckpt.save(step, {"w": np.full(3, step, np.float32)},
+                  metrics=None if nll is None else {"test/nll": nll})
+    ckpt.close()
+    assert ckpt.all_steps() == [20, 50]
+    reader = Checkpointer(str(tmp_path), read_only=True)
+    assert reader.best_step(ranking.goodness("test/nll")) == 20
+    assert reader.best_step(ranking.goodness("domain_fid")) is None  # never saved with one
+    assert reader.metrics(20) == {"test/nll": 1.0}
+
+
+@pytest.mark.parametrize("keep_best, eval_every, match", [
+    ("nll_stderr", 10, r"config.keep_best='nll_stderr' is a spread"),
+    ("sharpness", 10, r"config.keep_best='sharpness': no known direction"),
+    ("nll", 0, r"config.eval_every \(0\) must be a positive multiple of config.checkpoint_every \(10\)"),
+    ("nll", 15, r"config.eval_every \(15\) must be a positive multiple")])
+def test_keep_best_is_refused_in_one_line_before_anything_is_read(keep_best, eval_every, match):
+    from genjax import loop
+
+    c = _config("/nonexistent", keep_best=keep_best, eval_every=eval_every)
+    with pytest.raises(ValueError, match=match):
+        loop.setup(c)
+
+
+@pytest.mark.slow(seconds=45)  # three short runs on 2 cores
+def test_keep_best_keeps_a_middle_step_and_load_finds_it(data_dir, tmp_path):
+    """A run whose -ELBO is best at a middle evaluation (trained on with a learning rate
+    far too high after step 4) keeps that step with keep_checkpoints=1, on disk and for
+    load(step="best"); a metric the evaluation does not produce stops the run at its first
+    evaluation, that step saved."""
+    from genjax import loop
+
+    workdir = str(tmp_path / "run")
+    common = dict(checkpoint_every=2, eval_every=2, keep_checkpoints=1,
+                  keep_best="neg_elbo", sample_every=100, eval_samples=100, eval_batch_size=100)
+    loop.train_and_evaluate(_config(data_dir, num_steps=4, **common), workdir)
+    loop.train_and_evaluate(_config(data_dir, num_steps=8, learning_rate=1.0, **common), workdir)
+    rows = [json.loads(line) for line in open(os.path.join(workdir, record.METRICS))]
+    scores = {r["step"]: r["test/neg_elbo"] for r in rows if "test/neg_elbo" in r}
+    assert sorted(scores) == [2, 4, 6, 8]
+    best = min(scores, key=scores.get)
+    assert best < 8, scores  # a middle step: the test proves nothing otherwise
+    assert sorted(os.listdir(os.path.join(workdir, "checkpoints"))) == sorted({str(best), "8"})
+    assert runs.load(workdir, step="best").step == best
+
+    other = str(tmp_path / "nll")
+    with pytest.raises(ValueError, match=r"keep_best='nll': the evaluation at step 2 produced no "
+                                         r"test/nll \(it produces .*test/neg_elbo"):
+        loop.train_and_evaluate(_config(data_dir, num_steps=4, **{**common, "keep_best": "nll"}),
+                                other)
+    assert os.listdir(os.path.join(other, "checkpoints")) == ["2"]
