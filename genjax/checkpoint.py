@@ -19,6 +19,10 @@ A step written with a checksum says so in its own metadata (orbax's
 damaged, however it lost it. Only steps of the older format (written before
 checksums, in a workdir with no such record) load unverified, with a warning.
 
+With ``best`` (``config.keep_best``), each step is saved with its evaluation's metrics
+(orbax's ``metrics`` item) and the best-scoring step is kept besides the latest ``keep``
+(orbax's `LatestN` and `BestN` preservation policies); `best_step` finds it read-only.
+
 ``read_only=True`` (the evaluator) never creates, deletes or moves anything: it
 reads step folders directly. A damaged step is skipped for the next older one; a step
 that vanishes while it is read (the trainer's rotation) is not damage: the newest step
@@ -37,7 +41,7 @@ import re
 import shutil
 import sys
 import time
-from typing import TypeVar
+from typing import Callable, Mapping, TypeVar
 
 import jax
 import numpy as np
@@ -51,6 +55,7 @@ T = TypeVar("T")
 STATE, CHECKSUM = "default", "checksum"  # the items of a step folder
 FORMAT = "checkpoint_format.json"  # in the workdir: the first step written with a checksum
 STEP_METADATA = "_CHECKPOINT_METADATA"  # orbax's per-step metadata file
+METRICS = os.path.join("metrics", "metrics")  # in a step folder: orbax's metrics item
 # A step that vanished while being read is retried on the newest step this many times;
 # a failed read waits up to VANISH_WAIT seconds for a rotation's delete to finish.
 ROTATION_RETRIES, VANISH_WAIT = 5, 1.0
@@ -228,6 +233,16 @@ def _record_format(path: str, step: int) -> None:
     os.replace(tmp, path)
 
 
+def _preservation(keep: int, best: Callable[[Mapping], float] | None):
+    """The latest ``keep`` steps, and with ``best`` also the best-scoring one (orbax's
+    `BestN`: steps without metrics are left to the recency rule)."""
+    latest = checkpoint_managers.LatestN(keep)
+    if best is None:
+        return latest
+    return checkpoint_managers.AnyPreservationPolicy([latest, checkpoint_managers.BestN(
+        get_metric_fn=best, n=1, keep_checkpoints_without_metrics=False)])
+
+
 class Checkpointer:
     """Save every ``every`` steps, keep the latest ``keep``, restore the newest good one.
 
@@ -238,10 +253,14 @@ class Checkpointer:
       asynchronous: write in a background thread (the train loop keeps going).
       read_only: only read (an evaluator next to a live trainer): nothing in
         ``directory`` is ever created, deleted or moved, and damaged steps are skipped.
+      best: ``score(metrics)``, higher is better (`genjax.ranking.goodness`): the step
+        whose metrics (given to `save`) score highest is kept besides the latest
+        ``keep``; steps saved without metrics are kept by recency only.
     """
 
     def __init__(self, directory: str, *, every: int = 1, keep: int = 3,
-                 asynchronous: bool = True, read_only: bool = False):
+                 asynchronous: bool = True, read_only: bool = False,
+                 best: Callable[[Mapping], float] | None = None):
         if every <= 0 or keep <= 0:
             raise ValueError(f"checkpoint every ({every}) and keep ({keep}) must be positive.")
         quiet_checkpoint_debris()  # before any read: its debris may come from other threads
@@ -249,14 +268,32 @@ class Checkpointer:
         self.every, self.read_only = every, read_only
         self.aside_directory = os.path.join(os.path.dirname(self.directory), "corrupt_checkpoints")
         self._pending: int | None = None  # the step of the newest write asked for
+        self.best = best
         self._manager = None if read_only else ocp.CheckpointManager(
             self.directory,
             options=ocp.CheckpointManagerOptions(
                 save_interval_steps=1,  # the cadence is decided here, see `save`
-                preservation_policy=checkpoint_managers.LatestN(keep),
+                preservation_policy=_preservation(keep, best),
+                best_fn=best,  # orbax writes a step's metrics only when it has one
                 enable_async_checkpointing=asynchronous,
                 cleanup_tmp_directories=True,
             ))
+
+    def metrics(self, step: int) -> dict | None:
+        """The metrics saved with ``step`` (None: none, or unreadable), read directly."""
+        try:
+            with open(os.path.join(self.directory, str(step), METRICS)) as f:
+                found = json.load(f)
+        except (OSError, ValueError):
+            return None
+        return found if isinstance(found, dict) else None
+
+    def best_step(self, score: Callable[[Mapping], float]) -> int | None:
+        """The step whose saved metrics ``score`` highest (the latest of equals), among
+        those with a finite score; None when there is none."""
+        scored = [(score(m), s) for s in self.all_steps() if (m := self.metrics(s)) is not None]
+        scored = [(v, s) for v, s in scored if np.isfinite(v)]
+        return max(scored)[1] if scored else None
 
     def all_steps(self) -> list[int]:
         """The completed steps, oldest first (a temporary, half-written folder is no step)."""
@@ -437,9 +474,11 @@ class Checkpointer:
                 f"model or config. {'. '.join(problems)}. Use another --workdir, or the config "
                 f"that wrote it (see config.json next to it).")
 
-    def save(self, step: int, state, *, force: bool = False) -> bool:
+    def save(self, step: int, state, *, force: bool = False,
+             metrics: Mapping[str, float] | None = None) -> bool:
         """Save ``state`` and its checksum at ``step`` if it is a save step (or ``force``);
-        True if saved.
+        True if saved. ``metrics``: the step's evaluation, ranked by ``best`` (ignored
+        without it).
 
         Raises:
           CheckpointWriteError: this write, or the previous background one, failed.
@@ -455,7 +494,8 @@ class Checkpointer:
         with self._write_errors():
             _record_format(self.format_path, step)
             saved = self._manager.save(step, args=ocp.args.Composite(**items), force=True,
-                                       custom_metadata={CHECKSUM: "sha256"})
+                                       custom_metadata={CHECKSUM: "sha256"},
+                                       metrics=None if self.best is None else dict(metrics or {}))
         self._pending = step
         return saved
 

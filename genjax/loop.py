@@ -42,7 +42,7 @@ import numpy as np
 from jax.experimental import multihost_utils
 
 from genjax import data as gdata
-from genjax import parallel, record, rng, runlock, steps
+from genjax import parallel, ranking, record, rng, runlock, steps
 from genjax.checkpoint import Checkpointer, host_values, leaf_path
 from genjax.metrics.evaluation import Extractor
 from genjax.state import TrainState
@@ -367,17 +367,55 @@ def _compile_step(driver: parallel.Driver, state: TrainState, batch, clock: Trai
         progress.compiled(clock.spent["compile"] - before)
 
 
+def _final_evaluation(run: Setup, driver: parallel.Driver, ckpt: Checkpointer, state: TrainState,
+                      step: int) -> dict[str, float]:
+    """The final evaluation of ``state``, before its checkpoint (``config.keep_best`` ranks
+    it); when it fails, the step is saved without metrics before the error goes on."""
+    try:
+        return run.evaluate(driver.local(state), final=True)
+    except BaseException:
+        ckpt.save(step, driver.saveable(state), force=True)
+        raise
+
+
+def _outputs(run: Setup, driver: parallel.Driver, ckpt: Checkpointer, state: TrainState,
+             step: int, last: bool, writer: MetricWriter, clock: TrainClock
+             ) -> dict[str, float] | None:
+    """The grid, evaluation and checkpoint due after the call that reached ``step``. Each
+    evaluation precedes its step's checkpoint, which carries its metrics; with
+    ``config.keep_best`` the final evaluation does too, and is returned (else None)."""
+    c, final, evaluated = run.config, None, None
+    if step % c.sample_every == 0 and not last:  # the last grid is _finish's
+        with clock.phase("pictures", sync=state):
+            writer.images(step, run.task.images(driver.local(state), run.show))
+    if c.eval_every and step % c.eval_every == 0 and not last:
+        with clock.phase("evaluation", sync=state):
+            evaluated = run.evaluate(driver.local(state))
+            writer.scalars(step, evaluated)
+    if last and c.get("keep_best"):
+        with clock.phase("evaluation", sync=state):
+            final = evaluated = _final_evaluation(run, driver, ckpt, state, step)
+    if step % c.checkpoint_every == 0 or last:
+        with clock.phase("checkpoints", sync=state):
+            ckpt.save(step, driver.saveable(state), force=last, metrics=evaluated)
+    ranking.check_produced(c, evaluated, step)
+    return final
+
+
 def _train(run: Setup, driver: parallel.Driver, ckpt: Checkpointer, state: TrainState,
-           writer: MetricWriter, clock: TrainClock, started: _Record) -> TrainState:
+           writer: MetricWriter, clock: TrainClock, started: _Record
+           ) -> tuple[TrainState, dict[str, float] | None]:
     """Steps from ``state.step`` to ``config.num_steps`` (or until ``config.train_minutes``
     have passed, with a checkpoint there), with logging, grids, evaluations and
-    checkpoints at their cadences; ``started()`` once the first call has run."""
+    checkpoints at their cadences; ``started()`` once the first call has run. Each
+    evaluation precedes its step's checkpoint, which carries its metrics; with
+    ``config.keep_best`` the final evaluation does too, and is returned (else None)."""
     c, task = run.config, run.task
     step = int(driver.local(state.step))
     train_it = gdata.train_iterator(run.train_spec, "train",
                                     global_batch_size=task.examples_per_step, start_step=step)
     progress = Progress(step, c.num_steps, task.examples_per_step, clock)
-    acc, n_acc, compiled = None, 0, set()
+    acc, n_acc, compiled, final = None, 0, set(), None
     try:
         while step < c.num_steps:
             n = _steps_in_call(step, driver.steps_per_call, c)
@@ -391,19 +429,10 @@ def _train(run: Setup, driver: parallel.Driver, ckpt: Checkpointer, state: Train
             acc = metrics if acc is None else jax.tree.map(jnp.add, acc, metrics)
             n_acc, step = n_acc + n, step + n
             last = step == c.num_steps or _out_of_time(clock, c)
-            saving = step % c.checkpoint_every == 0 or last
-            if step % c.log_every == 0 or saving:
+            if step % c.log_every == 0 or step % c.checkpoint_every == 0 or last:
                 _log(acc, n_acc, step, state, run, driver, ckpt, progress, writer, clock)
                 acc, n_acc = None, 0
-            if step % c.sample_every == 0 and not last:  # the last grid is _finish's
-                with clock.phase("pictures", sync=state):
-                    writer.images(step, task.images(driver.local(state), run.show))
-            if c.eval_every and step % c.eval_every == 0 and not last:
-                with clock.phase("evaluation", sync=state):
-                    writer.scalars(step, run.evaluate(driver.local(state)))
-            if saving:
-                with clock.phase("checkpoints", sync=state):
-                    ckpt.save(step, driver.saveable(state), force=last)
+            final = _outputs(run, driver, ckpt, state, step, last, writer, clock)
             if last and step < c.num_steps:
                 info(f"Stopped at step {step} after {c.train_minutes:g} training minute(s) "
                      f"(config.train_minutes); running again continues from there.")
@@ -411,12 +440,13 @@ def _train(run: Setup, driver: parallel.Driver, ckpt: Checkpointer, state: Train
     finally:
         progress.close()
         ckpt.wait()
-    return state
+    return state, final
 
 
 def _finish(run: Setup, state: TrainState, workdir: str, writer: MetricWriter,
-            clock: TrainClock) -> None:
-    """Sample grids (also as ``<name>.png``), final evaluation and the loss-curve plot.
+            clock: TrainClock, results: dict[str, float] | None = None) -> None:
+    """Sample grids (also as ``<name>.png``), final evaluation (``results`` when it ran
+    already) and the loss-curve plot.
     The pictures are written even when the evaluation fails; a non-finite final metric
     is flagged in ``metrics.jsonl`` and warned about. The final row is marked
     ``"final": true`` and supersedes an earlier final row of the same step
@@ -430,7 +460,7 @@ def _finish(run: Setup, state: TrainState, workdir: str, writer: MetricWriter,
                 save_grid(os.path.join(workdir, f"{name}.png"), imgs)
     try:
         with clock.phase("evaluation"):
-            results = run.evaluate(state, final=True)
+            results = run.evaluate(state, final=True) if results is None else results
         if results and jax.process_index() == 0:
             record.supersede_final(workdir, step)
         bad = writer.scalars(step, results, final=True) if results else []
@@ -500,15 +530,16 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
 def _run(run: Setup, workdir: str, clock: TrainClock) -> TrainState:
     """`train_and_evaluate` once its checks passed and it holds the workdir."""
     config = run.config
+    best = config.get("keep_best")
     ckpt = Checkpointer(os.path.join(workdir, "checkpoints"), every=config.checkpoint_every,
-                        keep=config.keep_checkpoints)
+                        keep=config.keep_checkpoints, best=best and ranking.goodness(best))
     driver = _compile(run)
     state, started = _start(run, driver, ckpt, workdir)
     writer = MetricWriter(workdir, png_dir=os.path.join(workdir, "samples"), config=config)
-    state = _train(run, driver, ckpt, state, writer, clock, started)
+    state, final = _train(run, driver, ckpt, state, writer, clock, started)
     started()  # a run with no steps left: its final evaluation starts now
     state = driver.local(state)
-    _finish(run, state, workdir, writer, clock)
+    _finish(run, state, workdir, writer, clock, final)
     writer.close()
     ckpt.close()
     info(clock.summary())

@@ -44,6 +44,7 @@ RESUMABLE = frozenset({
     "learning_rate", "g_learning_rate", "d_learning_rate", "lr_decay",
     "num_steps", "train_minutes",
     "log_every", "sample_every", "eval_every", "checkpoint_every", "keep_checkpoints",
+    "keep_best",
     "eval_samples", "eval_batch_size",
     "parallel", "steps_per_call", "cpu_dots",
     "data_source", "data_dir", "download", "bad_images",

@@ -196,3 +196,49 @@ def _wandb_records(data: bytes, record_type) -> list:
             records.append(record_type.FromString(chunk))
             chunk = b""
     return records
+
+
+def check_loaded_run(workdir, final: dict, likelihood: str | None, sign: float = -1.0,
+                     tmp_path=None) -> None:
+    """`genjax.runs.load` of a finished run in ``workdir`` reproduces its final row
+    ``final``: the domain FID of its samples (the same key; image runs), and, where the family has a
+    likelihood, the mean of `Run.log_likelihood` over the test images its evaluation
+    used equals ``sign * final[likelihood]`` (else log_likelihood refuses in one line);
+    with ``tmp_path``, an export put back into the run samples bitwise alike."""
+    import numpy as np
+    import pytest
+
+    from genjax import data as gdata
+    from genjax import runs
+    from genjax.tasks.common import collect_images
+
+    run = runs.load(str(workdir))
+    if "test/domain_fid" in final:  # images the domain classifier takes
+        tag = runs.metric_tag(run.config, run.config.eval_samples, run.trained)  # the sampler
+        scores = run.evaluate(write=False)
+        assert scores[f"test/domain_{tag}fid"] == pytest.approx(final["test/domain_fid"],
+                                                                 rel=1e-5)
+    if likelihood is None:
+        with pytest.raises(ValueError, match=r"run has no log-likelihood: "):
+            run.log_likelihood(np.zeros((1, *run.setup.image_shape), np.float32))
+    else:
+        spec, size = run.setup.eval_spec, run.config.eval_batch_size
+        n = gdata.num_examples(spec, "test")
+        if run.config.get("bound_images"):  # the whole batches the diffusion bound covers
+            n = min(n, -(-run.config.bound_images // size) * size)
+        images = collect_images(gdata.eval_iterator(spec, "test", global_batch_size=size), n,
+                                spec.preprocess)
+        labels = None
+        if run.config.task == "pixelcnn" and run.config.num_classes:
+            labels = np.concatenate([b["label"][b["mask"] > 0] for b in gdata.eval_iterator(
+                spec, "test", global_batch_size=size)])[:n]
+        nats = run.log_likelihood(images, labels)
+        assert nats.shape == (n,)
+        np.testing.assert_allclose(nats.mean(), sign * final[likelihood], rtol=1e-5)
+    if tmp_path is not None:
+        import jax
+
+        path = runs.export(str(workdir), str(tmp_path / "export.npz"))
+        key = jax.random.key(5)
+        np.testing.assert_array_equal(run.with_params(path).sample(4, key=key),
+                                      run.sample(4, key=key))

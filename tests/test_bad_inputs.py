@@ -78,6 +78,11 @@ CONFIG_CASES = [
     ("dataset offline", VAE, {"dataset": "cifar10"}, None, DatasetUnavailableError,
      r"could not be downloaded.*--config.dataset=mnist5k"),
     ("batch zero", VAE, {"batch_size": 0}, None, ValueError, r"config.batch_size must be positive, got 0"),
+    ("keep_best without direction", VAE, {"keep_best": "free_energy", "eval_every": 10}, None,
+     ValueError, r"config.keep_best='free_energy' is a spread or a value that is no quality"),
+    ("keep_best off checkpoints", VAE, {"keep_best": "domain_fid", "eval_every": 5}, None,
+     ValueError, r"config.eval_every \(5\) must be a positive multiple of config.checkpoint_every "
+     r"\(10\)"),
     ("batch negative", GAN, {"batch_size": -8}, None, ValueError, r"config.batch_size must be positive"),
     ("learning rate negative", GAN, {"g_learning_rate": -2e-4}, None, ValueError,
      r"config.g_learning_rate must be positive, got -0.0002"),

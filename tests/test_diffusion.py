@@ -15,7 +15,7 @@ from genjax.losses import diffusion as D
 from genjax.nn.diffusion import UNet
 from genjax.steps import diffusion as dsteps
 
-from conftest import check_resumes_exactly, copy_flax_layer, short_run_config
+from conftest import check_loaded_run, check_resumes_exactly, copy_flax_layer, short_run_config
 
 
 def test_linear_and_cosine_schedules_have_their_closed_forms():
@@ -266,11 +266,14 @@ def test_config_trains_and_scores(data_dir, tmp_path):
 def test_conditional_config_resumes_exactly_and_evaluates_with_other_samplers(
         data_dir, tmp_path, capsys):
     """The conditional `:test` config (label dropout, guidance, EMA): with its step-4
-    checkpoint removed, the same run resumes from step 2 and ends bitwise equal; then
-    `genjax-evaluate` scores it with another sampler and guidance scale."""
+    checkpoint removed, the same run resumes from step 2 and ends bitwise equal; loaded
+    with `genjax.runs.load` it reproduces its final FID and bound, and its export (EMA
+    weights) its samples; then `genjax-evaluate` scores it with another sampler and
+    guidance scale."""
     from genjax.cli import evaluate as evaluate_cli
 
-    check_resumes_exactly(short_run_config("ddpm_mnist_cond", data_dir), tmp_path, capsys)
+    final = check_resumes_exactly(short_run_config("ddpm_mnist_cond", data_dir), tmp_path, capsys)
+    check_loaded_run(tmp_path, final, "test/nll_bound", tmp_path=tmp_path)  # EMA weights
     scores = evaluate_cli.evaluate_run(str(tmp_path), 50, sampling={
         "sampler": "dpm++2m", "sample_steps": 3, "guidance": 2.0})
     assert np.isfinite(scores["test/domain_dpm++2m3_w2_n50_fid"]), scores  # not eval_samples

@@ -19,7 +19,8 @@ from genjax.nn import flows as F
 from genjax.nn import maf as M
 from genjax.steps import flows as fsteps
 
-from conftest import check_resumes_exactly, copy_flax_layer, perturbed, short_run_config
+from conftest import (check_loaded_run, check_resumes_exactly, copy_flax_layer, perturbed,
+                      short_run_config)
 
 
 def _params(module, x, scale=0.1):
@@ -290,6 +291,8 @@ def test_each_config_trains_and_resumes_exactly(name, data_dir, tmp_path, capsys
         assert 0 <= final["test/modes_covered"] <= 8 and "test/bits_per_dim" not in final
     else:
         assert 0 < final["test/bits_per_dim"] < 9, final
+    if name != "maf_mnist":  # a multi-scale flow's and the points' likelihoods, and exports
+        check_loaded_run(tmp_path, final, "test/nll", tmp_path=tmp_path)
 
 
 @pytest.mark.slow(seconds=16)  # on 2 cores

@@ -18,7 +18,7 @@ from genjax.losses import gan as gan_losses
 from genjax.nn import layers
 from genjax.steps import gan as gsteps
 
-from conftest import check_resumes_exactly
+from conftest import check_loaded_run, check_resumes_exactly
 
 
 @pytest.mark.parametrize("k,s,padding,size", [(4, 2, "SAME", 7), (4, 2, "SAME", 14), (4, 1, "SAME", 9),
@@ -296,6 +296,8 @@ def test_each_objective_trains_and_resumes_exactly(name, data_dir, tmp_path, cap
     final = check_resumes_exactly(c, tmp_path, capsys)
     assert (tmp_path / "samples.png").exists()
     assert np.isfinite(final["test/domain_fid"]), final
+    if name == "gan_mlp_mnist":  # one config is enough for the GANs' load, refusal and export
+        check_loaded_run(tmp_path, final, None, tmp_path=tmp_path)
 
 
 class _LabelImage(nn.Module):

@@ -15,7 +15,8 @@ from genjax.losses import pixelcnn as L
 from genjax.nn import pixelcnn as P
 from genjax.steps import pixelcnn as psteps
 
-from conftest import check_resumes_exactly, copy_flax_layer, perturbed, short_run_config
+from conftest import (check_loaded_run, check_resumes_exactly, copy_flax_layer, perturbed,
+                      short_run_config)
 
 
 def _random_params(model, x, labels=None, scale=0.3, seed=0):
@@ -448,3 +449,4 @@ def test_each_config_trains_and_resumes_exactly(name, data_dir, tmp_path, capsys
     assert 0 < final["test/bits_per_dim"] < 8, final
     if c.num_classes:
         assert 0 <= final["test/domain_class_accuracy"] <= 1
+    check_loaded_run(tmp_path, final, "test/nll", tmp_path=tmp_path)  # given the test labels

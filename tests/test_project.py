@@ -61,7 +61,8 @@ def test_compute_modules_do_not_import_tensorflow():
 # The layers of genjax, lowest first: a module may import from its own layer or below,
 # never from above. The one place the order is written (docs/architecture.md explains it).
 LAYERS = (
-    ("state", "precision", "record", "replica", "rng", "report", "runlock", "spectral"),  # foundations
+    ("state", "precision", "ranking", "record", "replica", "rng", "report", "runlock",
+     "spectral"),  # foundations
     ("data", "losses"),          # tfds pipelines; pure objectives and penalties
     ("nn",),                     # Flax modules
     ("steps",),                  # train-step factories

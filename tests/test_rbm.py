@@ -9,7 +9,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import check_resumes_exactly, short_run_config
+from conftest import check_loaded_run, check_resumes_exactly, short_run_config
 from scipy import stats
 
 from genjax.losses import rbm as L
@@ -227,11 +227,13 @@ def test_config_trains_resumes_exactly_and_scores(name, data_dir, tmp_path, caps
     assert np.isfinite(final["test/domain_fid"])
     if name == "dbn_mnist":
         assert "test/ais_log_likelihood" not in final
+        check_loaded_run(tmp_path, final, None)  # a deep belief net: no likelihood
         return
     exact = final["test/exact_log_likelihood"]
     high = final.get("test/ais_log_likelihood_high", np.inf)  # absent: the band is unbounded
     assert final["test/reverse_ais_log_likelihood"] - 3 * final[
         "test/reverse_ais_log_likelihood_stderr"] < exact < high
     assert abs(final["test/ais_log_likelihood"] - exact) < 1.0, final
+    check_loaded_run(tmp_path, final, "test/ais_log_likelihood", sign=1.0, tmp_path=tmp_path)
     grids = {p.name.split("_")[0] for p in (tmp_path / "samples").iterdir()}
     assert {"filters", "samples", "reconstructions"} <= grids, grids

@@ -31,6 +31,8 @@ def add_data_and_loop(c: ml_collections.ConfigDict, *, preprocess: str, batch_si
     c.sample_every = every
     c.checkpoint_every = every
     c.keep_checkpoints = 3
+    c.keep_best = ml_collections.FieldReference(None, field_type=str)  # a metric (e.g.
+    #                      "domain_fid"): also keep the checkpoint evaluated best by it
     c.parallel = "none"    # data-parallel driver: none (one device), pmap or mesh
     c.steps_per_call = 1   # train steps per compiled call (lax.scan); see docs/benchmarks.md
     c.compute_dtype = "float32"  # or bfloat16: networks' arithmetic (params stay float32)

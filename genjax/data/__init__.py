@@ -19,8 +19,9 @@ SOURCES = ("auto", "tfds", "memory")
 
 __all__ = [
     "OFFLINE_ALTERNATIVE", "PREPROCESS_MODES", "SOURCES", "Batch", "DatasetDamagedError",
-    "DatasetUnavailableError", "DataSpec", "dataset_id", "eval_iterator", "get_builder",
-    "host_batch_size", "num_examples", "spec_fields", "split_for_devices", "train_iterator",
+    "DatasetUnavailableError", "DataSpec", "LEVEL_VALUES", "dataset_id", "eval_iterator",
+    "get_builder", "host_batch_size", "num_examples", "spec_fields", "split_for_devices",
+    "train_iterator",
 ]
 
 

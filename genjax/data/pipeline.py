@@ -463,6 +463,8 @@ def _memory_batches(examples: tf.data.Dataset, n: int, batch: int, start_step: i
 # XLA would multiply by 1/255 instead and round some values differently)
 _UNIT = np.arange(256, dtype=np.float32) / np.float32(255)
 _SYMMETRIC = _UNIT * np.float32(2) - np.float32(1)
+# preprocess -> the model input of each 8-bit value (for images given as levels k / 255)
+LEVEL_VALUES = {"unit": _UNIT, "symmetric": _SYMMETRIC}
 
 
 @functools.partial(jax.jit, static_argnames="preprocess")

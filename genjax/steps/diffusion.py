@@ -184,15 +184,37 @@ def strata(num_timesteps: int, count: int) -> np.ndarray:
 
 def make_vlb(apply: Apply, schedule: D.Schedule, *, prediction: str, variance: str = "large",
              timesteps: int = 0, clip: bool = True):
-    """``vlb(params, batch, key) -> sums``: the variational bound on -log p(x_0) of each
-    8-bit image, summed over the batch's real rows (``mask``).
+    """``vlb(params, batch, key) -> sums``: `make_image_bound`'s bound on -log p(x_0) of
+    each 8-bit image (nats and bits/dim, and its prior and decoder parts), summed over the
+    batch's real rows (``mask``), with the squared bits/dim and the count."""
+    image_bound = make_image_bound(apply, schedule, prediction=prediction, variance=variance,
+                                   timesteps=timesteps, clip=clip)
+
+    def vlb(params, batch: dict, key: jax.Array) -> dict[str, jax.Array]:
+        x0, mask = batch["image"], batch["mask"]
+        dims = int(np.prod(x0.shape[1:]))
+        parts = image_bound(params, x0, key)
+        bpd = D.bits_per_dim(parts["nats"], dims)
+        return {"nll_bound": jnp.sum(parts["nats"] * mask), "bits_per_dim": jnp.sum(bpd * mask),
+                "bits_per_dim_sq": jnp.sum(bpd * bpd * mask),
+                "prior_bits_per_dim": jnp.sum(D.bits_per_dim(parts["prior"], dims) * mask),
+                "decoder_bits_per_dim": jnp.sum(D.bits_per_dim(parts["decoder"], dims) * mask),
+                "count": jnp.sum(mask)}
+
+    return vlb
+
+
+def make_image_bound(apply: Apply, schedule: D.Schedule, *, prediction: str,
+                     variance: str = "large", timesteps: int = 0, clip: bool = True):
+    """``bound(params, x0, key) -> {"nats", "prior", "decoder"}`` [B] each: the
+    variational bound on -log p(x_0) of each 8-bit image in nats, and its prior and
+    decoder terms.
 
     L_T and the decoder term L_0 are exact. The T - 1 KL terms are summed exactly when
     ``timesteps`` is 0 or at least T - 1; otherwise they are estimated without bias by
     stratified sampling: ``timesteps`` strata of consecutive indices, one uniform index
-    per stratum and image, weighted by the stratum's size. The sums include squared
-    per-image bits/dim, for the standard error over images (which then includes the
-    sampling of t). Classes, when the model has them, are not used: the bound is that of
+    per stratum and image, weighted by the stratum's size (the standard error over
+    images then includes the sampling of t). Classes, when the model has them, are not used: the bound is that of
     the unconditional model (label ``num_classes`` is passed by the caller's ``apply``).
     """
     T = len(schedule)
@@ -205,9 +227,8 @@ def make_vlb(apply: Apply, schedule: D.Schedule, *, prediction: str, variance: s
         x0_hat = jnp.clip(x0_hat, -1.0, 1.0) if clip else x0_hat
         return D.vlb_term(schedule, x0, xt, t, x0_hat, variance)
 
-    def vlb(params, batch: dict, key: jax.Array) -> dict[str, jax.Array]:
-        x0, mask = batch["image"], batch["mask"]
-        n, dims = x0.shape[0], int(np.prod(x0.shape[1:]))
+    def bound(params, x0: jax.Array, key: jax.Array) -> dict[str, jax.Array]:
+        n = x0.shape[0]
         zero_key, t_key = jax.random.split(key)
         prior = D.prior_kl(schedule, x0)
         decoder = term(params, x0, jnp.zeros((n,), jnp.int32), zero_key)
@@ -220,12 +241,6 @@ def make_vlb(apply: Apply, schedule: D.Schedule, *, prediction: str, variance: s
 
         keys = jax.random.split(t_key, len(bounds) - 1)
         kl, _ = jax.lax.scan(stratum, jnp.zeros((n,)), (bounds[:-1], bounds[1:], keys))
-        nats = prior + decoder + kl
-        bpd = D.bits_per_dim(nats, dims)
-        return {"nll_bound": jnp.sum(nats * mask), "bits_per_dim": jnp.sum(bpd * mask),
-                "bits_per_dim_sq": jnp.sum(bpd * bpd * mask),
-                "prior_bits_per_dim": jnp.sum(D.bits_per_dim(prior, dims) * mask),
-                "decoder_bits_per_dim": jnp.sum(D.bits_per_dim(decoder, dims) * mask),
-                "count": jnp.sum(mask)}
+        return {"nats": prior + decoder + kl, "prior": prior, "decoder": decoder}
 
-    return vlb
+    return bound

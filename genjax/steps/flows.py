@@ -46,19 +46,30 @@ def nll_loss(forward: Bijection, dequantize: bool, axis_name: str | None = None)
     return loss
 
 
+def make_image_nll(forward: Bijection, dequantize: bool, draws: int = 1
+                   ) -> Callable[[object, dict, jax.Array], jax.Array]:
+    """``nll(params, batch, key)`` [B]: each example's -log P in nats (images: averaged
+    over ``draws`` dequantisation draws of ``key``)."""
+
+    def image_nll(params, batch: dict, key: jax.Array) -> jax.Array:
+        x = batch["image"]
+        if not dequantize:
+            return nll(forward, params, x, None)
+        per_draw = lambda k: nll(forward, params, x, jax.random.uniform(k, x.shape))  # noqa: E731
+        return jnp.mean(jax.lax.map(per_draw, jax.random.split(key, draws)), axis=0)
+
+    return image_nll
+
+
 def make_eval(forward: Bijection, dequantize: bool, draws: int = 1
               ) -> Callable[[object, dict, jax.Array], dict[str, jax.Array]]:
-    """``eval(params, batch, key)``: sums over the batch's real rows (``mask``) of -log P
-    in nats (each image's value averaged over ``draws`` dequantisation draws), its
-    square and the count, for means and standard errors over a test set."""
+    """``eval(params, batch, key)``: sums over the batch's real rows (``mask``) of
+    `make_image_nll`'s -log P in nats, its square and the count, for means and standard
+    errors over a test set."""
+    image_nll = make_image_nll(forward, dequantize, draws)
 
     def evaluate(params, batch: dict, key: jax.Array) -> dict[str, jax.Array]:
-        x, mask = batch["image"], batch["mask"]
-        if dequantize:
-            per_draw = lambda k: nll(forward, params, x, jax.random.uniform(k, x.shape))  # noqa: E731
-            values = jnp.mean(jax.lax.map(per_draw, jax.random.split(key, draws)), axis=0)
-        else:
-            values = nll(forward, params, x, None)
+        values, mask = image_nll(params, batch, key), batch["mask"]
         return {"nll": jnp.sum(values * mask), "nll_sq": jnp.sum(values * values * mask),
                 "count": jnp.sum(mask)}
 

@@ -44,15 +44,28 @@ def nll_loss(apply: Apply, likelihood: str, num_mixtures: int = 0, conditional: 
     return loss
 
 
+def make_image_nll(apply: Apply, likelihood: str, num_mixtures: int = 0,
+                   conditional: bool = False) -> Callable[[object, dict], jax.Array]:
+    """``nll(params, batch)`` [B]: each image's exact NLL in nats (given its label when
+    ``conditional``)."""
+
+    def image_nll(params, batch: dict) -> jax.Array:
+        x = batch["image"]
+        out = apply(params, x, batch["label"] if conditional else None)
+        return -L.log_likelihood(likelihood, out, x, num_mixtures)
+
+    return image_nll
+
+
 def make_eval(apply: Apply, likelihood: str, num_mixtures: int = 0, conditional: bool = False
               ) -> Callable[[object, dict], dict[str, jax.Array]]:
     """``eval(params, batch)``: the sums over the batch's real rows (``mask``) of the exact
-    NLL (nats), its square, and the count, for means and standard errors over a test set."""
+    NLL (nats, `make_image_nll`), its square, and the count, for means and standard errors
+    over a test set."""
+    image_nll = make_image_nll(apply, likelihood, num_mixtures, conditional)
 
     def evaluate(params, batch: dict) -> dict[str, jax.Array]:
-        x, mask = batch["image"], batch["mask"]
-        out = apply(params, x, batch["label"] if conditional else None)
-        nll = -L.log_likelihood(likelihood, out, x, num_mixtures)
+        nll, mask = image_nll(params, batch), batch["mask"]
         return {"nll": jnp.sum(nll * mask), "nll_sq": jnp.sum(nll * nll * mask),
                 "count": jnp.sum(mask)}
 

@@ -78,19 +78,14 @@ def ae_loss(model: nn.Module, *, likelihood: str = "bernoulli", compute_dtype: s
     return loss_fn
 
 
-def make_vae_eval(model: nn.Module, *, likelihood: str = "bernoulli", num_samples: int = 1000,
-                  chunk: int = 100) -> Callable[[Any, dict, jax.Array], dict[str, jax.Array]]:
-    """Build ``eval(params, batch, key) -> masked sums`` of test-set bounds.
-
-    Returns sums over the real examples of the batch (``batch["mask"]``):
-      ``neg_elbo``: -ELBO (beta = 1, one posterior sample, analytic KL);
-      ``iwae_nll``: -IWAE bound with ``num_samples`` importance samples, an estimate
-        of -log p(x) that tightens as K grows;
-      ``count``: number of real examples.
-    Divide by ``count`` after summing over batches. Samples are decoded ``chunk`` at a
-    time, so K = 5000 fits in memory; the bound is `genjax.losses.vae.iwae_bound` of all
-    K log-weights.
-    """
+def make_vae_bounds(model: nn.Module, *, likelihood: str = "bernoulli",
+                    num_samples: int = 1000, chunk: int = 100
+                    ) -> Callable[[Any, jax.Array, jax.Array], dict[str, jax.Array]]:
+    """Build ``bounds(params, x, key) -> {"elbo", "iwae"}``, each [B]: every image's ELBO
+    (beta = 1, one posterior sample, analytic KL) and IWAE bound with ``num_samples``
+    importance samples (an estimate of log p(x) from below that tightens as K grows), in
+    nats. Samples are decoded ``chunk`` at a time, so K = 5000 fits in memory; the bound
+    is `genjax.losses.vae.iwae_bound` of all K log-weights."""
     if num_samples % chunk:
         raise ValueError(f"num_samples ({num_samples}) must be a multiple of chunk ({chunk}).")
 
@@ -104,8 +99,7 @@ def make_vae_eval(model: nn.Module, *, likelihood: str = "bernoulli", num_sample
               - L.gaussian_log_likelihood(z, mean_k, log_var_k))
         return lw.reshape(chunk, -1)
 
-    def evaluate(params: Any, batch: dict, key: jax.Array) -> dict[str, jax.Array]:
-        x, mask = batch["image"], batch["mask"]
+    def bounds(params: Any, x: jax.Array, key: jax.Array) -> dict[str, jax.Array]:
         mean, log_var = model.apply({"params": params}, x, method=model.encode)
         elbo_key, iwae_key = jax.random.split(key)
         outputs = model.apply({"params": params}, L.reparameterize(elbo_key, mean, log_var),
@@ -116,8 +110,22 @@ def make_vae_eval(model: nn.Module, *, likelihood: str = "bernoulli", num_sample
         # the K x B log-weights themselves are small
         lw = jax.lax.map(lambda k: log_weights(params, x, mean, log_var, k),
                          jax.random.split(iwae_key, num_samples // chunk))
-        iwae = L.iwae_bound(lw.reshape(num_samples, -1))
-        return {"neg_elbo": -jnp.sum(elbo * mask), "iwae_nll": -jnp.sum(iwae * mask),
-                "count": jnp.sum(mask)}
+        return {"elbo": elbo, "iwae": L.iwae_bound(lw.reshape(num_samples, -1))}
+
+    return bounds
+
+
+def make_vae_eval(model: nn.Module, *, likelihood: str = "bernoulli", num_samples: int = 1000,
+                  chunk: int = 100) -> Callable[[Any, dict, jax.Array], dict[str, jax.Array]]:
+    """Build ``eval(params, batch, key) -> masked sums`` of `make_vae_bounds`'s test-set
+    bounds over the real examples of the batch (``batch["mask"]``): ``neg_elbo`` (-ELBO),
+    ``iwae_nll`` (-IWAE bound) and ``count`` (number of real examples). Divide by
+    ``count`` after summing over batches."""
+    bounds = make_vae_bounds(model, likelihood=likelihood, num_samples=num_samples, chunk=chunk)
+
+    def evaluate(params: Any, batch: dict, key: jax.Array) -> dict[str, jax.Array]:
+        found, mask = bounds(params, batch["image"], key), batch["mask"]
+        return {"neg_elbo": -jnp.sum(found["elbo"] * mask),
+                "iwae_nll": -jnp.sum(found["iwae"] * mask), "count": jnp.sum(mask)}
 
     return evaluate

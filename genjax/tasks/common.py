@@ -11,7 +11,7 @@ import numpy as np
 import optax
 
 from genjax import data as gdata
-from genjax import rng
+from genjax import ranking, rng
 from genjax.data import SOURCES, Batch
 from genjax.metrics import domain, evaluation
 from genjax.precision import COMPUTE_DTYPES
@@ -41,6 +41,10 @@ class Task(NamedTuple):
       final_evaluate: (state, test batches) -> metrics too costly for every evaluation
         (the RBMs' AIS log-likelihood), added to the run's final evaluation only; None
         for the rest.
+      log_likelihood: (state, batches) -> per batch, the log-likelihood in nats of each
+        real (unmasked) row, as the evaluation computes it (the same keys for the same
+        batches; see `genjax.runs.Run.log_likelihood` for what each family's is); None
+        for models without one (GANs, autoencoders, deep belief nets, classifiers).
     """
 
     init: Callable[[jax.Array], TrainState]
@@ -51,6 +55,7 @@ class Task(NamedTuple):
     sample: Callable[[TrainState, jax.Array, int], Iterator[np.ndarray]] | None = None
     data_init: Callable[[TrainState, Batch], TrainState] | None = None
     final_evaluate: Callable[[TrainState, Iterable[Batch]], dict[str, float]] | None = None
+    log_likelihood: Callable[[TrainState, Iterable[Batch]], Iterator[np.ndarray]] | None = None
 
 
 OPTIMIZERS = ("adam", "rmsprop")
@@ -110,6 +115,7 @@ def check_config(config) -> None:
         value = config.get(field)
         if value is not None and not ok(value):
             raise ValueError(f"config.{field} must be {must}, got {value!r}.")
+    ranking.check_keep_best(config)
     pack, batch = config.get("pack", 1), config.get("batch_size")
     if isinstance(pack, int) and pack > 1 and batch % pack:
         raise ValueError(f"config.batch_size ({batch}) must divide by config.pack ({pack}): "
@@ -191,6 +197,21 @@ def sampler(draw: Callable[[TrainState, jax.Array], jax.Array], chunk: int
             yield np.asarray(draw(state, jax.random.fold_in(key, i)))[:n - i * chunk]
 
     return sample
+
+
+def per_image(value: Callable[[TrainState, Batch, jax.Array | None], jax.Array],
+              key: jax.Array | None = None
+              ) -> Callable[[TrainState, Iterable[Batch]], Iterator[np.ndarray]]:
+    """``log_likelihood(state, batches)`` (`Task`): ``value(state, batch, key_i)`` [B] of
+    each batch's real rows, ``key_i = fold_in(key, i)`` for batch i as the evaluations
+    draw theirs (None without ``key``)."""
+
+    def log_likelihood(state: TrainState, batches: Iterable[Batch]) -> Iterator[np.ndarray]:
+        for i, batch in enumerate(batches):
+            values = value(state, batch, None if key is None else jax.random.fold_in(key, i))
+            yield np.asarray(values)[np.asarray(batch["mask"]) > 0]
+
+    return log_likelihood
 
 
 def collect_images(batches: Iterable[Batch], limit: int, preprocess: str) -> np.ndarray:

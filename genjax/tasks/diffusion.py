@@ -16,8 +16,8 @@ from genjax.losses import diffusion as D
 from genjax.nn.diffusion import UNet
 from genjax.steps import make_train_step, with_ema
 from genjax.steps import diffusion as dsteps
-from genjax.tasks.common import (Task, class_accuracy, make_optimizer, mean_and_stderr, sampler,
-                                 to_unit_range)
+from genjax.tasks.common import (Task, class_accuracy, make_optimizer, mean_and_stderr,
+                                 per_image, sampler, to_unit_range)
 
 TRAJECTORY_IMAGES, TRAJECTORY_SNAPSHOTS = 10, 10  # the x_T -> x_0 grid: one row per image
 
@@ -117,6 +117,18 @@ def _make_evaluate(config: ml_collections.ConfigDict, apply, schedule, image_sha
     return evaluate
 
 
+def _make_log_likelihood(config: ml_collections.ConfigDict, apply, schedule):
+    """Each image's variational bound on log p(x_0) in nats, as the evaluation computes its
+    ``test/nll_bound`` (`Task.log_likelihood`; the unconditional model's, EMA weights
+    where kept)."""
+    bound = dsteps.make_image_bound(apply, schedule, prediction=config.prediction,
+                                    variance=bound_variance(config),
+                                    timesteps=config.vlb_timesteps, clip=config.clip_denoised)
+    value = jax.jit(lambda state, batch, key: -bound(sampling_params(state), batch["image"],
+                                                     key)["nats"])
+    return per_image(value, rng.stream(config.seed, "eval_bound"))
+
+
 def _make_images(config, apply, schedule, image_shape):
     """``images(state, batch)``: a grid of samples from fixed noise (one row per class for
     a conditional model) and the denoising trajectory x_T -> x_0 of a few of them."""
@@ -179,4 +191,5 @@ def build(config: ml_collections.ConfigDict, image_shape: tuple[int, ...],
     return Task(init=init, train_step=step,
                 evaluate=_make_evaluate(config, apply, schedule, image_shape, sample),
                 images=_make_images(config, apply, schedule, image_shape),
-                examples_per_step=config.batch_size, sample=sample)
+                examples_per_step=config.batch_size, sample=sample,
+                log_likelihood=_make_log_likelihood(config, apply, schedule))

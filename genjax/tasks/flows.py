@@ -20,7 +20,7 @@ from genjax.nn.maf import MAF
 from genjax.steps import make_train_step
 from genjax.steps import flows as fsteps
 from genjax.tasks.common import (Task, check_image_shape, make_optimizer, mean_and_stderr,
-                                 sampler, to_unit_range)
+                                 per_image, sampler, to_unit_range)
 
 MODELS = ("realnvp", "glow", "maf", "points")
 RECONSTRUCTIONS = 50  # test digits in the x -> z -> x grid
@@ -83,7 +83,7 @@ def _make_evaluate(config, forward, inverse, image_shape, sample):
     images = config.model != "points"
     evaluate_batch = jax.jit(fsteps.make_eval(forward, images, config.eval_draws))
     dims = int(np.prod(image_shape))
-    key, trip_key = jax.random.split(rng.stream(config.seed, "eval_metrics"))
+    key, trip_key = _eval_keys(config)
 
     @jax.jit
     def round_trip_error(params, x):
@@ -115,6 +115,20 @@ def _make_evaluate(config, forward, inverse, image_shape, sample):
         return out
 
     return evaluate
+
+
+def _eval_keys(config) -> tuple[jax.Array, jax.Array]:
+    """(the test NLL's key, folded in per batch; the round trip's key)."""
+    return tuple(jax.random.split(rng.stream(config.seed, "eval_metrics")))
+
+
+def _make_log_likelihood(config, forward):
+    """Each example's log P in nats as the evaluation computes its ``test/nll``
+    (`Task.log_likelihood`): images dequantised with ``config.eval_draws`` draws, points
+    exactly."""
+    image_nll = fsteps.make_image_nll(forward, config.model != "points", config.eval_draws)
+    value = jax.jit(lambda state, batch, key: -image_nll(state.nets["model"].params, batch, key))
+    return per_image(value, _eval_keys(config)[0])
 
 
 def _make_images(config, forward, inverse, draw):
@@ -185,4 +199,5 @@ def build(config: ml_collections.ConfigDict, image_shape: tuple[int, ...],
                 evaluate=_make_evaluate(config, forward, inverse, image_shape, sample),
                 images=_make_images(config, forward, inverse, draw),
                 examples_per_step=config.batch_size, sample=sample,
-                data_init=make_data_init(config, model, tx))
+                data_init=make_data_init(config, model, tx),
+                log_likelihood=_make_log_likelihood(config, forward))

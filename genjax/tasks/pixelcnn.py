@@ -18,8 +18,8 @@ from genjax.losses.discretized import bits_per_dim
 from genjax.nn import pixelcnn as P
 from genjax.steps import make_train_step
 from genjax.steps import pixelcnn as psteps
-from genjax.tasks.common import (Task, class_accuracy, make_optimizer, mean_and_stderr, sampler,
-                                 to_unit_range)
+from genjax.tasks.common import (Task, class_accuracy, make_optimizer, mean_and_stderr,
+                                 per_image, sampler, to_unit_range)
 
 MODELS = ("pixelcnn", "gated", "pixelcnn++")
 COMPLETIONS, COMPLETION_DRAWS = 10, 8  # the completion grid: 10 digits, 8 bottom halves each
@@ -182,7 +182,11 @@ def build(config: ml_collections.ConfigDict, image_shape: tuple[int, ...],
         return to_unit_range(x, config.preprocess)
 
     sample = sampler(_draw, b)
+    image_nll = psteps.make_image_nll(apply, config.likelihood, config.num_mixtures,
+                                      bool(config.num_classes))
+    log_likelihood = jax.jit(lambda state, batch, key: -image_nll(state.nets["model"].params, batch))
     return Task(init=init, train_step=step,
                 evaluate=_make_evaluate(config, apply, image_shape, sample),
                 images=_make_images(config, draw, image_shape),
-                examples_per_step=config.batch_size, sample=sample)
+                examples_per_step=config.batch_size, sample=sample,
+                log_likelihood=per_image(log_likelihood))

@@ -4,7 +4,7 @@ reverse-AIS test log-likelihood, Gibbs-chain samples, filters and reconstruction
 
 from __future__ import annotations
 
-from typing import Iterable
+from typing import Iterable, Iterator
 
 import jax
 import jax.numpy as jnp
@@ -139,6 +139,14 @@ def _monitor(plain: L.Params, test: jax.Array, train: jax.Array, key: jax.Array)
             "reconstruction_error": jnp.mean(jnp.sum((test - recon) ** 2, -1))}
 
 
+def forward_ais(plain: L.Params, base: jax.Array, temperatures: int, runs: int,
+                key: jax.Array) -> dict[str, jax.Array]:
+    """`genjax.metrics.ais.ais_log_z` of ``plain`` from the base-rate model ``base`` with
+    ``runs`` chains over ``temperatures`` betas."""
+    return jax.jit(A.ais_log_z, static_argnums=3)(plain, base, jnp.asarray(A.betas(temperatures)),
+                                                  runs, key)
+
+
 def likelihoods(plain: L.Params, test: np.ndarray, train: np.ndarray, temperatures: int,
                 runs: int, reverse_temperatures: int, key: jax.Array) -> dict[str, float]:
     """The test (and train) log-likelihood in nats per image: forward AIS's estimate
@@ -147,8 +155,7 @@ def likelihoods(plain: L.Params, test: np.ndarray, train: np.ndarray, temperatur
     betas) and its standard error; exact as well when H <= 20."""
     base = A.base_rate_bias(jnp.mean(train, 0))
     fwd_key, rev_key = jax.random.split(key)
-    z = jax.jit(A.ais_log_z, static_argnums=3)(plain, base, jnp.asarray(A.betas(temperatures)),
-                                               runs, fwd_key)
+    z = forward_ais(plain, base, temperatures, runs, fwd_key)
     rev = np.asarray(jax.jit(A.reverse_ais_log_likelihood)(
         plain, base, jnp.asarray(A.betas(reverse_temperatures)), test, rev_key))
     neg_f = -float(jnp.mean(L.free_energy(plain, test)))
@@ -189,13 +196,23 @@ def _make_evaluate(config):
     return evaluate
 
 
+def _has_ais(config) -> bool:
+    """Whether the run estimates its log-likelihood: a single RBM with AIS configured."""
+    return bool(config.ais_temperatures) and len(config.hidden) == 1
+
+
+def _ais_key(config) -> jax.Array:
+    """The key of the final evaluation's AIS (its first split: forward AIS's)."""
+    return jax.random.fold_in(rng.stream(config.seed, "eval_metrics"), 1)
+
+
 def _make_final_evaluate(config):
     """``final_evaluate(state, test batches)``: `likelihoods` of a single RBM (at the end
     of a run only: AIS and reverse AIS take minutes); None for a deep belief net or
     without ``config.ais_temperatures``."""
-    if not config.ais_temperatures or len(config.hidden) != 1:
+    if not _has_ais(config):
         return None
-    key = jax.random.fold_in(rng.stream(config.seed, "eval_metrics"), 1)
+    key = _ais_key(config)
 
     def final_evaluate(state: gstate.TrainState, batches: Iterable[dict]) -> dict[str, float]:
         test, train = _test_and_train(config, batches)
@@ -205,6 +222,26 @@ def _make_final_evaluate(config):
         return {f"test/{k}": v for k, v in found.items()}
 
     return final_evaluate
+
+
+def _make_log_likelihood(config):
+    """``log_likelihood(state, batches)`` (`Task`): each digit's -F(v) - log Z with the log
+    Z of the final evaluation's forward AIS (the same key, chains and temperatures: its
+    ``test/ais_log_likelihood`` is their mean over the test digits), run once per call;
+    None where the run has no AIS."""
+    if not _has_ais(config):
+        return None
+
+    def log_likelihood(state: gstate.TrainState, batches: Iterable[dict]) -> Iterator[np.ndarray]:
+        plain = rsteps.plain_layers(state, 1)[0]
+        train = flat_images(gdata.eval_iterator(_split_spec(config), "train",
+                                                global_batch_size=config.eval_batch_size))
+        log_z = forward_ais(plain, A.base_rate_bias(jnp.mean(train, 0)), config.ais_temperatures,
+                            config.ais_runs, jax.random.split(_ais_key(config))[0])["log_z"]
+        for batch in batches:
+            yield np.asarray(-L.free_energy(plain, jnp.asarray(flat_images([batch]))) - log_z)
+
+    return log_likelihood
 
 
 def _make_images(config, image_shape):
@@ -251,5 +288,6 @@ def build(config: ml_collections.ConfigDict, image_shape: tuple[int, ...],
 
     return Task(init=_init(config, sizes, tx), train_step=step,
                 evaluate=_make_evaluate(config), final_evaluate=_make_final_evaluate(config),
+                log_likelihood=_make_log_likelihood(config),
                 images=_make_images(config, image_shape), examples_per_step=config.batch_size,
                 sample=sampler(_draw, b), data_init=_data_init(config, tx))

@@ -15,7 +15,8 @@ from genjax import rng
 from genjax import state as gstate
 from genjax.steps import make_train_step
 from genjax.steps import vae as vsteps
-from genjax.tasks.common import Task, check_image_shape, make_optimizer, sampler, to_unit_range
+from genjax.tasks.common import (Task, check_image_shape, make_optimizer, per_image, sampler,
+                                 to_unit_range)
 
 ARCHITECTURES = ("mlp", "conv")
 
@@ -79,6 +80,20 @@ def _make_evaluate(model, config: ml_collections.ConfigDict):
     return evaluate
 
 
+def _make_log_likelihood(model, config: ml_collections.ConfigDict):
+    """A VAE's per-image IWAE estimate of log p(x) with ``config.iwae_samples`` samples
+    (`Task.log_likelihood`), drawn as the evaluation draws its ``test/iwae_nll_k<K>``;
+    None for an autoencoder."""
+    if config.deterministic:
+        return None
+    k = config.iwae_samples
+    bounds = vsteps.make_vae_bounds(model, likelihood=config.likelihood, num_samples=k,
+                                    chunk=min(k, 100))
+    value = jax.jit(lambda state, batch, key: bounds(state.nets["model"].params, batch["image"],
+                                                     key)["iwae"])
+    return per_image(value, rng.stream(config.seed, "eval_metrics"))
+
+
 def _make_images(model, config: ml_collections.ConfigDict):
     """``images(state, batch)``: reconstructions of the batch's first 32 images, paired with
     their originals, and (VAE) 64 samples from the prior's fixed grid noise."""
@@ -130,7 +145,8 @@ def build(config: ml_collections.ConfigDict, image_shape: tuple[int, int, int],
                 train_step=make_train_step(loss, tx, axis_name=axis_name),
                 evaluate=_make_evaluate(model, config), images=_make_images(model, config),
                 examples_per_step=config.batch_size,
-                sample=None if det else sampler(_draw, config.eval_batch_size))
+                sample=None if det else sampler(_draw, config.eval_batch_size),
+                log_likelihood=_make_log_likelihood(model, config))
 
 
 def _ae_eval(model, likelihood: str, params, batch: dict) -> dict[str, jax.Array]:
