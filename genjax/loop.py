@@ -450,7 +450,8 @@ def _finish(run: Setup, state: TrainState, workdir: str, writer: MetricWriter,
     The pictures are written even when the evaluation fails; a non-finite final metric
     is flagged in ``metrics.jsonl`` and warned about. The final row is marked
     ``"final": true`` and supersedes an earlier final row of the same step
-    (`genjax.record.supersede_final`)."""
+    (`genjax.record.supersede_final`); it is written even when the evaluation has no
+    metrics (a GAN on data without a domain classifier), so that the run is finished."""
     step = int(state.step)
     with clock.phase("pictures"):
         grids = run.task.images(state, run.show)
@@ -461,9 +462,9 @@ def _finish(run: Setup, state: TrainState, workdir: str, writer: MetricWriter,
     try:
         with clock.phase("evaluation"):
             results = run.evaluate(state, final=True) if results is None else results
-        if results and jax.process_index() == 0:
+        if jax.process_index() == 0:
             record.supersede_final(workdir, step)
-        bad = writer.scalars(step, results, final=True) if results else []
+        bad = writer.scalars(step, results, final=True)  # also with no metrics: it ends the run
     finally:
         if jax.process_index() == 0:
             plot_curves(writer.jsonl_path, os.path.join(workdir, "curves.png"))
