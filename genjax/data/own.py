@@ -148,6 +148,7 @@ def fingerprint(kind: str, path: str, prep: Preparation) -> str:
 
 
 def _stat(path: str) -> tuple[int, int, int]:
+    """Size, modification time and inode: what changes when a file is written or replaced."""
     s = os.stat(path)
     return s.st_size, s.st_mtime_ns, s.st_ino
 
@@ -156,7 +157,12 @@ def dataset_id(name: str, prep: Preparation) -> str:
     """``<kind>-<first 12 hex of the fingerprint>``: the prepared dataset's tfds config and
     its identity (resume checks, cached reference features)."""
     kind, path = parse(name)
-    return f"{kind}-{fingerprint(kind, path, prep)[:12]}"
+    return _id(kind, fingerprint(kind, path, prep))
+
+
+def _id(kind: str, fp: str) -> str:
+    """The `dataset_id` of a source of ``kind`` with the fingerprint ``fp``."""
+    return f"{kind}-{fp[:12]}"
 
 
 # ---------------------------------------------------------------------------- images
@@ -239,6 +245,18 @@ def read_image(path: str) -> np.ndarray:
     return image[..., None] if image.ndim == 2 else image
 
 
+def _unreadable(where: str, file: str, reason: str, note: str) -> OwnDataError:
+    """The one-line error for an unreadable image ``file`` of the source ``where`` with
+    ``config.bad_images='stop'``; ``note`` follows the way out."""
+    return OwnDataError(f"{where}: {file} is not a readable image ({reason}); fix or remove "
+                        f"it, or set --config.bad_images=skip {note}.")
+
+
+def _reason(error: Exception) -> str:
+    """``Type: the first line of its message`` (at most 200 characters of it)."""
+    return f"{type(error).__name__}: {(str(error).splitlines() or [''])[0][:200]}"
+
+
 def _read_all(root: str, names: list[str]) -> tuple[dict[str, tuple], list[tuple[str, str]]]:
     """({name: stored shape} of the readable images, [(name, why)] of the others): every
     image decoded once, so that a damaged file is found before anything is written."""
@@ -247,11 +265,12 @@ def _read_all(root: str, names: list[str]) -> tuple[dict[str, tuple], list[tuple
         try:
             shapes[name] = read_image(os.path.join(root, name)).shape
         except Exception as e:  # noqa: BLE001  (Pillow raises OSError, SyntaxError, ValueError...)
-            bad.append((name, f"{type(e).__name__}: {(str(e).splitlines() or [''])[0][:200]}"))
+            bad.append((name, _reason(e)))
     return shapes, bad
 
 
 def _prepared_shape(shape: tuple[int, int, int], prep: Preparation) -> tuple[int, int, int]:
+    """The [H, W, C] an image of the stored ``shape`` is prepared into."""
     h, w, c = shape
     if prep.crop:
         h = w = prep.crop
@@ -356,17 +375,15 @@ def _read_folder(path: str, bad_images: str) -> _Source:
     parts, classes = _folder_layout(_image_files(path), where)
     shapes, skipped = _read_all(path, [name for items in parts.values() for name, _ in items])
     if skipped and bad_images == "stop":
-        name, reason = skipped[0]
-        raise OwnDataError(
-            f"{where}: {name} is not a readable image ({reason}); fix or remove it, or set "
-            f"--config.bad_images=skip to leave such files out.")
+        raise _unreadable(where, *skipped[0], "to leave such files out")
     examples = {p: [(n, None if c is None else classes.index(c)) for n, c in items
                     if n in shapes] for p, items in parts.items()}
     if "" in examples:
         examples = _split_last_fifth(examples[""], where)
     elif not examples["train"] or not examples["test"]:
         raise OwnDataError(f"{where}: train/ and test/ each need at least one usable image.")
-    return _Source(examples, lambda name: read_image(os.path.join(path, name)), shapes, classes, len(classes), skipped)
+    return _Source(examples, lambda name: read_image(os.path.join(path, name)), shapes,
+                   classes, len(classes), skipped)
 
 
 def _read_npz(path: str) -> _Source:
@@ -379,8 +396,7 @@ def _read_npz(path: str) -> _Source:
         with np.load(path, allow_pickle=False) as f:
             arrays = {k: f[k] for k in f.files}
     except Exception as e:  # not a zip, truncated, an object array
-        raise OwnDataError(f"{where} is not a readable .npz ({type(e).__name__}: "
-                           f"{(str(e).splitlines() or [''])[0][:200]}); save it with "
+        raise OwnDataError(f"{where} is not a readable .npz ({_reason(e)}); save it with "
                            f"numpy.savez(path, images=..., labels=...).") from None
     images, labels = arrays.get("images"), arrays.get("labels")
     if images is None:
@@ -413,6 +429,7 @@ def _read_npz(path: str) -> _Source:
 
 
 def _features(shape: tuple[int, int, int], source: _Source) -> tfds.features.FeaturesDict:
+    """The prepared dataset's features: ``image`` of ``shape``, and ``label`` when labelled."""
     features = {"image": tfds.features.Image(shape=shape)}
     if source.classes:
         features["label"] = tfds.features.ClassLabel(names=list(source.classes))
@@ -440,9 +457,10 @@ def _examples(source: _Source, split: str, offset: int, prep: Preparation
             yield i, {"image": image} if label is None else {"image": image, "label": label}
 
 
-def _prepare(kind: str, path: str, root: str, config: str, fp: str, prep: Preparation,
+def _prepare(kind: str, path: str, root: str, fp: str, prep: Preparation,
              bad_images: str) -> tfds.core.DatasetBuilder:
-    """Read, check and store a source with `tfds.dataset_builders.store_as_tfds_dataset`."""
+    """Read, check and store a source (fingerprint ``fp``) in the data directory ``root``
+    with `tfds.dataset_builders.store_as_tfds_dataset`."""
     name, start = f"{kind}:{path}", time.monotonic()
     source = _read_npz(path) if kind == "npz" else _read_folder(path, bad_images)
     names = [n for split in SPLITS for n, _ in source.splits[split]]
@@ -452,7 +470,7 @@ def _prepare(kind: str, path: str, root: str, config: str, fp: str, prep: Prepar
     tfds.display_progress_bar(False)
     try:
         builder = tfds.dataset_builders.store_as_tfds_dataset(
-            name=NAME, version=VERSION, config=config, data_dir=root,
+            name=NAME, version=VERSION, config=_id(kind, fp), data_dir=root,
             features=_features(shape, source),
             split_datasets={"train": _examples(source, "train", 0, prep),
                             "test": _examples(source, "test", n_train, prep)},
@@ -471,8 +489,17 @@ def _prepare(kind: str, path: str, root: str, config: str, fp: str, prep: Prepar
 def prepared_folder(name: str, data_dir: str | None, prep: Preparation) -> str:
     """Where the source ``name`` is (or would be) prepared: ``<data_dir or tfds's
     default>/own_data/<dataset_id>/<VERSION>``."""
-    root = os.fspath(data_dir or tfds.core.constants.get_default_data_dir())
-    return os.path.join(root, NAME, dataset_id(name, prep), VERSION)
+    return _folder(_root(data_dir), dataset_id(name, prep))
+
+
+def _root(data_dir: str | None) -> str:
+    """The tfds data directory a source is prepared in: ``data_dir``, or tfds's default."""
+    return os.fspath(data_dir or tfds.core.constants.get_default_data_dir())
+
+
+def _folder(root: str, config: str) -> str:
+    """The folder of the preparation ``config`` (a `dataset_id`) in the data directory ``root``."""
+    return os.path.join(root, NAME, config, VERSION)
 
 
 def builder(name: str, data_dir: str | None, prep: Preparation, bad_images: str = "stop"
@@ -488,18 +515,14 @@ def builder(name: str, data_dir: str | None, prep: Preparation, bad_images: str 
     if bad_images not in BAD_IMAGES:
         raise ValueError(f"bad_images must be one of {', '.join(BAD_IMAGES)}, got {bad_images!r}.")
     kind, path = parse(name)
-    folder = prepared_folder(name, data_dir, prep)
+    fp, root = fingerprint(kind, path, prep), _root(data_dir)  # the files listed once
+    folder = _folder(root, _id(kind, fp))
     if os.path.exists(os.path.join(folder, "dataset_info.json")):
         built = tfds.builder_from_directory(folder)
     else:
-        root = os.path.dirname(os.path.dirname(os.path.dirname(folder)))
-        built = _prepare(kind, path, root, dataset_id(name, prep),
-                         fingerprint(kind, path, prep), prep, bad_images)
+        built = _prepare(kind, path, root, fp, prep, bad_images)
     skipped = json.loads(built.info.description.split(_MARK, 1)[-1]).get("skipped", [])
     if skipped and bad_images == "stop":
-        file, reason = skipped[0]
-        raise OwnDataError(
-            f"{name}: {file} is not a readable image ({reason}); fix or remove it, or set "
-            f"--config.bad_images=skip (its preparation in {folder} left {len(skipped)} such "
-            f"file(s) out).")
+        raise _unreadable(name, *skipped[0], f"(its preparation in {folder} left "
+                                             f"{len(skipped)} such file(s) out)")
     return built
