@@ -69,6 +69,10 @@ class ResumeRefusedError(ValueError):
     """A resume changes a field that changes what the trained model means."""
 
 
+class DataChangedError(ValueError):
+    """A run is evaluated on data that changed since it started (`check_evaluation_data`)."""
+
+
 def plain(config: ml_collections.ConfigDict | Mapping) -> dict:
     """The config as JSON would store it (tuples as lists, unknown types as strings)."""
     tree = config.to_dict() if hasattr(config, "to_dict") else dict(config)
@@ -194,20 +198,40 @@ def record_dataset(workdir: str, dataset: str, identity: str, step: int) -> None
         _write_atomic(path, json.dumps({"dataset": dataset, "id": identity}, indent=2) + "\n")
 
 
+def _data_change(workdir: str, dataset: str, identity: str) -> str | None:
+    """What changed in the run's data (``its data ... (dataset id old -> new)``) when
+    ``identity`` is not the one ``dataset.json`` records; None when it is, or when the
+    run has no such record."""
+    path = os.path.join(workdir, DATASET)
+    if not os.path.exists(path):
+        return None
+    entry = read_json(path)
+    old = entry.get("id") if isinstance(entry, dict) else None
+    if old == identity:
+        return None
+    return (f"its data {dataset} changed since the run started (dataset id {old} -> "
+            f"{identity}): the checkpoints were trained on other examples")
+
+
 def check_dataset(workdir: str, dataset: str, identity: str) -> None:
     """Refuse (`ResumeRefusedError`) a resume whose data's identity is not the recorded
     one: the files of the run's own data changed since it started. Writes nothing; a run
     without ``dataset.json`` passes."""
-    path = os.path.join(workdir, DATASET)
-    if not os.path.exists(path):
-        return
-    recorded = read_json(path)
-    old = recorded.get("id") if isinstance(recorded, dict) else None
-    if old != identity:
-        raise ResumeRefusedError(
-            f"Cannot resume {workdir}: its data {dataset} changed since the run started "
-            f"(dataset id {old} -> {identity}): the checkpoints were trained on other "
-            f"examples. Restore the data, or to train on the new data use another --workdir.")
+    change = _data_change(workdir, dataset, identity)
+    if change:
+        raise ResumeRefusedError(f"Cannot resume {workdir}: {change}. Restore the data, or to "
+                                 f"train on the new data use another --workdir.")
+
+
+def check_evaluation_data(workdir: str, dataset: str, identity: str) -> None:
+    """Refuse (`DataChangedError`) to evaluate a run on data whose identity is not the
+    recorded one, as `check_dataset` refuses a resume: its scores would compare the
+    samples with other examples than the run trained on. A run without ``dataset.json``
+    passes."""
+    change = _data_change(workdir, dataset, identity)
+    if change:
+        raise DataChangedError(f"Cannot evaluate {workdir}: {change}. Restore the data the "
+                               f"run trained on to score it.")
 
 
 def _write_atomic(path: str, text: str) -> None:

@@ -187,10 +187,19 @@ class Run:
         conditional run the class accuracy. ``samples``: the batches to score
         (default `batches` of this run, or `real_batches` with ``real_baseline``: a
         baseline, never written, with no class accuracy). ``write``: append the metrics at
-        this step to ``evaluations.jsonl`` (apart from the run's own ``metrics.jsonl``)."""
+        this step to ``evaluations.jsonl`` (apart from the run's own ``metrics.jsonl``).
+
+        Raises:
+          ValueError: fewer than 2 samples.
+          genjax.record.DataChangedError: the run's data changed since it started (its
+            ``dataset.json`` records another identity), checked before anything is drawn.
+        """
         n = self.config.eval_samples if num_samples is None else num_samples
         if n < 2:
             raise ValueError(f"--num_samples must be at least 2, got {n}.")
+        if self.workdir:
+            record.check_evaluation_data(self.workdir, self.trained.dataset,
+                                         gdata.dataset_id(self.setup.train_spec))
         spec = self.setup.eval_spec
         if extractor is None:
             extractor = domain_extractor_for(self.config, self.setup.image_shape, spec)

@@ -42,6 +42,27 @@ def test_a_run_loads_at_any_kept_step_and_names_the_steps_it_has(straight):
         runs.load(workdir, sampling={"temperature": 0.5})
 
 
+def test_a_run_whose_data_changed_is_not_evaluated(straight, tmp_path):
+    """As a resume on changed data is refused, so is scoring a run on it: one line, before
+    any sample is drawn or written (the evaluator's function, over `runs.Run.evaluate`)."""
+    from genjax.cli.evaluate import evaluate_run
+
+    workdir = str(tmp_path / "run")
+    shutil.copytree(straight[0], workdir)
+    path = os.path.join(workdir, record.DATASET)
+    assert json.load(open(path)) == {"dataset": "mnist5k", "id": "mnist5k"}
+    with open(path, "w") as f:  # as if the run had started on other data
+        json.dump({"dataset": "mnist5k", "id": "folder-0123456789ab"}, f)
+    saved = tmp_path / "samples.npy"
+    with pytest.raises(record.DataChangedError) as refused:
+        evaluate_run(workdir, 50, save_samples=str(saved))
+    assert str(refused.value) == (
+        f"Cannot evaluate {workdir}: its data mnist5k changed since the run started (dataset "
+        f"id folder-0123456789ab -> mnist5k): the checkpoints were trained on other examples. "
+        f"Restore the data the run trained on to score it.")
+    assert not saved.exists() and not os.path.exists(os.path.join(workdir, record.EVALUATIONS))
+
+
 def test_the_console_scripts_run_from_outside_the_repository(straight, data_dir, tmp_path):
     """``pip install`` puts genjax-train and genjax-evaluate on the PATH; from any directory
     they find the shipped configs by name and train or score a run."""

@@ -7,34 +7,42 @@
 Reads the run's config (``config.json`` with the changes of ``resumes.jsonl``), restores
 the newest usable checkpoint read-only (safe next to a live trainer: nothing in its
 checkpoint folder is created, moved or deleted, and a step that vanishes or is damaged
-is skipped for the next older one), draws
-``--num_samples`` samples (EMA weights when the run keeps them) with a fixed key,
-and scores them against as many test images with the domain classifier of the run's
-dataset and image shape (FID, IS, KID, precision/recall, mode coverage; data without one
-is skipped with one line saying how to train one), or with the FID InceptionV3
-(``--extractor=inception --inception_weights=inception_fid.npz``); for a conditional run
-also the class accuracy of the same samples (how often the domain classifier names the
-class each was asked for). The metrics are appended to
-``<workdir>/evaluations.jsonl`` at the checkpoint's step (apart from the run's own
-``metrics.jsonl``, whose final row stays its last: docs/reliability.md's final-row rule),
-shown in TensorBoard beside the run's, and printed as a table.
+is skipped for the next older one), refuses in one line a run whose data changed since
+it started (``dataset.json``, as a resume is refused), draws ``--num_samples`` samples
+(EMA weights when the run keeps them) with a fixed key, and scores them against as
+many test images with the domain classifier of the run's dataset and image shape (FID,
+IS, KID, precision/recall, mode coverage; data without one is skipped with one line
+saying how to train one), or with the FID InceptionV3 (``--extractor=inception
+--inception_weights=inception_fid.npz``); for a conditional run also the class accuracy
+of the same samples (how often the domain classifier names the class each was asked
+for). The metrics are appended to ``<workdir>/evaluations.jsonl`` at the checkpoint's
+step (apart from the run's own ``metrics.jsonl``, whose final row stays its last:
+docs/reliability.md's final-row rule), shown in TensorBoard beside the run's, and
+printed as a table.
 Diffusion runs sample with their config's sampler unless ``--sampler``,
 ``--sample_steps``, ``--eta``, ``--variance`` or ``--guidance`` say otherwise, an
 autoregressive run trained with label dropout takes ``--guidance`` too, and a flow run
 ``--temperature``; their metric keys name how the samples were drawn
 (``test/domain_ddim50_eta0_fid``, ``test/domain_w2_fid``, ``test/domain_T1_fid``),
-and any run's keys carry
-``n<count>_`` when ``--num_samples`` differs from the config's ``eval_samples``. ``--save_samples`` writes the samples as float32 NHWC in [0, 1] (``.npy``) for any
-outside tool; ``--real_baseline`` scores real training images instead (printed only),
-the floor these numbers have with this protocol. From Python, `genjax.runs.load` gives
-the same run, its samples and these metrics.
+and any run's keys carry ``n<count>_`` when ``--num_samples`` differs from the config's
+``eval_samples``. ``--save_samples`` writes the samples as float32 NHWC in [0, 1]
+(``.npy``) for any outside tool; ``--real_baseline`` scores real training images instead
+(printed only), the floor these numbers have with this protocol. From Python,
+`genjax.runs.load` gives the same run, its samples and these metrics.
 """
 
+from __future__ import annotations
+
+import collections
 import os
+from typing import TYPE_CHECKING, Iterable, Iterator
 
 from absl import app, flags
 
 from genjax.cli import launch
+
+if TYPE_CHECKING:
+    import numpy as np
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "A training run's directory.", required=True)
 _NUM = flags.DEFINE_integer("num_samples", None, "Samples to draw (and test images to use); "
@@ -68,7 +76,8 @@ def evaluate_run(workdir: str, num_samples: int | None = None, save_samples: str
     """Metrics of the newest checkpoint in ``workdir`` (see the module docstring) from
     ``num_samples`` samples (default: the run's ``eval_samples``); ``sampling`` overrides
     the sampler fields of the run's config (`genjax.runs.SAMPLING`). Every argument is
-    checked before anything compiles or samples; `genjax.runs.Run.evaluate` scores."""
+    checked before anything is sampled, the flags' before the checkpoint is read;
+    `genjax.runs.Run.evaluate` scores."""
     from genjax import runs
 
     if num_samples is not None and num_samples < 2:
@@ -91,8 +100,8 @@ def evaluate_run(workdir: str, num_samples: int | None = None, save_samples: str
     fake = _saved(source, save_samples, n, run.setup.image_shape) if save_samples else None
     results = run.evaluate(n, extractor=scorer, name=extractor, samples=fake,
                            real_baseline=real_baseline)
-    for _ in fake or ():  # write the samples that scoring did not need
-        pass
+    if fake is not None:  # draw and write the samples that scoring did not read
+        collections.deque(fake, maxlen=0)
     return results
 
 
@@ -104,8 +113,10 @@ def _check_writable(path: str) -> None:
                               f"not writable, or a folder).")
 
 
-def _saved(batches, path: str, num: int, image_shape):
-    """Pass ``batches`` through, writing them into a float32 .npy of ``num`` images on the way."""
+def _saved(batches: Iterable[np.ndarray], path: str, num: int, image_shape: tuple[int, ...]
+           ) -> Iterator[np.ndarray]:
+    """Pass ``batches`` through, writing them into a float32 .npy of ``num`` images on the
+    way (the file is made when the first batch is asked for)."""
     import numpy as np
 
     out = np.lib.format.open_memmap(path, mode="w+", dtype=np.float32, shape=(num, *image_shape))
@@ -117,7 +128,7 @@ def _saved(batches, path: str, num: int, image_shape):
     out.flush()
 
 
-def main(argv):
+def main(argv: list[str]) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
     launch.quiet_logging()
