@@ -58,7 +58,11 @@ MEMORY_LIMIT_BYTES = 1 << 30
 # (the usual 140x140 face crop for CelebA, then resized to 64x64).
 DEFAULT_GEOMETRY = {"celeb_a": (140, 64)}
 _STATIC_BINARIZATION_SEED = 1234  # fixed so every run sees the same binary images
+# tfds's own download_and_prepare, taken at import on purpose (no environment switch):
+# `tfds.testing.mock_data` patches this very class attribute while it is active, so
+# reading it when used would take the mock for tfds's own (`_downloads_for_real`).
 _TFDS_DOWNLOAD = inspect.getattr_static(tfds.core.DatasetBuilder, "download_and_prepare")
+
 
 class DatasetUnavailableError(OSError):
     """A dataset is neither prepared locally nor downloadable."""
