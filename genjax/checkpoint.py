@@ -50,6 +50,8 @@ from absl import logging
 from etils import epath
 from orbax.checkpoint import checkpoint_managers
 
+from genjax import record
+
 T = TypeVar("T")
 
 STATE, CHECKSUM = "default", "checksum"  # the items of a step folder
@@ -227,10 +229,8 @@ def _record_format(path: str, step: int) -> None:
     on carry checksums."""
     if os.path.exists(path):
         return
-    tmp = f"{path}.{os.getpid()}.tmp"
-    with open(tmp, "w") as f:
+    with record.atomic_file(path) as f:
         json.dump({"checksums_from_step": step, "checksum": "sha256"}, f)
-    os.replace(tmp, path)
 
 
 def _preservation(keep: int, best: Callable[[Mapping], float] | None):
@@ -305,6 +305,7 @@ class Checkpointer:
             return []
 
     def latest_step(self) -> int | None:
+        """The newest completed step (None: none yet)."""
         steps = self.all_steps()
         return steps[-1] if steps else None
 
@@ -354,12 +355,15 @@ class Checkpointer:
                f"--config.start_over=True."))
 
     def read(self, step: int, template: T) -> T:
-        """``step`` restored into ``template``'s structure and checked, nothing moved or
-        logged (for a caller that only wants that step).
+        """``step`` restored into ``template``'s structure and checked (its tree, then its
+        checksum, as `restore` checks each step), nothing moved or logged (for a caller
+        that only wants that step).
 
         Raises:
-          Exception: whatever makes the step unusable (see `restore`).
+          CheckpointMismatchError: the step holds another model's tree.
+          Exception: whatever else makes the step unusable (see `restore`).
         """
+        self._check_structure(step, template)
         return self._read(step, jax.tree.map(ocp.utils.to_shape_dtype_struct, template))
 
     def _vanished(self, step: int) -> bool:
@@ -400,6 +404,7 @@ class Checkpointer:
 
     @property
     def format_path(self) -> str:
+        """The workdir's ``checkpoint_format.json`` (`FORMAT`)."""
         return os.path.join(os.path.dirname(self.directory), FORMAT)
 
     def _read(self, step: int, abstract: T) -> T:
@@ -524,6 +529,7 @@ class Checkpointer:
                 f"intact; free space and run the same command again to resume from it.") from e
 
     def close(self) -> None:
+        """Wait for background writes, then release the manager (nothing to do read-only)."""
         if self._manager is not None:
             self._manager.wait_until_finished()
             self._manager.close()

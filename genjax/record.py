@@ -24,10 +24,11 @@ finished run run again with the same config does nothing.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
-from typing import Any, Callable, Mapping
+from typing import IO, Any, Callable, Iterator, Mapping
 
 import ml_collections
 
@@ -234,11 +235,24 @@ def check_evaluation_data(workdir: str, dataset: str, identity: str) -> None:
                                f"run trained on to score it.")
 
 
-def _write_atomic(path: str, text: str) -> None:
+@contextlib.contextmanager
+def atomic_file(path: str, mode: str = "w") -> Iterator[IO]:
+    """A file opened with ``mode`` beside ``path`` whose content replaces ``path`` at once
+    when the block ends without an error (removed when it raises): a kill or a full disk
+    never leaves half a file at ``path``."""
     tmp = f"{path}.{os.getpid()}.tmp"
-    with open(tmp, "w") as f:
+    try:
+        with open(tmp, mode) as f:
+            yield f
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def _write_atomic(path: str, text: str) -> None:
+    with atomic_file(path) as f:
         f.write(text)
-    os.replace(tmp, path)
 
 
 def record_start(workdir: str, config: ml_collections.ConfigDict, step: int) -> dict[str, dict]:

@@ -276,10 +276,8 @@ class Run:
         arrays = {**parameters(self.state),
                   EXPORT_CONFIG: np.array(json.dumps(record.plain(self.trained), sort_keys=True)),
                   EXPORT_STEP: np.array(self.step, np.int64)}
-        tmp = f"{path}.{os.getpid()}.tmp"
-        with open(tmp, "wb") as f:
+        with record.atomic_file(path, "wb") as f:
             np.savez(f, **arrays)
-        os.replace(tmp, path)
         return path
 
     def with_params(self, exported: str | Mapping[str, np.ndarray]) -> Run:
