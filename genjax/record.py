@@ -326,11 +326,23 @@ def final_row(workdir: str, step: int) -> dict | None:
 
 def _metric_lines(workdir: str) -> list[str]:
     """The non-empty lines of ``metrics.jsonl`` ([] when there is none yet)."""
+    return _lines(os.path.join(workdir, METRICS))
+
+
+def _lines(path: str) -> list[str]:
+    """The non-empty lines of the file at ``path`` ([] when there is none)."""
     try:
-        with open(os.path.join(workdir, METRICS)) as f:
+        with open(path) as f:
             return [line for line in f if line.strip()]
     except FileNotFoundError:
         return []
+
+
+def read_rows(path: str) -> list[dict]:
+    """The readable rows of a metrics JSON-lines file (``metrics.jsonl``,
+    ``evaluations.jsonl``; [] when there is none), each with an int ``step``: a line that
+    is not a JSON object (one cut short by a kill) is passed over."""
+    return [row for row in map(_row, _lines(path)) if row]
 
 
 def _row(line: str) -> dict:

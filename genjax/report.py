@@ -19,7 +19,7 @@ import math
 import os
 import sys
 import time
-from typing import Mapping, Protocol, TextIO, runtime_checkable
+from typing import Any, Iterator, Mapping, Protocol, TextIO, runtime_checkable
 
 import jax
 import numpy as np
@@ -54,23 +54,16 @@ def save_grid(path: str, images: np.ndarray, ncols: int | None = None, scale: in
 
 
 def plot_curves(jsonl_path: str, png_path: str) -> str | None:
-    """Plot every scalar logged more than once in a metrics JSONL file against ``step``."""
+    """Plot every scalar logged more than once in a metrics JSONL file against ``step``
+    into ``png_path``; returns it, or None (nothing written) when no scalar has two
+    points. Rows that cannot be read (a line cut short by a kill) are passed over."""
+    series = _curves(jsonl_path)
+    if not series:
+        return None
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    series: dict[str, tuple[list, list]] = {}
-    with open(jsonl_path) as f:
-        for line in f:
-            rec = json.loads(line)
-            for k, v in rec.items():
-                if k != "step" and isinstance(v, (int, float)) and not isinstance(v, bool):
-                    xs, ys = series.setdefault(k, ([], []))
-                    xs.append(rec["step"])
-                    ys.append(v)
-    series = {k: xy for k, xy in series.items() if len(xy[0]) > 1}  # curves, not final values
-    if not series:
-        return None
     fig, axes = plt.subplots(len(series), 1, figsize=(7, 2.2 * len(series)), squeeze=False)
     for ax, (k, (xs, ys)) in zip(axes[:, 0], sorted(series.items())):
         ax.plot(xs, ys, marker="." if len(xs) < 30 else None)
@@ -81,6 +74,19 @@ def plot_curves(jsonl_path: str, png_path: str) -> str | None:
     fig.savefig(png_path, dpi=100)
     plt.close(fig)
     return png_path
+
+
+def _curves(jsonl_path: str) -> dict[str, tuple[list, list]]:
+    """Name -> (steps, values) of every number logged more than once in the file (its
+    readable rows, `genjax.record.read_rows`)."""
+    series: dict[str, tuple[list, list]] = {}
+    for row in record.read_rows(jsonl_path):
+        for k, v in row.items():
+            if k != "step" and isinstance(v, (int, float)) and not isinstance(v, bool):
+                xs, ys = series.setdefault(k, ([], []))
+                xs.append(row["step"])
+                ys.append(v)
+    return {k: xy for k, xy in series.items() if len(xy[0]) > 1}  # curves, not final values
 
 
 def info(message: str) -> None:
@@ -279,6 +285,7 @@ class MetricWriter:
         for w in self.writers:
             w.close()
 
+
 PHASES = ("compile", "evaluation", "pictures", "checkpoints")  # time off the steady rate
 
 
@@ -308,6 +315,7 @@ class TrainClock:
         return time.perf_counter() - self._start
 
     def minutes(self) -> float:
+        """Minutes since the clock started, evaluations left out."""
         return (self.elapsed() - self.spent["evaluation"]) / 60
 
     def off_train(self) -> float:
@@ -315,7 +323,7 @@ class TrainClock:
         return sum(self.spent.values())
 
     @contextlib.contextmanager
-    def phase(self, name: str, sync=None):
+    def phase(self, name: str, sync: Any = None) -> Iterator[None]:
         """Count the time spent in this block as ``name`` (one of `PHASES`). ``sync``: a
         pytree of arrays to wait for first (not counted), so that train steps still
         queued by asynchronous dispatch count as training, not as this phase."""
@@ -327,7 +335,7 @@ class TrainClock:
         finally:
             self.spent[name] += time.perf_counter() - start
 
-    def excluded(self):
+    def excluded(self) -> contextlib.AbstractContextManager[None]:
         """Leave the time spent in this block off ``minutes()`` (an evaluation)."""
         return self.phase("evaluation")
 

@@ -181,3 +181,18 @@ def test_launcher_with_wandb_offline_reaches_no_network_and_prints_plain_lines(
     _, summary = wandb_offline_run(tmp_path)
     assert {k: summary[k] for k in final if k not in ("step", "final")} == \
         {k: v for k, v in final.items() if k not in ("step", "final")}
+
+
+def test_curves_pass_over_a_line_cut_short(tmp_path):
+    """A metrics line cut short by a kill (then appended to by the resume) is passed over:
+    the curves of the readable rows are drawn, where the end of the run used to fail."""
+    path = tmp_path / "metrics.jsonl"
+    path.write_text('{"step": 5, "train/loss": 2.5}\n{"step": 10, "train/lo'
+                    '{"step": 10, "train/loss": 2.0}\n[1]\n{"step": 15, "train/loss": 1.5, '
+                    '"final": true}\n')
+    assert report._curves(str(path)) == {"train/loss": ([5, 15], [2.5, 1.5])}
+    png = str(tmp_path / "curves.png")
+    assert report.plot_curves(str(path), png) == png and (tmp_path / "curves.png").stat().st_size
+    path.write_text('{"step": 5, "train/loss": 2.5}\n{"ste\n')  # one point: no curve
+    assert report.plot_curves(str(path), str(tmp_path / "none.png")) is None
+    assert not (tmp_path / "none.png").exists()
