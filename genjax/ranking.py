@@ -13,7 +13,10 @@ from __future__ import annotations
 
 import math
 import re
-from typing import Callable, Mapping
+from typing import TYPE_CHECKING, Callable, Mapping
+
+if TYPE_CHECKING:
+    import ml_collections
 
 LOWER, HIGHER = "lower", "higher"
 
@@ -70,7 +73,7 @@ def goodness(name: str) -> Callable[[Mapping], float]:
     return score
 
 
-def check_keep_best(config) -> None:
+def check_keep_best(config: ml_collections.ConfigDict) -> None:
     """Refuse, in one line, a ``config.keep_best`` with no known direction, or one that
     evaluations at non-checkpoint steps would leave without a checkpoint to keep: every
     evaluation step must be a checkpoint step (``eval_every`` a positive multiple of
@@ -98,7 +101,8 @@ def check_keep_best(config) -> None:
                             f"config.checkpoint_every ({ckpt}).")
 
 
-def check_produced(config, results: Mapping | None, step: int) -> None:
+def check_produced(config: ml_collections.ConfigDict, results: Mapping | None, step: int
+                   ) -> None:
     """Raise `KeepBestError` when the evaluation ``results`` of ``step`` lack
     ``config.keep_best`` (nothing to check without results or ``keep_best``)."""
     name = config.get("keep_best")

@@ -44,6 +44,7 @@ from absl import logging
 from genjax import data as gdata
 from genjax import loop, ranking, record, rng
 from genjax.checkpoint import Checkpointer, host_values, leaf_path
+from genjax.metrics.evaluation import Extractor
 from genjax.report import MetricWriter
 from genjax.state import TrainState
 from genjax.tasks import RESUMABLE
@@ -107,7 +108,8 @@ def metric_tag(config: ml_collections.ConfigDict, num_samples: int,
     return _sampling_tag(config, trained) + count
 
 
-def _sampling_tag(config, trained=None) -> str:
+def _sampling_tag(config: ml_collections.ConfigDict,
+                  trained: ml_collections.ConfigDict | None = None) -> str:
     """How a diffusion run's samples were drawn, for its metric keys (``ddim50_eta0_``,
     ``ddpm50_large_``, ``dpm++2m20_w1.5_``), an autoregressive run's guidance (``w2_``,
     when trained with label dropout), a flow's temperature when it differs from the
@@ -146,6 +148,7 @@ class Run:
 
     @property
     def step(self) -> int:
+        """The restored checkpoint's step."""
         return int(self.state.step)
 
     def with_sampling(self, **sampling) -> Run:
@@ -177,7 +180,8 @@ class Run:
         fields (e.g. ``sampler="ddim", sample_steps=20``; ``temperature=0.7``)."""
         return np.concatenate(list(self.batches(n, key, **sampling)))
 
-    def evaluate(self, num_samples: int | None = None, *, extractor=None, name: str = "domain",
+    def evaluate(self, num_samples: int | None = None, *, extractor: Extractor | None = None,
+                 name: str = "domain",
                  samples: Iterable[np.ndarray] | None = None, real_baseline: bool = False,
                  write: bool = True) -> dict[str, float]:
         """The sample metrics of ``num_samples`` samples (default the config's
