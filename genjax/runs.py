@@ -204,9 +204,9 @@ class Run:
         if self.workdir:
             record.check_evaluation_data(self.workdir, self.trained.dataset,
                                          gdata.dataset_id(self.setup.train_spec))
-        spec = self.setup.eval_spec
+        spec, domain = self.setup.eval_spec, None
         if extractor is None:
-            extractor = domain_extractor_for(self.config, self.setup.image_shape, spec)
+            extractor = domain = domain_extractor_for(self.config, self.setup.image_shape, spec)
             if extractor is None:
                 return {}
         if samples is None:
@@ -218,7 +218,7 @@ class Run:
         tag = metric_tag(self.config, n, self.trained)
         results = loop.score_samples(samples, n, self.config, spec, extractor,
                                      prefix=f"test/{name}_{tag}", scored=scored)
-        results.update(self._class_accuracy(scored, tag, real_baseline))
+        results.update(self._class_accuracy(scored, tag, real_baseline, domain))
         if write and not real_baseline and self.workdir:  # a baseline is no result of the run
             writer = MetricWriter(self.workdir, record.EVALUATIONS)
             writer.scalars(self.step, results)
@@ -291,13 +291,15 @@ class Run:
         _check_export_config(arrays, self.trained)
         return dataclasses.replace(self, state=with_parameters(self.state, arrays))
 
-    def _class_accuracy(self, scored: Iterable[np.ndarray], tag: str, real: bool
-                        ) -> dict[str, float]:
-        """A conditional run's class accuracy of the ``scored`` samples ({} otherwise)."""
+    def _class_accuracy(self, scored: Iterable[np.ndarray], tag: str, real: bool,
+                        classifier: Extractor | None = None) -> dict[str, float]:
+        """A conditional run's class accuracy of the ``scored`` samples ({} otherwise), by
+        ``classifier``: the run's domain classifier (looked up when not given)."""
         if not self.config.get("num_classes") or real:
             return {}
-        classifier = domain_extractor_for(self.config, self.setup.image_shape,
-                                          self.setup.eval_spec)
+        if classifier is None:
+            classifier = domain_extractor_for(self.config, self.setup.image_shape,
+                                              self.setup.eval_spec)
         if classifier is None:
             return {}
         return sample_class_accuracy(scored, self.config, classifier, f"test/domain_{tag}")
