@@ -32,9 +32,9 @@ from benchmarks import machine  # noqa: E402
 # name -> (config module in genjax/configs, overrides)
 CANDIDATES = {
     "conv32_ema": ("dcgan_mnist", {"base_width": 32, "eval_every": 200, "ema_decay": 0.995,
-                                   "reuse_fakes": True}),
+                                   "gan_update": "shared"}),
     "conv32_ema_cond": ("cdcgan_mnist", {"base_width": 32, "eval_every": 200,
-                                         "ema_decay": 0.995, "reuse_fakes": True}),
+                                         "ema_decay": 0.995, "gan_update": "shared"}),
     "mlp_ema": ("fast_gan_mnist", {"eval_every": 2000, "r1_weight": 0.0}),
     "mlp_ema_r1": ("fast_gan_mnist", {"eval_every": 2000}),  # the named config
     "wgan_gp": ("wgan_gp_mnist", {"eval_every": 100}),  # textbooks, for their default budgets

@@ -7,12 +7,13 @@ Same architectures, objectives and optimizers as the genjax configs and
 ``tf.function``, traced once, with or without XLA (``jit_compile``):
 
 * VAE: one tape over the ELBO.
-* GANs with one critic update per step: the tensorflow.org DCGAN tutorial's step. One
-  ``fake = G(z)``, D on real and fake once, both losses from those scores under two
-  tapes, then both updates (so G's loss sees D before D's update).
-* WGAN-GP: the keras.io WGAN-GP example's step. ``n_critic`` critic updates, each on a
-  fresh real batch and fresh fakes, the penalty's gradient from an inner tape; then a
-  generator update on fresh noise.
+* GANs with one critic update per step, by default: the tensorflow.org DCGAN tutorial's
+  step (genjax's ``gan_update=simultaneous``). One ``fake = G(z)``, D on real and fake
+  once, both losses from those scores under two tapes, then both updates (so G's loss
+  sees D before D's update).
+* WGAN-GP, and any GAN with ``update="alternating"``: the keras.io WGAN-GP example's
+  step. ``n_critic`` critic updates, each on a fresh real batch and fresh fakes, the
+  penalty's gradient from an inner tape; then a generator update on fresh noise.
 """
 
 from __future__ import annotations
@@ -112,7 +113,7 @@ def _vae_step(config, xla: bool):
     return step, b
 
 
-def _gan_step(config, xla: bool):
+def _gan_step(config, xla: bool, update: str):
     conv = config.generator == "conv"
     gen = _conv_generator(config.latent_dim) if conv else _mlp_generator(config.latent_dim)
     disc = _conv_discriminator() if conv else _mlp_discriminator()
@@ -154,12 +155,20 @@ def _gan_step(config, xla: bool):
             g_loss = g_loss_fn(disc(fake, training=True))
         _apply(g_opt, tape, g_loss, gen)
 
-    return (one_forward_step if n_critic == 1 else critic_steps), b * n_critic
+    return (one_forward_step if update == "simultaneous" else critic_steps), b * n_critic
 
 
-def measure(name: str, config, seconds: float, windows: int, xla: bool = False) -> dict:
-    """The Keras row of `benchmarks.throughput` for config ``name`` (same windows and fields)."""
-    step, n = (_vae_step if config.task == "vae" else _gan_step)(config, xla)
-    return {"framework": f"{version()} tf.function" + (" + XLA" if xla else ""), "config": name,
+def measure(name: str, config, seconds: float, windows: int, xla: bool = False,
+            update: str = "simultaneous") -> dict:
+    """The Keras row of `benchmarks.throughput` for config ``name`` (same windows and
+    fields); ``update``: a GAN step's algorithm, ``simultaneous`` (the tutorial's, with one
+    critic update per step) or ``alternating``."""
+    gan = config.task == "gan"
+    update = update if gan and config.n_critic == 1 else "alternating"
+    if update not in ("simultaneous", "alternating"):
+        raise ValueError(f"No Keras {update} GAN step.")
+    step, n = _gan_step(config, xla, update) if gan else _vae_step(config, xla)
+    return {"framework": f"{version()} tf.function" + (" + XLA" if xla else "")
+            + (f", {update} update" if gan else ""), "config": name,
             "batch_size": config.batch_size, "n_critic": config.get("n_critic", 1),
-            **timed_row(step, n, seconds, windows)}
+            "update": update if gan else None, **timed_row(step, n, seconds, windows)}

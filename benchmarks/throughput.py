@@ -17,8 +17,8 @@ float32 matmul any engine here ran: XLA with either CPU dot library, and PyTorch
 installed).
 
 Also: ``--stock`` rows (``config@batch``) with Flax's stock transposed convolutions for the
-fast-layer speed-up; ``--shared`` GAN rows with one generator forward per step
-(``reuse_fakes``) and one critic call on real and fake (``joint_critic``);
+fast-layer speed-up; ``--updates`` GAN rows timed under each ``gan_update`` beside the
+peers' steps that run the same algorithm (`like_for_like_rows`);
 ``--bf16`` rows computing in bfloat16 (`genjax.precision`);
 ``--pipeline`` rows fed by the real input pipeline (mnist5k, the config's preprocessing)
 instead of a fixed batch, once through each source (``tfds``: tf.data's threads;
@@ -76,11 +76,10 @@ _PIPELINE = flags.DEFINE_list("pipeline", ["vae_mnist@128", "gan_mlp_mnist@64", 
                                            "wgan_gp_mnist@64"],
                               "config@batch rows also timed fed by the real input pipeline, "
                               "from each source (tfds, memory).")
-_SHARED = flags.DEFINE_list("shared", ["gan_mlp_mnist@64", "dcgan_mnist@64", "lsgan_mnist@64",
-                                       "wgan_gp_mnist@64", "sngan_mnist@64"],
-                            "config@batch GAN rows also timed with one generator forward per "
-                            "step (reuse_fakes, where n_critic is 1) and the joint critic call "
-                            "(joint_critic); config@batch:option+option times just those.")
+_UPDATES = flags.DEFINE_list("updates", ["gan_mlp_mnist@64", "dcgan_mnist@64"],
+                             "config@batch GAN rows (one critic update per step) timed under "
+                             "every gan_update, each beside the peers' steps that run the same "
+                             "algorithm (like for like).")
 _TORCH = flags.DEFINE_boolean("torch", True, "Time the PyTorch reference too, if installed.")
 _TORCH_COMPILE = flags.DEFINE_boolean("torch_compile", True, "Also time PyTorch with "
                                       "torch.compile (needs --torch and a C++ compiler).")
@@ -236,12 +235,14 @@ def peer_rows(name: str, config) -> list[tuple[object, dict]]:
     rows = []
     torch_ref, keras_ref = _torch(), _keras()
     if torch_ref is not None and torch_ref.supports(name):
-        idioms = (True, False) if config.task == "gan" and config.n_critic == 1 else (True,)
-        rows += [(torch_ref, {"one_forward": one}) for one in idioms]
+        idioms = ("shared", "alternating") if config.task == "gan" and config.n_critic == 1 \
+            else ("shared",)
+        rows += [(torch_ref, {"update": update, "compiled": False}) for update in idioms]
         if _TORCH_COMPILE.value:
-            rows.append((torch_ref, {"compiled": True}))
+            rows.append((torch_ref, {"update": "shared", "compiled": True}))
     if keras_ref is not None and keras_ref.supports(name):
-        rows += [(keras_ref, {"xla": xla}) for xla in (False, True)]
+        update = "simultaneous" if config.task == "gan" and config.n_critic == 1 else "alternating"
+        rows += [(keras_ref, {"update": update, "xla": xla}) for xla in (False, True)]
     return rows
 
 
@@ -253,11 +254,54 @@ def _config(name: str, batch_size: int | None, **overrides):
     return config
 
 
-def shared_step_options(name: str) -> dict:
-    """The config overrides of a ``--shared`` row: the joint critic call, and one generator
-    forward per step where the config has one critic update per step."""
-    one_update = _config(name, None).get("n_critic", 1) == 1
-    return {"joint_critic": True, **({"reuse_fakes": True} if one_update else {})}
+def like_for_like_rows(name: str, batch_size: int) -> list[tuple[object, dict]]:
+    """The ``--updates`` rows of config ``name``: (None, genjax step options) for each
+    update other than the default row's, and (peer module, its ``measure`` keywords) for
+    each peer step running one of the updates (PyTorch eager and compiled all three,
+    Keras with and without XLA the alternating and simultaneous ones)."""
+    from genjax.steps.gan import UPDATES
+
+    if _config(name, batch_size).get("n_critic", 1) != 1:
+        raise ValueError(f"--updates={name}@{batch_size}: the one-pass updates need n_critic=1.")
+    rows: list[tuple[object, dict]] = [(None, {"gan_update": u}) for u in UPDATES[1:]]
+    torch_ref, keras_ref = _torch(), _keras()
+    if torch_ref is not None and torch_ref.supports(name):
+        modes = (False, True) if _TORCH_COMPILE.value else (False,)
+        rows += [(torch_ref, {"update": u, "compiled": c}) for u in UPDATES for c in modes]
+    if keras_ref is not None and keras_ref.supports(name):
+        rows += [(keras_ref, {"update": u, "xla": x}) for u in ("alternating", "simultaneous")
+                 for x in (False, True)]
+    return rows
+
+
+def like_for_like_table(results: list[dict]) -> str:
+    """One row per GAN config, batch and update: genjax beside each peer step that runs the
+    same update, and genjax / the fastest of them."""
+    def update(r):
+        return r.get("update") or r.get("step_options", {}).get("gan_update", "alternating")
+
+    ours = [r for r in results if r["framework"] == "genjax" and r["layers"] == "fast"
+            and r["parallel"] == "none" and r["input"] == "in memory"
+            and r.get("compute_dtype", "float32") == "float32"
+            and set(r.get("step_options") or {}) <= {"gan_update"}]
+    keys = sorted({(r["config"], r["batch_size"], r["update"]) for r in results
+                   if r["framework"] != "genjax" and r.get("update")}, key=str)
+    lines = ["| config | batch | update | genjax | peer steps, same update (examples/s) | "
+             "genjax / best |", "|---" * 6 + "|"]
+    for config, batch, u in keys:
+        same = lambda r: r["config"] == config and r["batch_size"] == batch and update(r) == u
+        mine = next((r for r in ours if same(r)), None)
+        peers = [r for r in results if r["framework"] != "genjax" and same(r)]
+        if mine is None or not peers:
+            continue
+        best = max(peers, key=lambda r: r["examples_per_sec"])
+        label = lambda r: re.sub(r" \d[\w.+]*( \(TensorFlow [\d.]+\))?", "",
+                                 r["framework"].split(", ")[0])
+        listed = "; ".join(f"{label(r).replace('torch torch', 'torch')} "
+                           f"{r['examples_per_sec']:,.0f}" for r in peers)
+        lines.append(f"| `{config}` | {batch} | {u} | {mine['examples_per_sec']:,.0f} | "
+                     f"{listed} | {mine['examples_per_sec'] / best['examples_per_sec']:.2f} |")
+    return "\n".join(lines)
 
 
 # how a row is fed: a fixed batch on the device, or the input pipeline from one source
@@ -269,7 +313,7 @@ def measure(name: str, batch_size: int | None, *, driver: str = "none", steps_pe
             compute_dtype: str = "float32", step_options: dict | None = None) -> dict:
     """One genjax row (see the module docstring); ``source``: feed the real input pipeline
     from this `genjax.data.SOURCES` entry instead of a fixed batch; ``step_options``:
-    config overrides of the GAN step (`shared_step_options`); ``cpu_dots`` "config": the
+    config overrides of the GAN step (``gan_update``); ``cpu_dots`` "config": the
     config's own choice."""
     import jax
     import numpy as np
@@ -291,9 +335,10 @@ def measure(name: str, batch_size: int | None, *, driver: str = "none", steps_pe
     one = {"image": np.random.default_rng(0).uniform(
         -1 if config.preprocess == "symmetric" else 0, 1, (n, *shape)).astype(np.float32),
         "label": np.zeros(n, np.int32)}
-    # The one-device step's FLOPs (a pmap step is built with a named axis that only pmap binds).
-    flops = None if driver == "pmap" else jax.jit(task.train_step).lower(
-        d.local(state), one).cost_analysis().get("flops")
+    # The one-device step's FLOPs (a multi-device step is built with a named axis that
+    # only its driver binds, so the one-device task is built for them).
+    one_device = task if driver == "none" else TASKS[config.task](config, shape, None)
+    flops = jax.jit(one_device.train_step).lower(d.local(state), one).cost_analysis().get("flops")
     fixed = d.put_batch(one if steps_per_call == 1 else
                         {k: np.stack([v] * steps_per_call) for k, v in one.items()})
     compiled_before = _compile_seconds[0]
@@ -311,14 +356,12 @@ def measure(name: str, batch_size: int | None, *, driver: str = "none", steps_pe
                   "paired_ratio": round(float(np.median(
                       [p / f for p, f in zip(both["pipeline"], both["fixed"])])), 3)}
     rate = float(np.median(rates))
-    opts = xla_cpu.cpu_compiler_options(cpu_dots, task.train_step, d.local(state), one) \
-        if driver != "pmap" else None
+    opts = xla_cpu.cpu_compiler_options(cpu_dots, one_device.train_step, d.local(state), one)
     return {"framework": "genjax", "config": name, "batch_size": config.batch_size,
             "n_critic": config.get("n_critic", 1), "parallel": driver, "devices": d.num_devices,
             "steps_per_call": steps_per_call, "layers": "fast" if fast_layers else "stock",
             "cpu_dots": cpu_dots if jax.default_backend() == "cpu" else None,
-            "cpu_dots_used": None if jax.default_backend() != "cpu" else
-            (_dots_used(opts) if driver != "pmap" else "xla default"),
+            "cpu_dots_used": None if jax.default_backend() != "cpu" else _dots_used(opts),
             "input": _INPUTS[source],
             "examples_per_sec": round(rate, 1), "min": round(min(rates), 1),
             "max": round(max(rates), 1), "ms_per_step": round(1000 * n / rate, 2),
@@ -333,7 +376,7 @@ def measure(name: str, batch_size: int | None, *, driver: str = "none", steps_pe
 def markdown_tables(results: list[dict]) -> str:
     """The docs/benchmarks.md tables: one row per config and batch (default rows: fast layers, no
     parallelism, batch in memory) with the fastest peer beside it, every peer row, then
-    the stock-layer, bfloat16, shared-step and
+    the stock-layer, bfloat16, other-update and
     pipeline rows against their default row."""
     def default(r):
         return (r["framework"] == "genjax" and r["layers"] == "fast" and r["parallel"] == "none"
@@ -382,7 +425,7 @@ def markdown_tables(results: list[dict]) -> str:
         if r["parallel"] != "none":
             variant = f"{r['parallel']} ({r['devices']} devices)"
         if r.get("step_options"):
-            variant = " + ".join(sorted(r["step_options"]))
+            variant = ", ".join(f"{k}={v}" for k, v in sorted(r["step_options"].items()))
         t = best_peer(r["config"], r["batch_size"])
         ratio = lambda other: f"{r['examples_per_sec'] / other['examples_per_sec']:.2f}"
         if "paired_ratio" in r:  # pipeline rows: against the fixed batch timed in turn with them
@@ -404,7 +447,9 @@ def main(_):
 
     if _TABLE.value:
         with open(_TABLE.value) as f:
-            print(markdown_tables(json.load(f)["results"]))
+            results = json.load(f)["results"]
+        print(markdown_tables(results))
+        print(like_for_like_table(results))
         return
     logging.set_verbosity(logging.WARNING)
     jax.monitoring.register_event_duration_secs_listener(_count_compile)
@@ -442,12 +487,16 @@ def main(_):
         record(measure(name, batch_size, fast_layers=False))
     for name, batch_size in _rows(_BF16.value):
         record(measure(name, batch_size, compute_dtype="bfloat16"))
-    for spec in _SHARED.value:
-        row, _, options = spec.partition(":")
-        ((name, batch_size),) = _rows([row])
-        step_options = ({o: True for o in options.split("+")} if options
-                        else shared_step_options(name))
-        record(measure(name, batch_size, step_options=step_options))
+    for name, batch_size in _rows(_UPDATES.value):
+        if not any(r["config"] == name and r["batch_size"] == batch_size and
+                   r["framework"] == "genjax" and r["layers"] == "fast" for r in results):
+            record(measure(name, batch_size))  # the default (alternating) row
+        config = _config(name, batch_size)
+        timed = peer_rows(name, config) if name in _CONFIGS.value and batch_size in sizes else []
+        for peer, kwargs in like_for_like_rows(name, batch_size):
+            if (peer, kwargs) not in timed:  # not timed above already
+                record(measure(name, batch_size, step_options=kwargs) if peer is None else
+                       peer.measure(name, config, _SECONDS.value, _WINDOWS.value, **kwargs))
     for name, batch_size in _rows(_PIPELINE.value):
         if not any(r["config"] == name and r["batch_size"] == batch_size and
                    r["framework"] == "genjax" and r["layers"] == "fast" for r in results):
@@ -464,6 +513,7 @@ def main(_):
                    "matmul_peak_gflops": peak, "command": " ".join(sys.argv),
                    "results": results}, f, indent=2)
     print(markdown_tables(results))
+    print(like_for_like_table(results))
     print("wrote", out)
 
 

@@ -3,13 +3,16 @@
 ``pip install torch==2.13.0``; genjax itself never imports it).
 
 Same architectures, objectives and optimizers as the genjax configs
-(`genjax/configs`), BatchNorm in training mode. Two step structures:
+(`genjax/configs`), BatchNorm in training mode. Three GAN step structures, as genjax's
+``gan_update``:
 
-* ``one_forward=True`` (the default, what a PyTorch user writes; pytorch/examples'
+* ``update="shared"`` (the default, what a PyTorch user writes; pytorch/examples'
   DCGAN): with one critic update per step, ``fake = G(z)`` once; D learns on real and
   ``fake.detach()``, then G learns through the same ``fake`` against the updated D.
-* ``one_forward=False``: each discriminator update scores fresh generator samples drawn
-  without gradients and the generator update draws its own (genjax's default step).
+* ``update="alternating"``: each discriminator update scores fresh generator samples
+  drawn without gradients and the generator update draws its own (genjax's default step).
+* ``update="simultaneous"`` (the TensorFlow tutorial's step): one ``fake = G(z)``, D
+  scores real and fake once, each loss's gradient from those scores, both applied.
 
 With ``n_critic`` > 1 (WGAN-GP) both are the usual pattern of the public PyTorch
 implementations: ``n_critic`` critic updates on fresh real batches and fresh detached
@@ -519,11 +522,12 @@ def _gan_losses(loss: str):
     raise ValueError(f"No PyTorch reference for loss {loss!r}.")
 
 
-def make_step(config, one_forward: bool = True, compiled: bool = False):
+def make_step(config, update: str = "shared", compiled: bool = False):
     """(step() -> None, real examples per step) for ``config`` on a fixed random batch;
     ``compiled``: each network wrapped in ``torch.compile`` (the default inductor backend),
     the way a user speeds up a PyTorch step; with a gradient penalty only the generator,
-    since compiled modules have no double backward."""
+    since compiled modules have no double backward. ``update``: a GAN step's algorithm,
+    as genjax's ``gan_update`` (`_gan_step`)."""
     torch.manual_seed(0)
     b = config.batch_size
     wrap = torch.compile if compiled else (lambda m: m)
@@ -545,6 +549,20 @@ def make_step(config, one_forward: bool = True, compiled: bool = False):
         return _pixelcnn_step(config, wrap), b
     if config.task == "flow":
         return _flow_step(config, wrap), b
+    return _gan_step(config, wrap, update), b * config.n_critic
+
+
+def _gan_step(config, wrap, update: str):
+    """The GAN step in PyTorch: ``alternating``, n_critic critic updates on fakes drawn
+    under ``no_grad``, then a generator update through fresh fakes; ``shared``
+    (pytorch/examples' DCGAN, with n_critic 1), one ``fake = G(z)``: D learns on
+    ``fake.detach()``, G through the same ``fake`` against the updated D;
+    ``simultaneous`` (the TensorFlow tutorial's step), D scores real and fake once and
+    both gradients come from those scores (``autograd.grad`` per loss), then both
+    optimizers step."""
+    b = config.batch_size
+    if update != "alternating" and config.n_critic != 1:
+        raise ValueError(f"The {update} update has one critic update per step.")
     conv = config.generator == "conv"
     gen = wrap(conv_generator(config.latent_dim) if conv else mlp_generator(config.latent_dim))
     disc = conv_discriminator() if conv else mlp_discriminator()
@@ -556,8 +574,7 @@ def make_step(config, one_forward: bool = True, compiled: bool = False):
     d_loss_fn, g_loss_fn = _gan_losses(config.loss)
     n_critic, gp = config.n_critic, config.gp_weight
     reals = torch.rand(n_critic, b, 1, 28, 28) * 2 - 1
-
-    shared = one_forward and n_critic == 1
+    shared = update == "shared"
 
     def critic_update(real, fake):
         d_opt.zero_grad(set_to_none=True)
@@ -587,7 +604,23 @@ def make_step(config, one_forward: bool = True, compiled: bool = False):
         g_loss_fn(disc(fake).squeeze(1)).backward()
         g_opt.step()
 
-    return gan_step, b * n_critic
+    def simultaneous_step():
+        fake = gen(torch.randn(b, config.latent_dim))
+        real_s, fake_s = disc(reals[0]).squeeze(1), disc(fake).squeeze(1)
+        d_params, g_params = list(disc.parameters()), list(gen.parameters())
+        d_grads = torch.autograd.grad(d_loss_fn(real_s, fake_s), d_params, retain_graph=True)
+        g_grads = torch.autograd.grad(g_loss_fn(fake_s), g_params)
+        for params, grads in ((d_params, d_grads), (g_params, g_grads)):
+            for p, g in zip(params, grads):
+                p.grad = g
+        d_opt.step()
+        g_opt.step()
+
+    if update == "simultaneous" and gp:
+        raise ValueError("No simultaneous PyTorch step with a gradient penalty.")
+    if update == "simultaneous":  # two backward passes through one compiled graph
+        torch._functorch.config.donated_buffer = False
+    return simultaneous_step if update == "simultaneous" else gan_step
 
 
 def _diffusion_step(config, wrap):
@@ -660,15 +693,18 @@ def _pixelcnn_step(config, wrap):
     return step
 
 
-def measure(name: str, config, seconds: float, windows: int, one_forward: bool = True,
+def measure(name: str, config, seconds: float, windows: int, update: str = "shared",
             compiled: bool = False) -> dict:
     """The PyTorch row of `benchmarks.throughput` for config ``name`` (same windows and
-    fields); ``compiled``: the networks wrapped in ``torch.compile`` (its first call compiles)."""
-    step, n = make_step(config, one_forward, compiled)
-    variant = "" if config.task != "gan" or config.n_critic > 1 else (
-        ", one G forward" if one_forward else ", two G forwards")
+    fields); ``compiled``: the networks wrapped in ``torch.compile`` (its first call
+    compiles); ``update``: a GAN step's algorithm (`_gan_step`; with several critic
+    updates, always alternating)."""
+    gan = config.task == "gan"
+    update = update if gan and config.n_critic == 1 else "alternating"
+    step, n = make_step(config, update, compiled)
+    variant = f", {update} update" if gan else ""
     mode = "eager" if not compiled else (
         "torch.compile (G only: no double backward)" if config.get("gp_weight") else "torch.compile")
     return {"framework": f"torch {torch.__version__} {mode}{variant}", "config": name,
             "batch_size": config.batch_size, "n_critic": config.get("n_critic", 1),
-            **timed_row(step, n, seconds, windows)}
+            "update": update if gan else None, **timed_row(step, n, seconds, windows)}

@@ -1,19 +1,26 @@
 """Data-parallel drivers: one per-device train step compiled three ways, and multi-host start-up.
 
 Drivers (``config.parallel``):
-  ``"none"``: plain ``jax.jit`` on one device.
-  ``"pmap"``: ``jax.pmap`` over this host's devices with the named axis `AXIS`; the
-    step is built with ``axis_name=AXIS`` (gradients and metrics averaged with
-    ``lax.pmean``) and BatchNorm with ``bn_axis_name=AXIS``; the state is replicated
-    with a leading device axis.
-  ``"mesh"``: ``jax.jit`` over a 1-D `jax.sharding.Mesh` of every device of every host,
-    the batch on ``NamedSharding(mesh, P(AXIS))``, the state replicated. The step is
-    the one-device step; XLA partitions it. This is the path JAX recommends, and the
-    multi-host one.
+  ``"none"``: plain ``jax.jit`` on one device; the step is built without an axis name.
+  ``"pmap"``: ``jax.pmap`` over this host's devices, the state replicated with a leading
+    device axis.
+  ``"mesh"``: ``jax.jit`` of `per_device` (``jax.shard_map``) over a 1-D
+    `jax.sharding.Mesh` of every device of every host, the batch on
+    ``NamedSharding(mesh, P(AXIS))``, the state one replicated global array. This is
+    the path JAX recommends, and the multi-host one.
+
+Under both multi-device drivers each device runs the same explicit per-device program:
+the step built with ``axis_name=AXIS`` (`step_axis`), its gradients, metrics and
+BatchNorm statistics averaged with ``lax.pmean`` over `AXIS`, and nothing else
+communicated unless a model gathers across replicas by design (minibatch
+discrimination, the RBM's persistent chains). In JAX 0.10 ``jax.pmap`` lowers to the
+same SPMD program; the drivers differ in where the state lives. (XLA's automatic
+partitioning of the one-device step, the earlier mesh driver, ran the DCGAN step 4-6x
+slower than pmap on simulated devices.) Both compile with the ``cpu_dots`` choice.
 
 Every driver computes what one device computes on the global batch, because random
-draws are made at global size and sliced per replica (`genjax.replica.shard_draw`), BatchNorm uses
-global-batch statistics (cross-replica under pmap, automatic under mesh), and losses
+draws are made at global size and sliced per replica (`genjax.replica.shard_draw`),
+BatchNorm uses global-batch statistics (cross-replica over `AXIS`), and losses
 are means over equal shards averaged with ``pmean``. Spectral-norm vectors depend on
 the replicated weights only, so they stay identical on every replica. The GAN step's
 ``n_critic`` real batches are interleaved (update i takes rows i, i + n, ...) so that
@@ -33,7 +40,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from genjax.replica import AXIS
 from genjax.steps.common import multi_step
-from genjax.xla_cpu import CPU_DOTS, jit_on_first_call
+from genjax.xla_cpu import CPU_DOTS, jit_on_first_call, pmap_on_first_call
 
 DRIVERS = ("none", "pmap", "mesh")
 
@@ -45,10 +52,10 @@ def check_driver(name: str) -> None:
 
 
 def step_axis(name: str) -> str | None:
-    """The axis name a step and its BatchNorm layers must be built with for driver ``name``
-    (`AXIS` for pmap; None for the others, whose step is the one-device step)."""
+    """The axis name a step and its BatchNorm layers must be built with for driver ``name``:
+    `AXIS` for "pmap" and "mesh", which both run the per-device step; None for "none"."""
     check_driver(name)
-    return AXIS if name == "pmap" else None
+    return None if name == "none" else AXIS
 
 
 def num_devices(name: str) -> int:
@@ -90,10 +97,10 @@ class Driver:
         device (for evaluation, sampling and logging).
       saveable: placed state -> what checkpoints hold: the replicated global arrays for
         "none"/"mesh" (orbax writes each once, from any host), one copy for "pmap".
-      compile: ``(placed state, placed batch) -> None``: compiles ``step`` for arguments
-        like these ahead of time without running it (``lower(...).compile()``); the
-        first call with such arguments then runs that executable, so timing this call
-        times compilation alone, and nothing compiles twice.
+      compile: ``(placed state, placed batch) -> executable``: compiles ``step`` for
+        arguments like these ahead of time without running it; the first call with such
+        arguments then runs that executable, so timing this call times compilation
+        alone, and nothing compiles twice.
     """
 
     name: str
@@ -104,7 +111,7 @@ class Driver:
     local: Callable[[Any], Any]
     saveable: Callable[[Any], Any]
     steps_per_call: int = 1
-    compile: Callable[[Any, Any], None] = lambda state, batch: None
+    compile: Callable[[Any, Any], Any] = lambda state, batch: None
 
     def describe(self) -> str:
         """The driver in words, for logs: ``none``, ``mesh over 4 devices, 3 steps per call``."""
@@ -123,8 +130,7 @@ def make_driver(name: str, step_fn: Callable, *, donate: bool = False,
     asynchronous checkpoint write may still be reading the previous state's buffers).
     ``steps_per_call`` > 1 compiles `genjax.steps.multi_step` of ``step_fn`` instead:
     one call runs that many steps on stacked batches. ``cpu_dots`` picks XLA:CPU's dot
-    library (`genjax.xla_cpu.cpu_compiler_options`) for the "none" and "mesh" drivers; ``jax.pmap``
-    takes no compiler options, so "pmap" compiles with XLA's defaults.
+    library (`genjax.xla_cpu.cpu_compiler_options`) for every driver.
     """
     if cpu_dots not in CPU_DOTS:
         raise ValueError(f"Unknown cpu_dots {cpu_dots!r}; valid: {', '.join(CPU_DOTS)}.")
@@ -133,9 +139,8 @@ def make_driver(name: str, step_fn: Callable, *, donate: bool = False,
     if steps_per_call > 1:
         step_fn = multi_step(step_fn)
     driver = _make_driver(name, step_fn, donate, stacked=steps_per_call > 1, cpu_dots=cpu_dots)
-    lower = driver.step.lower  # jax.jit's and jax.pmap's, or `jit_on_first_call`'s
     driver = dataclasses.replace(driver, steps_per_call=steps_per_call,
-                                 compile=lambda state, batch: lower(state, batch).compile())
+                                 compile=driver.step.compile)
     if name != "none" and jax.local_devices()[0].platform == "cpu" and jax.local_device_count() > 1:
         driver = dataclasses.replace(driver, step=_one_at_a_time(driver.step))
     return driver
@@ -180,20 +185,46 @@ def _make_driver(name: str, step_fn: Callable, donate: bool, stacked: bool, cpu_
         replicate = jax.pmap(lambda _, tree: tree, in_axes=(0, None), axis_name=AXIS)
         first_copy = lambda tree: jax.device_put(jax.tree.map(lambda x: x[0], tree), first)
         return Driver(name, num_devices(name),
-                      jax.pmap(step_fn, axis_name=AXIS, donate_argnums=donate_argnums),
+                      pmap_on_first_call(step_fn, cpu_dots, axis_name=AXIS,
+                                         donate_argnums=donate_argnums),
                       lambda tree: replicate(np.arange(n), tree),
                       lambda b: jax.tree.map(functools.partial(_split_for_pmap, n, stacked), b),
                       first_copy, first_copy)
     mesh = make_mesh()
     replicated = NamedSharding(mesh, P())
-    data = NamedSharding(mesh, P(None, AXIS) if stacked else P(AXIS))
-    step = jit_on_first_call(step_fn, cpu_dots, in_shardings=(replicated, data),
-                              out_shardings=(replicated, replicated), donate_argnums=donate_argnums)
+    data = NamedSharding(mesh, _batch_spec(stacked))
+    step = jit_on_first_call(per_device(step_fn, mesh, stacked), cpu_dots,
+                             in_shardings=(replicated, data), out_shardings=(replicated, replicated),
+                             donate_argnums=donate_argnums)
     put = lambda b: jax.tree.map(lambda x: jax.make_array_from_process_local_data(data, x), b)
     local = lambda tree: jax.tree.map(lambda x: jax.device_put(x.addressable_data(0), first), tree)
     return Driver(name, num_devices(name), step,
                   lambda tree: jax.tree.map(lambda x: _replicate_global(x, replicated), tree),
                   put, local, lambda s: s)
+
+
+def _batch_spec(stacked: bool) -> P:
+    """Where a batch's rows lie on the mesh: split over `AXIS`; a stacked batch
+    [k, B, ...] keeps its leading axis of steps whole on every device."""
+    return P(None, AXIS) if stacked else P(AXIS)
+
+
+def per_device(step_fn: Callable, mesh: Mesh, stacked: bool = False) -> Callable:
+    """``step_fn`` (built with ``axis_name=AXIS``) as one explicit program per device of
+    ``mesh``: `jax.shard_map` hands each device its rows of the batch and the whole
+    (replicated) state, and the step's own ``pmean``s over `AXIS` are the only
+    communication, the program ``jax.pmap`` runs. The new state and metrics are declared
+    replicated (``P()``): they are, because every device applies the same averaged update.
+
+    ``check_vma`` is off because with it JAX differentiates a replicated parameter used
+    on per-device rows by summing the gradient over devices itself (the transpose of its
+    implicit ``pvary``); the step's own ``pmean`` would then average gradients already
+    summed, n times the one-device gradient. Off, gradients stay per-device until the
+    step averages them, as under ``jax.pmap``. `tests/test_parallel.py` checks that the
+    devices' states agree bitwise and equal one device's.
+    """
+    return jax.shard_map(step_fn, mesh=mesh, in_specs=(P(), _batch_spec(stacked)),
+                         out_specs=(P(), P()), check_vma=False)
 
 
 def _split_for_pmap(n: int, stacked: bool, x: np.ndarray | jax.Array) -> np.ndarray:

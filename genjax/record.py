@@ -61,6 +61,15 @@ RESUMABLE = frozenset({
 # (`RESUMABLE`) needs no entry.
 ADDED_FIELDS: dict[str, Any] = {"image_channels": None, "upscale": False}
 
+# Fields that replaced older ones: new field -> (the old fields, the new value a record
+# of them reads as). A run recorded with the older fields resumes under the new one.
+# ``reuse_fakes`` (one generator forward per step) is ``gan_update="shared"``, whose
+# joint critic call scores as two calls do; ``joint_critic`` alone changed no update.
+REPLACED_FIELDS: dict[str, tuple[tuple[str, ...], Callable[[dict], Any]]] = {
+    "gan_update": (("reuse_fakes", "joint_critic"),
+                   lambda old: "shared" if old.get("reuse_fakes") else "alternating"),
+}
+
 
 class RecordError(ValueError):
     """A record file in the workdir is missing or unreadable."""
@@ -159,9 +168,13 @@ def run_config(workdir: str) -> ml_collections.ConfigDict:
 def recorded(workdir: str, new: Mapping) -> dict:
     """The run's record (`run_config`, plain) as it compares with the plain config
     ``new``: a field of `ADDED_FIELDS` that ``new`` has and the record lacks reads as its
-    value there."""
+    value there, and the older fields of `REPLACED_FIELDS` as the field that replaced them."""
     tree = plain(run_config(workdir))
     tree.update({k: v for k, v in ADDED_FIELDS.items() if k in new and k not in tree})
+    for field, (old_fields, value) in REPLACED_FIELDS.items():
+        if field in new and field not in tree and any(k in tree for k in old_fields):
+            old = {k: tree.pop(k) for k in old_fields if k in tree}
+            tree[field] = value(old)
     return tree
 
 

@@ -3,8 +3,8 @@
 jaxlib 0.10's XLA:CPU hands every dot to YNNPACK; with it the textbook conv GANs' steps
 ran at half speed, while steps without convolutions ran faster than with Eigen's dots.
 `cpu_compiler_options` picks the library for one step from what the step contains, and
-`jit_on_first_call` compiles a step with the choice its first arguments call for. The
-drivers (`genjax.parallel`) use both.
+`jit_on_first_call` / `pmap_on_first_call` compile a step with the choice its first
+arguments call for. The drivers (`genjax.parallel`) use them.
 """
 
 from __future__ import annotations
@@ -70,8 +70,9 @@ def cpu_compiler_options(cpu_dots: str, fn: Callable, *args: Any, **jit_kwargs: 
 def jit_on_first_call(fn: Callable, cpu_dots: str, **jit_kwargs: Any) -> Callable:
     """``jax.jit(fn, **jit_kwargs)`` with the `cpu_compiler_options` of the first call's
     arguments (which the choice of dot library depends on). Like a jitted function it has
-    ``lower(*args)``, for compiling ahead of the first call: JAX keeps the executable that
-    ``lower(*args).compile()`` builds, and a call with such arguments runs it."""
+    ``lower(*args)``, and ``compile(*args)`` for compiling ahead of the first call: JAX
+    keeps the executable that ``lower(*args).compile()`` builds, and a call with such
+    arguments runs it."""
     jitted: list[Callable] = []
 
     def for_args(*args):
@@ -84,4 +85,32 @@ def jit_on_first_call(fn: Callable, cpu_dots: str, **jit_kwargs: Any) -> Callabl
         return for_args(*args)(*args)
 
     call.lower = lambda *args: for_args(*args).lower(*args)
+    call.compile = lambda *args: call.lower(*args).compile()
+    return call
+
+
+def pmap_on_first_call(fn: Callable, cpu_dots: str, **pmap_kwargs: Any) -> Callable:
+    """``jax.pmap(fn, **pmap_kwargs)`` compiled with the `cpu_compiler_options` of its
+    arguments, so that the pmap driver runs the dot library the other drivers run.
+
+    ``jax.pmap`` takes no compiler options, but its lowering's ``compile`` does (in JAX
+    0.10 a pmap lowers, like ``jit``, to one SPMD program). Each argument signature
+    (tree, shapes, dtypes) is compiled once, ahead of the first call through
+    ``compile(*args)`` or at it, and every call runs that executable.
+    """
+    mapped = jax.pmap(fn, **pmap_kwargs)
+    executables: dict[Any, Any] = {}
+
+    def executable(*args):
+        leaves, tree = jax.tree.flatten(args)
+        signature = (tree, tuple((jax.numpy.shape(x), jax.numpy.result_type(x)) for x in leaves))
+        if signature not in executables:
+            options = cpu_compiler_options(cpu_dots, mapped, *args)
+            executables[signature] = mapped.lower(*args).compile(compiler_options=options)
+        return executables[signature]
+
+    def call(*args):
+        return executable(*args)(*args)
+
+    call.compile = executable
     return call

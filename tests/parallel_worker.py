@@ -29,19 +29,20 @@ state by 1e-3 or more (measured: pmap without its axis name, 0.27 after three st
 import os
 import sys
 
-# One XLA:CPU dot library for every driver, XLA's default (jax.pmap takes no per-step
-# compiler options, and the flag overrides the drivers' choice). LLVM at -O0, as in the
+# One XLA:CPU dot library for every driver, XLA's default (the flag overrides the
+# drivers' choice, which follows what each step contains). LLVM at -O0, as in the
 # rest of the suite (tests/conftest.py): the drivers' arithmetic is XLA's, not LLVM's, and
 # compiling is most of a worker's time (measured alone on 2 cores: WGAN-GP 253 -> 67 s,
 # DCGAN 127 -> 49 s, with the same differences from one device).
 os.environ["XLA_FLAGS"] = "--xla_cpu_experimental_ynn_fusion_type=individual_dot " \
     "--xla_backend_optimization_level=0 " \
-    "--xla_force_host_platform_device_count=" + ("4" if sys.argv[1] == "drivers" else "2")
+    "--xla_force_host_platform_device_count=" + ("2" if sys.argv[1] == "vae" else "4")
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import functools  # noqa: E402
 import json  # noqa: E402
+import re  # noqa: E402
 
 import jax  # noqa: E402
 import numpy as np  # noqa: E402
@@ -52,8 +53,8 @@ STEPS = 3
 
 
 def config(name: str, driver: str):
-    """The ``:test`` config ``name``; ``name+shared`` adds one generator forward per step
-    and the joint critic call (``reuse_fakes``, ``joint_critic``)."""
+    """The ``:test`` config ``name``; ``name+shared`` and ``name+simultaneous`` set
+    ``gan_update``, ``name+minibatch`` minibatch discrimination."""
     import importlib
 
     name, _, variant = name.partition("+")
@@ -66,8 +67,10 @@ def config(name: str, driver: str):
         # Two critic updates per step test the interleaved split of the real batches as
         # five do, at a fraction of the float64 compile (the suite's longest).
         c.spectral_norm, c.n_critic = True, 2
-    if variant == "shared":
-        c.reuse_fakes = c.joint_critic = True
+    if variant in ("shared", "simultaneous"):
+        c.gan_update = variant
+    if variant == "minibatch":  # the critic compares each example with the whole batch
+        c.minibatch = "discrimination"
     return c
 
 
@@ -112,10 +115,19 @@ def run(name: str, driver: str, rows: slice | None = None, steps_per_call: int =
         d.compile(state, d.put_batch(cast(host[0])))  # as the loop does: it must not trace again
         for batch in host:
             state, _ = d.step(state, d.put_batch(cast(batch)))
-        same = True
-        if driver == "pmap":
-            same = all(bool(np.all(x == x[:1])) for x in flat(state))
-        return d.local(state), len(traces), same
+        return d.local(state), len(traces), replicas_identical(driver, state)
+
+
+def replicas_identical(driver: str, state) -> bool:
+    """Whether every device holds the same state, bitwise: pmap's copies along the leading
+    axis; under mesh, the shards of each global array declared replicated."""
+    keys_as_data = lambda x: jax.random.key_data(x) if jax.dtypes.issubdtype(
+        x.dtype, jax.dtypes.prng_key) else x
+    leaves = [keys_as_data(x) for x in jax.tree.leaves(state)]
+    if driver == "pmap":
+        return all(bool(np.all(np.asarray(x) == np.asarray(x)[:1])) for x in leaves)
+    return all(np.array_equal(np.asarray(s.data), np.asarray(x.addressable_shards[0].data))
+               for x in leaves for s in x.addressable_shards)
 
 
 @functools.cache
@@ -178,6 +190,44 @@ def drivers(out: str, name: str) -> None:
         json.dump(result, f, indent=1)
 
 
+# An HLO instruction that communicates between devices, e.g.
+# ``%all-reduce.3 = (f32[64]{0}, f32[]) all-reduce(...)``: its opcode and result shapes.
+_COLLECTIVE = re.compile(r"^\s*(?:ROOT )?%[\w.-]+ = (.+?) (all-reduce|all-gather|all-to-all|"
+                         r"collective-permute|reduce-scatter)(?:-start)?\(", re.M)
+
+
+def collectives_of(hlo: str) -> list[list]:
+    """The compiled program's collectives as sorted [opcode, elements] pairs (the element
+    count over the instruction's result shapes: a combined all-reduce counts all it sums)."""
+    found = []
+    for shapes, op in _COLLECTIVE.findall(hlo):
+        dims = re.findall(r"[a-z]+\d*\[([\d,]*)\]", shapes)
+        found.append([op, sum(int(np.prod([int(d) for d in ds.split(",") if d])) for ds in dims)])
+    return sorted(found)
+
+
+def collectives(out: str, *names: str) -> None:
+    """Each config's compiled pmap and mesh steps (4 devices, one step per call): their
+    collectives (`collectives_of`) and the parameter count the gradients all-reduce."""
+    from genjax.tasks import TASKS
+
+    result = {}
+    for name in names:
+        c = config(name, "mesh")
+        init = initial_state(name, False)
+        host = batches(c.preprocess, TASKS[c.task](c, (28, 28, 1)).examples_per_step, 1)[0]
+        by_driver = {"params": sum(int(np.size(x)) for net in init.nets.values()
+                                   for x in jax.tree.leaves(net.params))}
+        for driver in ("pmap", "mesh"):
+            task = TASKS[c.task](c, (28, 28, 1), parallel.step_axis(driver))
+            d = parallel.make_driver(driver, task.train_step, cpu_dots="eigen")
+            state = d.place(init)
+            by_driver[driver] = collectives_of(d.compile(state, d.put_batch(host)).as_text())
+        result[name] = by_driver
+    with open(out, "w") as f:
+        json.dump(result, f, indent=1)
+
+
 def vae(out: str, driver: str, process_id: int = 0, num_processes: int = 1, port: int = 0) -> None:
     if num_processes > 1:
         parallel.initialize(f"127.0.0.1:{port}", num_processes, process_id)
@@ -192,5 +242,7 @@ def vae(out: str, driver: str, process_id: int = 0, num_processes: int = 1, port
 if __name__ == "__main__":
     if sys.argv[1] == "drivers":
         drivers(sys.argv[2], sys.argv[3])
+    elif sys.argv[1] == "collectives":
+        collectives(sys.argv[2], *sys.argv[3:])
     else:
         vae(sys.argv[2], sys.argv[3], *map(int, sys.argv[4:]))

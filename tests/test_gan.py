@@ -157,12 +157,13 @@ def _dots_with_operand(jaxpr, shape) -> int:
     return n
 
 
-def test_reuse_fakes_runs_the_generator_forward_once_with_pytorch_semantics():
-    """``reuse_fakes``: one generator forward per step (read from the jaxpr: the first
+def test_shared_update_runs_the_generator_forward_once_with_pytorch_semantics():
+    """``update="shared"``: one generator forward per step (read from the jaxpr: the first
     layer's kernel [8, 32] enters 2 dots in the plain step, 1 here); the critic update
-    equals the plain step's (same fakes), and the generator's update equals a direct
-    ``jax.grad`` of g_loss(D'(G(z))) through the same z against the updated critic D'."""
-    (state, plain, batch), (_, shared, _) = _mlp_state(bn_gen=False), _mlp_state(reuse_fakes=True)
+    equals the plain step's (same fakes, one joint critic call), and the generator's
+    update equals a direct ``jax.grad`` of g_loss(D'(G(z))) through the same z against
+    the updated critic D'."""
+    (state, plain, batch), (_, shared, _) = _mlp_state(bn_gen=False), _mlp_state(update="shared")
     forwards = {name: _dots_with_operand(jax.make_jaxpr(f)(state, batch).jaxpr, (8, 32))
                 for name, f in (("plain", plain), ("shared", shared))}
     assert forwards == {"plain": 2, "shared": 1}
@@ -188,9 +189,56 @@ def test_reuse_fakes_runs_the_generator_forward_once_with_pytorch_semantics():
     np.testing.assert_allclose(metrics["gen/loss"], loss, rtol=1e-6)
 
 
-def test_reuse_fakes_needs_one_critic_update_and_no_unrolling():
-    with pytest.raises(ValueError, match="reuse_fakes .* needs n_critic=1 and unroll_steps=0"):
-        _mlp_state(n_critic=2, reuse_fakes=True)
+@pytest.mark.parametrize("update", ["shared", "simultaneous"])
+def test_one_pass_updates_need_one_critic_update_and_no_unrolling(update):
+    with pytest.raises(ValueError, match=f"gan_update='{update}' .* needs n_critic=1 and "
+                                         "unroll_steps=0, got n_critic=2"):
+        _mlp_state(n_critic=2, update=update)
+    with pytest.raises(ValueError, match="Unknown gan_update 'joint'; valid: alternating, "
+                                         "shared, simultaneous"):
+        _mlp_state(update="joint")
+
+
+@pytest.mark.parametrize("bn_gen", [False, True])
+def test_simultaneous_update_equals_two_tapes_at_the_current_parameters(bn_gen):
+    """``update="simultaneous"`` (the TensorFlow DCGAN tutorial's step) against a
+    hand-written reference: the fakes G(z) of the critic update's key; D's gradient of
+    d_loss(D(real), D(fake)) and G's gradient of g_loss(D(G(z))), each by its own
+    ``jax.grad`` at the step's starting parameters (two tapes), both applied by Adam.
+    One generator forward in the step's jaxpr; a BatchNorm generator's statistics
+    advance once."""
+    state, step, batch = _mlp_state(bn_gen=bn_gen, update="simultaneous")
+    new, metrics = jax.jit(step)(state, batch)
+    gen_module = gnn.ConvGenerator((28, 28, 1)) if bn_gen else gnn.MLPGenerator((28, 28, 1), (32,))
+    spec = gsteps.GANSpec(gen_module, gnn.MLPDiscriminator((32,)), optax.adam(1e-3),
+                          optax.adam(1e-3), 8, *gan_losses.get("ns"))
+    d_loss, g_loss = gan_losses.get("ns")
+    critic_key = jax.random.split(jax.random.split(gstate.step_key(state))[0], 1)[0]
+    fake_key = jax.random.split(critic_key)[0]
+    gen, disc = state.nets["gen"], state.nets["disc"]
+    score = lambda p, x: spec.discriminator.apply({"params": p}, x, train=True)
+    fakes = lambda g: gsteps.draw_fakes(spec, g, gen, fake_key, 16, None, None)
+    real = batch["image"]
+
+    def d_objective(p):
+        return d_loss(score(p, real), score(p, jax.lax.stop_gradient(fakes(gen.params)[0])))
+
+    def g_objective(g):
+        return g_loss(score(disc.params, fakes(g)[0]))
+
+    d_grads = jax.jit(jax.grad(d_objective))(disc.params)
+    g_value, g_grads = jax.jit(jax.value_and_grad(g_objective))(gen.params)
+    for net, grads, new_net in ((disc, d_grads, new.nets["disc"]), (gen, g_grads, new.nets["gen"])):
+        updates, _ = optax.adam(1e-3).update(grads, net.opt_state, net.params)
+        chex.assert_trees_all_close(new_net.params, optax.apply_updates(net.params, updates),
+                                    rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(metrics["gen/loss"], g_value, rtol=1e-6)
+    np.testing.assert_allclose(metrics["disc/loss"], d_objective(disc.params), rtol=1e-6)
+    if bn_gen:
+        chex.assert_trees_all_close(new.nets["gen"].batch_stats, fakes(gen.params)[2],
+                                    rtol=1e-5, atol=1e-8)
+    else:
+        assert _dots_with_operand(jax.make_jaxpr(step)(state, batch).jaxpr, (8, 32)) == 1
 
 
 @pytest.mark.parametrize("conditional", [False, True])

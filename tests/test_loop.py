@@ -260,3 +260,22 @@ def test_a_run_recorded_before_a_field_existed_still_resumes(straight, data_dir,
         "num_steps": {"from": 20, "to": 30}}
     with pytest.raises(record.ResumeRefusedError, match=r"image_channels"):
         record.check_resumable(workdir, _config(data_dir, image_channels=3))
+
+
+@pytest.mark.parametrize("reuse_fakes, update", [(True, "shared"), (False, "alternating")])
+def test_a_gan_run_recorded_with_the_older_update_flags_resumes(tmp_path, reuse_fakes, update):
+    """A record from before ``gan_update`` (``reuse_fakes``, ``joint_critic``) reads as the
+    update it ran (`record.REPLACED_FIELDS`): it resumes with that update, and another is
+    refused as a change."""
+    from genjax.configs import gan_mlp_mnist
+
+    c = gan_mlp_mnist.get_config("test")
+    old = record.plain(c)
+    del old["gan_update"]
+    old.update(reuse_fakes=reuse_fakes, joint_critic=True)
+    (tmp_path / record.CONFIG).write_text(json.dumps(old))
+    c.gan_update = update
+    assert record.check_resumable(str(tmp_path), c) == {}
+    c.gan_update = "simultaneous"
+    with pytest.raises(record.ResumeRefusedError, match=r"gan_update"):
+        record.check_resumable(str(tmp_path), c)

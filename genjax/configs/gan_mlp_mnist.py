@@ -32,8 +32,11 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
     c.minibatch = "none"       # discriminator minibatch features: none | stddev | discrimination
     c.minibatch_kernels = (100, 5)  # minibatch discrimination: kernels, dimension of each
     c.unroll_steps = 0         # unrolled GAN: D steps unrolled in G's loss (0: plain GAN)
-    c.reuse_fakes = False      # True: one G forward per step, G learns through D's fakes
-    c.joint_critic = False     # True: D scores real and fake in one call (D without BatchNorm)
+    # How a step updates G and D: alternating (n_critic D updates, then G through fakes
+    # of its own) | shared (one G forward; D scores real and fake in one call; G learns
+    # through D's fakes against the updated D) | simultaneous (one forward of each, both
+    # gradients from the same scores: the TensorFlow DCGAN tutorial's step)
+    c.gan_update = "alternating"
     c.pack = 1                 # PacGAN: D judges packs of this many samples (Lin et al. 2018)
     c.num_classes = 0          # > 0: class-conditional GAN (labels from the dataset)
     c.conditioning = "projection"  # conditional discriminator: projection | concat

@@ -12,7 +12,10 @@ pure functions:
   * `unrolled_critic`: the unrolled GAN's look-ahead, the critic after k more updates
     as a differentiable function of the generated batch;
   * `critic_update` and `generator_update`: one optimizer update of each network;
-  * `shared_update`: both, through one generator forward (``reuse_fakes``).
+  * `shared_update`: both, through one generator forward, the generator against the
+    updated critic (``update="shared"``);
+  * `simultaneous_update`: both from one forward of each network, each gradient at the
+    networks' current parameters (``update="simultaneous"``).
 
 `make_gan_step` binds networks, optimizers and options (a `GANSpec`) to them. One
 factory serves every objective (BCE, LSGAN, WGAN, WGAN-GP, hinge, R1, clipping,
@@ -48,6 +51,9 @@ from genjax.steps.common import Metrics, StepFn, check_images, ema_update
 
 # (images [B, ...], labels [B] or None, batch_stats) -> (scores [B] or [B, 1], batch_stats)
 Critic = Callable[[jax.Array, Any, Any], tuple[jax.Array, Any]]
+
+# How a step updates the two networks (`make_gan_step`'s ``update``).
+UPDATES = ("alternating", "shared", "simultaneous")
 
 
 def apply_net(module: nn.Module, params: Any, batch_stats: Any, *inputs: Any, train: bool,
@@ -129,17 +135,41 @@ def critic_loss(critic: Critic, batch_stats: Any, real: jax.Array, fake: jax.Arr
     the gradient penalty mixes a real image and a fake, so the fakes must have been
     drawn with the real labels (`critic_update` does so) for the labels to be right.
     """
-    if joint:
-        if jax.tree.leaves(batch_stats):
-            raise ValueError("A joint critic call scores real and fake together, which "
-                             "BatchNorm would mix; this discriminator has BatchNorm "
-                             "(use joint_critic=False).")
-        labels = None if real_labels is None else jnp.concatenate([real_labels, fake_labels])
-        scores, stats = critic(jnp.concatenate([real, fake]), labels, batch_stats)
-        real_s, fake_s = scores[:real.shape[0]], scores[real.shape[0]:]
-    else:
+    total, (stats, metrics, _) = _scored_critic_loss(
+        critic, batch_stats, real, fake, key, d_loss=d_loss, real_labels=real_labels,
+        fake_labels=fake_labels, gp_weight=gp_weight, r1_weight=r1_weight,
+        axis_name=axis_name, joint=joint)
+    return total, (stats, metrics)
+
+
+def score_real_and_fake(critic: Critic, batch_stats: Any, real: jax.Array, fake: jax.Array,
+                        real_labels: Any = None, fake_labels: Any = None, joint: bool = False
+                        ) -> tuple[jax.Array, jax.Array, Any]:
+    """The critic's scores of ``real`` and of ``fake`` and its BatchNorm statistics after
+    both: two calls (real, then fake), or with ``joint`` one call on their concatenation,
+    refused for a critic with BatchNorm (see `critic_loss`)."""
+    if not joint:
         real_s, stats = critic(real, real_labels, batch_stats)
         fake_s, stats = critic(fake, fake_labels, stats)
+        return real_s, fake_s, stats
+    if jax.tree.leaves(batch_stats):
+        raise ValueError("A joint critic call scores real and fake together, which "
+                         "BatchNorm would mix; this discriminator has BatchNorm "
+                         "(use an update other than 'shared').")
+    labels = None if real_labels is None else jnp.concatenate([real_labels, fake_labels])
+    scores, stats = critic(jnp.concatenate([real, fake]), labels, batch_stats)
+    return scores[:real.shape[0]], scores[real.shape[0]:], stats
+
+
+def _scored_critic_loss(critic: Critic, batch_stats: Any, real: jax.Array, fake: jax.Array,
+                        key: jax.Array, *, d_loss: gan_losses.DiscLoss, real_labels: Any,
+                        fake_labels: Any, gp_weight: float, r1_weight: float,
+                        axis_name: str | None, joint: bool
+                        ) -> tuple[jax.Array, tuple[Any, Metrics, jax.Array]]:
+    """`critic_loss`, with the fakes' scores in its auxiliary output (for the
+    simultaneous update's generator loss, which reads the same scores)."""
+    real_s, fake_s, stats = score_real_and_fake(critic, batch_stats, real, fake, real_labels,
+                                                fake_labels, joint)
     total = d_loss(real_s, fake_s)
     metrics = {"disc/loss": total, "disc/real_score": jnp.mean(real_s),
                "disc/fake_score": jnp.mean(fake_s)}
@@ -151,7 +181,7 @@ def critic_loss(critic: Critic, batch_stats: Any, real: jax.Array, fake: jax.Arr
     if r1_weight:
         metrics["disc/r1"] = penalties.r1_penalty(score, real)
         total = total + 0.5 * r1_weight * metrics["disc/r1"]
-    return total, (stats, metrics)
+    return total, (stats, metrics, fake_s)
 
 
 def generator_loss(critic: Critic, batch_stats: Any, fake: jax.Array, labels: Any = None, *,
@@ -199,9 +229,13 @@ class GANSpec:
     growth: Callable[[jax.Array], dict] | None = None
     compute_dtype: str = "float32"
     axis_name: str | None = None
-    reuse_fakes: bool = False
-    joint_critic: bool = False
+    update: str = "alternating"
     pack: int = 1
+
+    @property
+    def joint_critic(self) -> bool:
+        """Whether the critic scores real and fake in one call: the shared update's."""
+        return self.update == "shared"
 
     def critic(self, params: Any, sn: Any, grow: dict | None) -> Critic:
         """The discriminator as a `Critic`: spectrally normalised with ``sn`` (not advanced)
@@ -327,6 +361,54 @@ def shared_update(spec: GANSpec, gen: NetState, disc: NetState, sn: Any, real: j
     return gen, disc, sn, {**metrics, **g_metrics}
 
 
+def simultaneous_update(spec: GANSpec, gen: NetState, disc: NetState, sn: Any,
+                        real: jax.Array, real_y: jax.Array | None, key: jax.Array,
+                        grow: dict | None) -> tuple[NetState, NetState, Any, Metrics]:
+    """Both networks updated from one forward of each (the TensorFlow DCGAN tutorial's
+    step): ``fake = G(z)``; the critic scores ``real`` and ``fake`` once; the critic's
+    loss and the generator's loss are both taken from those scores, each differentiated
+    with respect to its own network at its current parameters, and both optimizers
+    apply them. Unlike `shared_update`, the generator learns against the critic before
+    this step's update.
+
+    The scores are kept as one `jax.vjp` of ``(critic params, fakes) -> (critic loss,
+    generator loss)``, pulled back once per loss; the generator's gradient is the
+    generator forward's pullback of the second. Keys, labels and the spectral-norm
+    advance are the critic update's. Returns (gen, disc, sn, metrics).
+    """
+    fake_key, gp_key = jax.random.split(key)
+    same_labels = real_y if spec.gp_weight else None
+    if spec.spectral_norm:
+        _, sn = spectral.normalize(disc.params, sn, update=True)
+
+    def forward(params):
+        fake, fake_y, stats = draw_fakes(spec, params, gen, fake_key, real.shape[0],
+                                         same_labels, grow)
+        return fake, (fake_y, stats)
+
+    fake, g_pullback, (fake_y, g_stats) = jax.vjp(forward, gen.params, has_aux=True)
+
+    def losses(d_params, fake):
+        d_total, (stats, metrics, fake_s) = _scored_critic_loss(
+            spec.critic(d_params, sn, grow), disc.batch_stats, real, fake, gp_key,
+            d_loss=spec.d_loss, real_labels=real_y, fake_labels=fake_y,
+            gp_weight=spec.gp_weight, r1_weight=spec.r1_weight, axis_name=spec.axis_name,
+            joint=False)
+        return (d_total, spec.g_loss(fake_s)), (stats, metrics)
+
+    (d_total, g_total), pullback, (d_stats, metrics) = jax.vjp(losses, disc.params, fake,
+                                                               has_aux=True)
+    one, zero = jnp.ones_like(d_total), jnp.zeros_like(d_total)
+    d_grads, _ = pullback((one, zero))
+    _, fake_cotangent = pullback((zero, one))
+    (g_grads,) = g_pullback(fake_cotangent)
+    params, opt_state = _optimizer_update(spec, d_grads, disc.opt_state, disc.params)
+    disc = NetState(params=params, opt_state=opt_state, batch_stats=d_stats)
+    gen, g_metrics = _generator_optimizer_update(spec, gen, g_grads, g_stats,
+                                                 {"gen/loss": g_total})
+    return gen, disc, sn, {**replica.average(metrics, spec.axis_name), **g_metrics}
+
+
 def generator_update(spec: GANSpec, gen: NetState, disc: NetState, sn: Any, key: jax.Array,
                      reals: jax.Array, real_ys: jax.Array | None, grow: dict | None
                      ) -> tuple[NetState, Metrics]:
@@ -371,10 +453,10 @@ def gan_step(spec: GANSpec, state: TrainState, batch: dict) -> tuple[TrainState,
     # a while loop far worse than straight-line code (measured, textbook DCGAN step:
     # 1.47 s in a one-trip scan, 0.43 s straight), and n_critic is small.
     keys = jax.random.split(d_key, spec.n_critic)
-    if spec.reuse_fakes:  # n_critic == 1: the critic's key, so its fakes are the same
-        gen, disc, sn, metrics = shared_update(spec, gen, disc, sn, reals[0],
-                                               None if real_ys is None else real_ys[0],
-                                               keys[0], grow)
+    if spec.update != "alternating":  # n_critic == 1: the critic update's key and fakes
+        one_pass = shared_update if spec.update == "shared" else simultaneous_update
+        gen, disc, sn, metrics = one_pass(spec, gen, disc, sn, reals[0],
+                                          None if real_ys is None else real_ys[0], keys[0], grow)
     else:
         per_update = []
         for i, k in enumerate(keys):
@@ -403,8 +485,7 @@ def make_gan_step(generator: nn.Module, discriminator: nn.Module, g_tx: optax.Gr
                   num_classes: int = 0, unroll_steps: int = 0,
                   growth: Callable[[jax.Array], dict] | None = None,
                   compute_dtype: str = "float32", axis_name: str | None = None,
-                  reuse_fakes: bool = False, joint_critic: bool = False,
-                  pack: int = 1) -> StepFn:
+                  update: str = "alternating", pack: int = 1) -> StepFn:
     """Build ``step(state, batch) -> (state, metrics)`` for a GAN (`gan_step` of a `GANSpec`).
 
     Args:
@@ -436,11 +517,16 @@ def make_gan_step(generator: nn.Module, discriminator: nn.Module, g_tx: optax.Gr
         (`genjax.precision`: parameters, optimizer states, losses and penalties stay float32).
       axis_name: data-parallel axis to average gradients and metrics over; noise is
         drawn as on one device and sliced per replica (`genjax.replica.shard_draw`).
-      reuse_fakes: one generator forward per step (`shared_update`): the generator
-        learns through the critic update's fakes, against the updated critic. Needs
-        ``n_critic=1`` and no unrolling. Off: the generator update draws its own fakes.
-      joint_critic: score real and fake in one critic call (`critic_loss`'s ``joint``);
-        for critics without BatchNorm or minibatch features.
+      update: how the two networks are updated (`UPDATES`):
+        ``"alternating"``, the textbook step: ``n_critic`` critic updates, then a
+        generator update through fakes of its own against the updated critic;
+        ``"shared"`` (`shared_update`), one generator forward per step: the generator
+        learns through the critic update's fakes, against the updated critic, and the
+        critic scores real and fake in one call (critics without BatchNorm or
+        minibatch features); ``"simultaneous"`` (`simultaneous_update`), the
+        TensorFlow DCGAN tutorial's step: one forward of each network, both gradients
+        from those scores at the current parameters. The last two need ``n_critic=1``
+        and no unrolling.
       pack: PacGAN (`pack_samples`): the critic scores packs of this many real or this
         many generated samples; the discriminator must take inputs of ``pack`` times the
         channels. Not with class labels or the per-sample penalties (WGAN-GP, R1).
@@ -451,20 +537,27 @@ def make_gan_step(generator: nn.Module, discriminator: nn.Module, g_tx: optax.Gr
         raise ValueError(f"n_critic must be >= 1, got {n_critic}.")
     if unroll_steps < 0:
         raise ValueError(f"unroll_steps must be >= 0, got {unroll_steps}.")
-    if reuse_fakes and (n_critic != 1 or unroll_steps):
-        raise ValueError(f"reuse_fakes shares one generator forward between one critic update "
-                         f"and the generator update: it needs n_critic=1 and unroll_steps=0, "
-                         f"got n_critic={n_critic}, unroll_steps={unroll_steps}.")
+    _check_update(update, n_critic, unroll_steps)
     _check_pack(pack, num_classes, gp_weight, r1_weight)
     spec = GANSpec(generator, discriminator, g_tx, d_tx, latent_dim, d_loss, g_loss, n_critic,
                    gp_weight, r1_weight, clip_value, spectral_norm, ema_decay, num_classes,
-                   unroll_steps, growth, compute_dtype, axis_name, reuse_fakes, joint_critic,
-                   pack)
+                   unroll_steps, growth, compute_dtype, axis_name, update, pack)
 
     def step(state: TrainState, batch: dict) -> tuple[TrainState, Metrics]:
         return gan_step(spec, state, batch)
 
     return step
+
+
+def _check_update(update: str, n_critic: int, unroll_steps: int) -> None:
+    """Refuse an unknown update, and a one-pass update with several critic updates or
+    unrolling (one generator forward serves exactly one critic update)."""
+    if update not in UPDATES:
+        raise ValueError(f"Unknown gan_update {update!r}; valid: {', '.join(UPDATES)}.")
+    if update != "alternating" and (n_critic != 1 or unroll_steps):
+        raise ValueError(f"gan_update={update!r} updates both networks from one generator "
+                         f"forward: it needs n_critic=1 and unroll_steps=0, got "
+                         f"n_critic={n_critic}, unroll_steps={unroll_steps}.")
 
 
 def _check_pack(pack: int, num_classes: int, gp_weight: float, r1_weight: float) -> None:

@@ -92,8 +92,8 @@ def _make_step(config: ml_collections.ConfigDict, gen, disc, g_tx, d_tx, growth,
         clip_value=config.clip_value or None, spectral_norm=config.spectral_norm,
         ema_decay=config.ema_decay or None, num_classes=config.num_classes,
         unroll_steps=config.unroll_steps, growth=growth, compute_dtype=config.compute_dtype,
-        axis_name=axis_name, reuse_fakes=config.get("reuse_fakes", False),
-        joint_critic=config.get("joint_critic", False), pack=config.get("pack", 1))
+        axis_name=axis_name, update=config.get("gan_update", "alternating"),
+        pack=config.get("pack", 1))
 
 
 def _make_init(config: ml_collections.ConfigDict, image_shape: tuple[int, ...], gen, disc,
@@ -125,11 +125,11 @@ def _make_init(config: ml_collections.ConfigDict, image_shape: tuple[int, ...], 
 def build(config: ml_collections.ConfigDict, image_shape: tuple[int, ...],
           axis_name: str | None = None) -> Task:
     """Assemble the GAN task from ``config`` (see genjax/configs/gan_mlp_mnist.py);
-    ``axis_name``: the data-parallel axis the step runs under (None: one device or mesh)."""
-    if config.get("joint_critic") and config.minibatch != "none":
-        raise ValueError(f"config.joint_critic=True scores real and fake in one batch, which "
+    ``axis_name``: the data-parallel axis the step runs under (None: one device)."""
+    if config.get("gan_update") == "shared" and config.minibatch != "none":
+        raise ValueError(f"config.gan_update='shared' scores real and fake in one batch, which "
                          f"minibatch features ({config.minibatch!r}) would mix; use "
-                         f"joint_critic=False.")
+                         f"gan_update='alternating' or 'simultaneous'.")
     if config.get("pack", 1) > 1 and config.minibatch != "none":
         raise ValueError(f"config.pack={config.pack} (PacGAN) and minibatch features "
                          f"({config.minibatch!r}) are two answers to the same problem and are "
