@@ -3,6 +3,9 @@
   python -m benchmarks.fast_gan --candidates=conv32_ema,conv32_ema_cond,mlp_ema --minutes=5
   python -m benchmarks.fast_gan --candidates=mlp_ema_r1 --minutes=15 --seeds=0,1,2   # 50 min
   python -m benchmarks.fast_gan --copies --candidates=mlp_ema_r1 --minutes=15 --seeds=0,1,2
+  python -m benchmarks.fast_gan --candidates=dcgan_alternating,dcgan_shared,dcgan_simultaneous,\
+      mlp_ema_r1_alternating,mlp_ema_r1,mlp_ema_r1_simultaneous --minutes=15 --seeds=0,1,2 \
+      --out=benchmarks/results/gan_updates.json   # each GAN update's quality, 4.5 hours
 
 Each candidate is a shipped config plus overrides. A run trains with
 ``config.train_minutes`` (compile and checkpoints included, evaluations excluded) and
@@ -37,6 +40,12 @@ CANDIDATES = {
                                          "ema_decay": 0.995, "gan_update": "shared"}),
     "mlp_ema": ("fast_gan_mnist", {"eval_every": 2000, "r1_weight": 0.0}),
     "mlp_ema_r1": ("fast_gan_mnist", {"eval_every": 2000}),  # the named config
+    # Each GAN update (`gan_update`) at the same budget, the textbook DCGAN and the MLP GAN
+    # of fast_gan_mnist (whose own update is "shared": mlp_ema_r1).
+    **{f"dcgan_{u}": ("dcgan_mnist", {"eval_every": 200, "gan_update": u})
+       for u in ("alternating", "shared", "simultaneous")},
+    **{f"mlp_ema_r1_{u}": ("fast_gan_mnist", {"eval_every": 2000, "gan_update": u})
+       for u in ("alternating", "simultaneous")},
     "wgan_gp": ("wgan_gp_mnist", {"eval_every": 100}),  # textbooks, for their default budgets
     "wgan": ("wgan_mnist", {"eval_every": 100}),
 }

@@ -8,7 +8,8 @@
 For each config and global batch size: build the task, compile its step under each
 data-parallel driver of ``--parallel`` (state donated) with ``--steps_per_call`` steps per
 call, warm up, then time ``--windows`` windows of ``--seconds`` on a fixed batch already
-on the device and report the median examples/s (real images consumed: batch * n_critic
+on the device, the variants' windows taken in turn (`measure_in_turn`: A B C A B C, so
+that the machine's drift hits each alike) and report the median examples/s (real images consumed: batch * n_critic
 for WGAN-GP) with the min and max, ms per step, the step's compile time (tracing,
 lowering and XLA compilation, from `jax.monitoring`'s compile events) and its whole
 first call in seconds, the process's peak memory, the step's FLOPs from XLA's cost
@@ -39,6 +40,7 @@ the fastest peer row. Writes ``--out`` (default ``benchmarks/results/<device>.js
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import json
 import os
@@ -46,6 +48,7 @@ import re
 import resource
 import sys
 import time
+from typing import Any, Callable
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")  # the Keras peer as users run it
@@ -54,6 +57,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from absl import app, flags, logging  # noqa: E402
 
 from benchmarks import machine  # noqa: E402
+from benchmarks.peer_timing import one_window, timed_windows  # noqa: E402
 
 _CONFIGS = flags.DEFINE_list("configs", ["vae_mnist", "gan_mlp_mnist", "dcgan_mnist",
                                          "lsgan_mnist", "wgan_gp_mnist", "sngan_mnist",
@@ -120,40 +124,6 @@ def _count_compile(event: str, duration: float, **kwargs) -> None:
         _compile_seconds[0] += duration
 
 
-def timed_windows(step, state, batches, examples_per_call: int, seconds: float, windows: int):
-    """(first call s, [examples/s per window], state): ``step`` on ``batches()`` after warm-up."""
-    import jax
-
-    start = time.perf_counter()
-    state, _ = step(state, batches())
-    jax.block_until_ready(state)
-    first = time.perf_counter() - start
-    for _ in range(2):
-        state, _ = step(state, batches())
-    jax.block_until_ready(state)
-    rates = []
-    for _ in range(windows):
-        rate, state = _window(step, state, batches, examples_per_call, seconds)
-        rates.append(rate)
-    return first, rates, state
-
-
-def _window(step, state, batches, examples_per_call: int, seconds: float):
-    """(examples/s, state) of the calls of ``step`` on ``batches()`` that start within
-    ``seconds``, waited for."""
-    import jax
-
-    n, start, queued = 0, time.perf_counter(), []
-    while time.perf_counter() - start < seconds:
-        state, metrics = step(state, batches())
-        queued.append(metrics)
-        if len(queued) > 2:  # at most two calls in flight: unbounded, a slow step's
-            jax.block_until_ready(queued.pop(0))  # window ran on long after its end
-        n += 1
-    jax.block_until_ready(state)
-    return n * examples_per_call / (time.perf_counter() - start), state
-
-
 def paired_windows(step, state, feeds: dict, examples_per_call: int, seconds: float,
                    windows: int) -> tuple[dict[str, list[float]], object]:
     """({feed: [examples/s per window]}, state): one window per feed in turn, ``windows``
@@ -167,7 +137,7 @@ def paired_windows(step, state, feeds: dict, examples_per_call: int, seconds: fl
     rates = {name: [] for name in feeds}
     for _ in range(windows):
         for name, batches in feeds.items():
-            rate, state = _window(step, state, batches, examples_per_call, seconds)
+            rate, state = one_window(step, state, batches, examples_per_call, seconds)
             rates[name].append(rate)
     return rates, state
 
@@ -308,13 +278,31 @@ def like_for_like_table(results: list[dict]) -> str:
 _INPUTS = {None: "in memory", "tfds": "tfds pipeline", "memory": "memory source"}
 
 
-def measure(name: str, batch_size: int | None, *, driver: str = "none", steps_per_call: int = 1,
+@dataclasses.dataclass
+class Prepared:
+    """A genjax row ready to time: its compiled step, state and fixed batch after the first
+    call and the warm-up (`prepare`), and ``row(rates)`` making the row of its windows."""
+
+    step: Callable
+    state: Any
+    batches: Callable[[], Any]
+    examples_per_call: int
+    row: Callable[..., dict]
+    feed: Callable[[], Any] | None = None  # the real input pipeline (``source`` rows)
+
+    def window(self) -> float:
+        rate, self.state = one_window(self.step, self.state, self.batches,
+                                      self.examples_per_call, _SECONDS.value)
+        return rate
+
+
+def prepare(name: str, batch_size: int | None, *, driver: str = "none", steps_per_call: int = 1,
             cpu_dots: str = "config", fast_layers: bool = True, source: str | None = None,
-            compute_dtype: str = "float32", step_options: dict | None = None) -> dict:
-    """One genjax row (see the module docstring); ``source``: feed the real input pipeline
-    from this `genjax.data.SOURCES` entry instead of a fixed batch; ``step_options``:
-    config overrides of the GAN step (``gan_update``); ``cpu_dots`` "config": the
-    config's own choice."""
+            compute_dtype: str = "float32", step_options: dict | None = None) -> Prepared:
+    """Build, compile and warm up one genjax row (see the module docstring); ``source``:
+    also feed the real input pipeline from this `genjax.data.SOURCES` entry;
+    ``step_options``: config overrides of the GAN step (``gan_update``); ``cpu_dots``
+    "config": the config's own choice."""
     import jax
     import numpy as np
 
@@ -339,38 +327,65 @@ def measure(name: str, batch_size: int | None, *, driver: str = "none", steps_pe
     # only its driver binds, so the one-device task is built for them).
     one_device = task if driver == "none" else TASKS[config.task](config, shape, None)
     flops = jax.jit(one_device.train_step).lower(d.local(state), one).cost_analysis().get("flops")
+    opts = xla_cpu.cpu_compiler_options(cpu_dots, one_device.train_step, d.local(state), one)
     fixed = d.put_batch(one if steps_per_call == 1 else
                         {k: np.stack([v] * steps_per_call) for k, v in one.items()})
     compiled_before = _compile_seconds[0]
-    first, rates, state = timed_windows(d.step, state, lambda: fixed, n * steps_per_call,
-                                        _SECONDS.value, 0 if source else _WINDOWS.value)
-    paired = {}
-    if source:  # pipeline-fed and fixed-batch windows in turn: their ratio, free of drift
+    first, _, state = timed_windows(d.step, state, lambda: fixed, n * steps_per_call,
+                                    _SECONDS.value, 0)
+    compile_s = _compile_seconds[0] - compiled_before
+    feed = None
+    if source:
         config.data_source = source
         it = gdata.train_iterator(loop.data_specs(config)[0], "train", global_batch_size=n)
         feed = lambda: d.put_batch(loop.next_batches(it, steps_per_call, steps_per_call > 1))
-        both, _ = paired_windows(d.step, state, {"pipeline": feed, "fixed": lambda: fixed},
-                                 n * steps_per_call, _SECONDS.value, _WINDOWS.value)
-        rates = both["pipeline"]
-        paired = {"paired_in_memory": round(float(np.median(both["fixed"])), 1),
-                  "paired_ratio": round(float(np.median(
-                      [p / f for p, f in zip(both["pipeline"], both["fixed"])])), 3)}
-    rate = float(np.median(rates))
-    opts = xla_cpu.cpu_compiler_options(cpu_dots, one_device.train_step, d.local(state), one)
-    return {"framework": "genjax", "config": name, "batch_size": config.batch_size,
-            "n_critic": config.get("n_critic", 1), "parallel": driver, "devices": d.num_devices,
-            "steps_per_call": steps_per_call, "layers": "fast" if fast_layers else "stock",
-            "cpu_dots": cpu_dots if jax.default_backend() == "cpu" else None,
-            "cpu_dots_used": None if jax.default_backend() != "cpu" else _dots_used(opts),
-            "input": _INPUTS[source],
-            "examples_per_sec": round(rate, 1), "min": round(min(rates), 1),
-            "max": round(max(rates), 1), "ms_per_step": round(1000 * n / rate, 2),
-            "compute_dtype": compute_dtype, "step_options": step_options or {},
-            "compile_s": round(_compile_seconds[0] - compiled_before, 2),
-            "first_call_s": round(first, 2),
-            "gflop_per_step": None if flops is None else round(flops / 1e9, 3),
-            "gflops": None if flops is None else round(flops / 1e9 * rate / n, 1),
-            "peak_memory_mb": _peak_memory_mb(), **paired}
+
+    def row(rates: list[float], **extra) -> dict:
+        rate = float(np.median(rates))
+        return {"framework": "genjax", "config": name, "batch_size": config.batch_size,
+                "n_critic": config.get("n_critic", 1), "parallel": driver,
+                "devices": d.num_devices, "steps_per_call": steps_per_call,
+                "layers": "fast" if fast_layers else "stock",
+                "cpu_dots": cpu_dots if jax.default_backend() == "cpu" else None,
+                "cpu_dots_used": None if jax.default_backend() != "cpu" else _dots_used(opts),
+                "input": _INPUTS[source],
+                "examples_per_sec": round(rate, 1), "min": round(min(rates), 1),
+                "max": round(max(rates), 1), "ms_per_step": round(1000 * n / rate, 2),
+                "compute_dtype": compute_dtype, "step_options": step_options or {},
+                "compile_s": round(compile_s, 2), "first_call_s": round(first, 2),
+                "gflop_per_step": None if flops is None else round(flops / 1e9, 3),
+                "gflops": None if flops is None else round(flops / 1e9 * rate / n, 1),
+                "peak_memory_mb": _peak_memory_mb(), **extra}
+
+    return Prepared(d.step, state, lambda: fixed, n * steps_per_call, row, feed)
+
+
+def measure(name: str, batch_size: int | None, **options) -> dict:
+    """One genjax row: `prepare`, then ``--windows`` windows of the fixed batch; a
+    ``source`` row takes pipeline-fed and fixed-batch windows in turn, their ratio free
+    of the machine's drift."""
+    import numpy as np
+
+    p = prepare(name, batch_size, **options)
+    if p.feed is None:
+        return p.row([p.window() for _ in range(_WINDOWS.value)])
+    both, p.state = paired_windows(p.step, p.state, {"pipeline": p.feed, "fixed": p.batches},
+                                   p.examples_per_call, _SECONDS.value, _WINDOWS.value)
+    return p.row(both["pipeline"], paired_in_memory=round(float(np.median(both["fixed"])), 1),
+                 paired_ratio=round(float(np.median(
+                     [a / b for a, b in zip(both["pipeline"], both["fixed"])])), 3))
+
+
+def measure_in_turn(name: str, batch_size: int | None, variants: list[dict]) -> list[dict]:
+    """One genjax row per entry of ``variants`` (`prepare`'s options, e.g. each driver),
+    their windows taken in turn (A B C A B C ...), so that the machine's drift hits every
+    variant alike and their ratios compare like with like."""
+    prepared = [prepare(name, batch_size, **v) for v in variants]
+    rates: list[list[float]] = [[] for _ in prepared]
+    for _ in range(_WINDOWS.value):
+        for p, r in zip(prepared, rates):
+            r.append(p.window())
+    return [p.row(r, timed_in_turn=len(prepared)) for p, r in zip(prepared, rates)]
 
 
 def markdown_tables(results: list[dict]) -> str:
@@ -467,11 +482,11 @@ def main(_):
     sizes = [int(b) for b in _BATCH_SIZES.value] or [None]
     for name in _CONFIGS.value:
         for batch_size in sizes:
-            for driver in _PARALLEL.value:
-                for k in map(int, _STEPS_PER_CALL.value):
-                    for dots in _CPU_DOTS.value:
-                        record(measure(name, batch_size, driver=driver, steps_per_call=k,
-                                       cpu_dots=dots))
+            variants = [{"driver": driver, "steps_per_call": k, "cpu_dots": dots}
+                        for driver in _PARALLEL.value for k in map(int, _STEPS_PER_CALL.value)
+                        for dots in _CPU_DOTS.value]
+            for row in measure_in_turn(name, batch_size, variants):
+                record(row)
             config = _config(name, batch_size)
             for peer, kwargs in peer_rows(name, config):
                 row = peer.measure(name, config, _SECONDS.value, _WINDOWS.value, **kwargs)

@@ -530,6 +530,8 @@ def make_step(config, update: str = "shared", compiled: bool = False):
     as genjax's ``gan_update`` (`_gan_step`)."""
     torch.manual_seed(0)
     b = config.batch_size
+    if compiled:  # each row compiles afresh: dynamo's caches, shared by every model in the
+        torch._dynamo.reset()  # process, would otherwise hit their limit and run eagerly
     wrap = torch.compile if compiled else (lambda m: m)
     if config.task == "vae":
         model = VAE(config.hidden[0], config.latent_dim)

@@ -14,9 +14,10 @@ the step built with ``axis_name=AXIS`` (`step_axis`), its gradients, metrics and
 BatchNorm statistics averaged with ``lax.pmean`` over `AXIS`, and nothing else
 communicated unless a model gathers across replicas by design (minibatch
 discrimination, the RBM's persistent chains). In JAX 0.10 ``jax.pmap`` lowers to the
-same SPMD program; the drivers differ in where the state lives. (XLA's automatic
-partitioning of the one-device step, the earlier mesh driver, ran the DCGAN step 4-6x
-slower than pmap on simulated devices.) Both compile with the ``cpu_dots`` choice.
+same SPMD program; the drivers differ in where the state lives. The alternative,
+``jax.jit`` of the one-device step with shardings alone, leaves the partitioning to XLA,
+whose program communicates otherwise than pmap's (`tests/test_parallel.py` counts the
+collectives). Both drivers compile with the ``cpu_dots`` choice.
 
 Every driver computes what one device computes on the global batch, because random
 draws are made at global size and sliced per replica (`genjax.replica.shard_draw`),

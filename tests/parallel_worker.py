@@ -6,7 +6,12 @@
       EMA, the class-conditional Gated PixelCNN, Glow, or the centered PCD RBM with its
       persistent chains and offsets) under every driver on 4 simulated devices, in float64 and, for the
       VAE, also in float32; writes the relative difference of each state component from
-      the one-device state, the trace counts and whether pmap replicas agree bitwise.
+      the one-device state, the trace counts and whether the devices agree bitwise
+      (CONFIG+shared, CONFIG+simultaneous: that gan_update; CONFIG+minibatch: minibatch
+      discrimination).
+  python tests/parallel_worker.py collectives OUT.json CONFIG...
+      each CONFIG's step compiled under pmap and mesh on 4 simulated devices: the
+      collectives in its HLO text (opcode, elements) and its parameter count.
   python tests/parallel_worker.py vae OUT.npz DRIVER [PROCESS_ID NUM_PROCESSES PORT]
       3 VAE steps on 2 simulated devices per process (mesh driver across processes, or
       one device), saving this process's copy of the final state.
