@@ -454,7 +454,7 @@ class MAF(nn.Module):
             masks = made_masks(made_degrees(dims, hidden, num_blocks, k % 2 == 1), 2)
             linears = nn.ModuleList(nn.Linear(*m.shape) for m in masks)
             for lin, m in zip(linears, masks):
-                lin.register_buffer("mask", torch.from_numpy(m.T.copy()))
+                lin.register_buffer("mask", torch.tensor(m.T.copy()))
             nn.init.zeros_(linears[-1].weight)
             nn.init.zeros_(linears[-1].bias)
             self.made.append(linears)

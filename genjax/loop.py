@@ -414,7 +414,8 @@ def _train(run: Setup, driver: parallel.Driver, ckpt: Checkpointer, state: Train
     step = int(driver.local(state.step))
     train_it = gdata.train_iterator(run.train_spec, "train",
                                     global_batch_size=task.examples_per_step, start_step=step)
-    progress = Progress(step, c.num_steps, task.examples_per_step, clock)
+    progress = Progress(step, c.num_steps, task.examples_per_step, clock,
+                        budget_minutes=c.get("train_minutes", 0))
     acc, n_acc, compiled, final = None, 0, set(), None
     try:
         while step < c.num_steps:

@@ -365,13 +365,17 @@ class Progress:
       start, total: the first and the last step of this invocation.
       examples_per_step: training examples per step (the global batch).
       clock: the run's clock; the steady rate leaves its phases out.
+      budget_minutes: the invocation's time budget (``config.train_minutes``; 0: none):
+        the ETA is the sooner of the last step and the budget's end.
       bar_file: where to draw the bar (default: stderr when it is a terminal; None there
         otherwise). ``ncols``: the bar's width (default: the terminal's, as it changes).
     """
 
     def __init__(self, start: int, total: int, examples_per_step: int, clock: TrainClock,
-                 bar_file: TextIO | None = None, ncols: int | None = None):
+                 bar_file: TextIO | None = None, ncols: int | None = None,
+                 budget_minutes: float = 0.0):
         self.total, self.examples_per_step, self.clock = total, examples_per_step, clock
+        self.budget_minutes = budget_minutes
         self.active = jax.process_index() == 0
         self._first = self._last_step = start
         self._last_time, self._last_off = time.perf_counter(), clock.off_train()
@@ -421,10 +425,14 @@ class Progress:
 
     def _eta(self, step: int, now: float) -> float:
         """Seconds to ``total`` at this invocation's pace so far (compile left out;
-        evaluations, pictures and checkpoints in; the final evaluation not counted)."""
+        evaluations, pictures and checkpoints in; the final evaluation not counted), or
+        to the end of the time budget when that comes first."""
         done = step - self._first
         taken = now - self._since - (self.clock.spent["compile"] - self._compile_before)
-        return (self.total - step) * taken / done if done else 0.0
+        eta = (self.total - step) * taken / done if done else 0.0
+        if self.budget_minutes:
+            eta = min(eta, max(0.0, 60 * (self.budget_minutes - self.clock.minutes())))
+        return eta
 
     def _show(self, step: int, metrics: Mapping[str, float], rate: float, eta: float) -> None:
         shown = headline(metrics)

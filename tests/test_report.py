@@ -44,6 +44,18 @@ def test_bar_stays_readable_at_80_columns(capsys):
                         r"ETA \d+:\d\d", lines[1]), lines[1]
 
 
+def test_eta_ends_at_the_time_budget(capsys):
+    """With a time budget (``config.train_minutes``) far shorter than the steps, the ETA is
+    the budget's end, not the last step's."""
+    clock = report.TrainClock()
+    progress = report.Progress(0, 10**9, 64, clock, budget_minutes=2.0)
+    progress.compiled(0.1)
+    time.sleep(0.05)
+    progress.update(10, {"train/loss": 1.0})
+    eta = capsys.readouterr().out.splitlines()[-1].rsplit("ETA ", 1)[1]
+    assert eta in ("2:00", "1:59"), eta
+
+
 def test_without_a_terminal_there_are_lines_and_no_bar(capsys):
     """Under pytest stderr is no terminal, as in CI logs and pipes: no bar is drawn, so
     no carriage returns; the lines come on stdout."""
