@@ -10,6 +10,11 @@ every checkpoint (a saved state is always a good one; a non-finite run stops wit
 drops the bad updates and counts them in ``train/nonfinite_skipped``), periodic sample
 grids and evaluations, and a final evaluation, sample grid and loss-curve plot.
 
+What is trained is `setup(config)`'s `genjax.assembly.Setup`: one model, or a
+population of K seeds or hyperparameter values as one run (`genjax.population`, when
+``config.population`` names one), whose state, batches, grids and evaluation cover
+every member.
+
 One run per workdir: a run holds the workdir's lock (`genjax.runlock`) from before its
 first write to its end; a second launcher stops at once with `WorkdirInUseError`. A
 finished run run again with the same config says so and touches nothing.
@@ -30,39 +35,35 @@ Outputs in ``workdir``: ``config.json``, ``resumes.jsonl``, ``metrics.jsonl``,
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import tempfile
-from typing import Iterable, Iterator
 
 import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
-from jax.experimental import multihost_utils
 
+from genjax import assembly, parallel, population, ranking, record, runlock, steps
 from genjax import data as gdata
-from genjax import parallel, ranking, record, rng, runlock, steps
+# Re-exported: what a run is made of and how it is scored live in `genjax.assembly`.
+from genjax.assembly import (Setup, data_initialized, data_specs, evaluate,  # noqa: F401
+                             next_batches, score_samples)
 from genjax.checkpoint import Checkpointer, host_values, leaf_path
-from genjax.metrics.evaluation import Extractor
-from genjax.state import TrainState
 from genjax.report import (MetricWriter, Progress, TrainClock, check_writers, info, plot_curves,
                            save_grid, warn)
-from genjax.tasks import RESUMABLE, TASKS, Task
-from genjax.tasks.common import (check_config, collect_images, domain_extractor_for,
-                                 sample_metrics)
+from genjax.state import TrainState
+from genjax.tasks import RESUMABLE
+
+
+def setup(config: ml_collections.ConfigDict) -> Setup:
+    """`genjax.assembly.setup` of ``config``, or `genjax.population.setup` when it names a
+    population (``config.population``): what `train_and_evaluate` trains."""
+    return population.setup(config) if population.is_population(config) else \
+        assembly.setup(config)
 
 
 class NonFiniteError(FloatingPointError):
     """Training produced NaN or Inf; the run stops and the last good checkpoint stays."""
-
-
-def data_specs(config: ml_collections.ConfigDict) -> tuple[gdata.DataSpec, gdata.DataSpec]:
-    """(train, eval) data specs; evaluation uses ``eval_preprocess`` if set."""
-    common = gdata.spec_fields(config)
-    return (gdata.DataSpec(preprocess=config.preprocess, source=config.get("data_source", "auto"),
-                           **common),
-            gdata.DataSpec(preprocess=config.get("eval_preprocess") or config.preprocess, **common))
 
 
 _all_finite = jax.jit(steps.all_finite)
@@ -116,52 +117,6 @@ def _check_skipped(steps_seen: tuple[int, int], n_skipped: int, limit: float,
             f"the limit.")
 
 
-def score_samples(fake: Iterable[np.ndarray], num: int, config: ml_collections.ConfigDict,
-                  eval_spec: gdata.DataSpec, extractor: Extractor,
-                  prefix: str = "test/domain_", scored: list | None = None) -> dict[str, float]:
-    """FID/IS/KID/precision/recall/coverage of ``num`` samples, given as batches [b, H, W, C]
-    in [0, 1], against as many test images (all of them if the split is smaller; then
-    only that many samples count), with ``extractor`` (`domain_extractor_for` finds the
-    domain classifier of the data). ``scored``: a list that receives the batches that
-    counted, for other checks of the same samples."""
-    n = min(num, gdata.num_examples(eval_spec, "test"))
-    fake = _first(fake, n, scored)
-    real = lambda: collect_images(gdata.eval_iterator(
-        eval_spec, "test", global_batch_size=config.eval_batch_size), n, eval_spec.preprocess)
-    key = f"{gdata.dataset_id(eval_spec)}-test-{eval_spec.preprocess}-{n}"
-    return sample_metrics(fake, real, key, extractor, prefix)
-
-
-def _first(batches: Iterable[np.ndarray], n: int, kept: list | None = None
-           ) -> Iterator[np.ndarray]:
-    """The batches cut to their first ``n`` rows in all, each also appended to ``kept``."""
-    for b in batches:
-        if n <= 0:
-            return
-        if kept is not None:
-            kept.append(b[:n])
-        yield b[:n]
-        n -= len(b)
-
-
-def evaluate(task: Task, state: TrainState, config: ml_collections.ConfigDict,
-             eval_spec: gdata.DataSpec, image_shape: tuple[int, ...], final: bool = False
-             ) -> dict[str, float]:
-    """The task's own test metrics (with its ``final_evaluate`` ones when ``final``) plus,
-    for generative tasks on data with a domain classifier (`domain_extractor_for`),
-    `score_samples` of ``config.eval_samples`` samples (the same noise every time)."""
-    test = lambda: gdata.eval_iterator(eval_spec, "test", global_batch_size=config.eval_batch_size)  # noqa: E731
-    results = task.evaluate(state, test())
-    if final and task.final_evaluate is not None:
-        results.update(task.final_evaluate(state, test()))
-    extractor = None if task.sample is None else domain_extractor_for(config, image_shape,
-                                                                       eval_spec)
-    if extractor is not None:
-        fake = task.sample(state, rng.stream(config.seed, "eval_samples"), config.eval_samples)
-        results.update(score_samples(fake, config.eval_samples, config, eval_spec, extractor))
-    return results
-
-
 def _steps_in_call(step: int, steps_per_call: int, config: ml_collections.ConfigDict) -> int:
     """Steps the next compiled call runs after ``step``: ``steps_per_call``, cut short at
     the next log, sample, evaluation or checkpoint step so those happen where configured
@@ -169,73 +124,6 @@ def _steps_in_call(step: int, steps_per_call: int, config: ml_collections.Config
     cadences = [config.log_every, config.sample_every, config.checkpoint_every,
                 config.eval_every, config.num_steps]
     return min(steps_per_call, *(c - step % c for c in cadences if c))
-
-
-def next_batches(it: Iterator[dict], n: int, stacked: bool) -> dict:
-    """The next batch, or the next ``n`` stacked on a leading axis for a multi-step call
-    (on the device where the memory source already holds them)."""
-    if not stacked:
-        return next(it)
-    batches = [next(it) for _ in range(n)]
-    stack = jnp.stack if isinstance(batches[0]["image"], jax.Array) else np.stack
-    return {k: stack([b[k] for b in batches]) for k in batches[0]}
-
-
-@dataclasses.dataclass(frozen=True)
-class Setup:
-    """What a run is made of, before any state exists: the task built for the driver's
-    axis, the data specs and the first test batch (the fixed reconstruction inputs)."""
-
-    config: ml_collections.ConfigDict
-    task: Task
-    train_spec: gdata.DataSpec
-    eval_spec: gdata.DataSpec
-    show: dict
-
-    @property
-    def image_shape(self) -> tuple[int, ...]:
-        return tuple(self.show["image"].shape[1:])
-
-    @property
-    def init_key(self) -> jax.Array:
-        """The key every fresh state of this run is made from."""
-        return rng.stream(self.config.seed, "init")
-
-    def init_state(self) -> TrainState:
-        """The fresh state of this run (jitted: eager Flax init compiles every initialiser
-        op on its own), before any `data_initialized`."""
-        return jax.jit(self.task.init)(self.init_key)
-
-    def evaluate(self, state: TrainState, final: bool = False) -> dict[str, float]:
-        """`evaluate` of ``state`` (one local copy); ``final``: the run's last one."""
-        return evaluate(self.task, state, self.config, self.eval_spec, self.image_shape, final)
-
-
-def data_initialized(task: Task, state: TrainState, spec: gdata.DataSpec,
-                     batch_size: int) -> TrainState:
-    """``state`` through ``task.data_init`` with the first training batch of ``spec``
-    (process 0's batch on every process), or ``state`` itself for tasks without one. For
-    fresh states only: a restored state already holds its data-set parameters."""
-    if task.data_init is None:
-        return state
-    first = next(gdata.train_iterator(spec, "train", global_batch_size=batch_size))
-    first = {k: np.asarray(v) for k, v in first.items()}
-    if jax.process_count() > 1:
-        first = multihost_utils.broadcast_one_to_all(first)
-    return jax.jit(task.data_init)(state, first)
-
-
-def setup(config: ml_collections.ConfigDict) -> Setup:
-    """Check ``config`` (clear errors before any work), then build its task: the data-parallel
-    axis is decided here, once, from ``config.parallel``, and handed to the task."""
-    if config.task not in TASKS:
-        raise ValueError(f"Unknown task {config.task!r}; valid: {', '.join(TASKS)}.")
-    check_config(config)
-    parallel.check_batch(config.parallel, config.batch_size)
-    train_spec, eval_spec = data_specs(config)
-    show = next(gdata.eval_iterator(eval_spec, "test", global_batch_size=config.eval_batch_size))
-    task = TASKS[config.task](config, show["image"].shape[1:], parallel.step_axis(config.parallel))
-    return Setup(config, task, train_spec, eval_spec, show)
 
 
 def _prepare_workdir(workdir: str) -> str:
@@ -315,8 +203,9 @@ def _start(run: Setup, driver: parallel.Driver, ckpt: Checkpointer, workdir: str
         if ckpt.set_aside():
             info(f"Starting over from step 0 (config.start_over); the damaged checkpoints stay "
                  f"in {ckpt.aside_directory}.")
-        if run.task.data_init is not None:
-            state = driver.place(data_initialized(run.task, fresh, run.train_spec, c.batch_size))
+        initialized = run.data_initialized(fresh)
+        if initialized is not fresh:
+            state = driver.place(initialized)
         return state, _Record(workdir, c, 0, ckpt, gdata.dataset_id(run.train_spec))
     if start_over:  # not checked up front: start_over may have found nothing usable
         _check_resume(run, workdir)
@@ -335,6 +224,7 @@ def _log(acc: dict, n_acc: int, step: int, state: TrainState, run: Setup, driver
     _check_skipped(window, n_skipped, run.config.get("max_skipped_fraction", 0.5), ckpt)
     means = {f"train/{k}": float(v) / (n_acc - n_skipped) for k, v in acc.items()
              if n_acc > n_skipped}
+    means = run.train_metrics(means, state)
     _check_finite(window, means, state, ckpt)
     if run.config.get("skip_nonfinite_steps"):
         means["train/nonfinite_skipped"] = n_skipped
@@ -387,7 +277,7 @@ def _outputs(run: Setup, driver: parallel.Driver, ckpt: Checkpointer, state: Tra
     c, final, evaluated = run.config, None, None
     if step % c.sample_every == 0 and not last:  # the last grid is _finish's
         with clock.phase("pictures", sync=state):
-            writer.images(step, run.task.images(driver.local(state), run.show))
+            writer.images(step, run.images(driver.local(state)))
     if c.eval_every and step % c.eval_every == 0 and not last:
         with clock.phase("evaluation", sync=state):
             evaluated = run.evaluate(driver.local(state))
@@ -412,8 +302,7 @@ def _train(run: Setup, driver: parallel.Driver, ckpt: Checkpointer, state: Train
     ``config.keep_best`` the final evaluation does too, and is returned (else None)."""
     c, task = run.config, run.task
     step = int(driver.local(state.step))
-    train_it = gdata.train_iterator(run.train_spec, "train",
-                                    global_batch_size=task.examples_per_step, start_step=step)
+    train_it = run.train_batches(step)
     progress = Progress(step, c.num_steps, task.examples_per_step, clock,
                         budget_minutes=c.get("train_minutes", 0))
     acc, n_acc, compiled, final = None, 0, set(), None
@@ -455,7 +344,7 @@ def _finish(run: Setup, state: TrainState, workdir: str, writer: MetricWriter,
     metrics (a GAN on data without a domain classifier), so that the run is finished."""
     step = int(state.step)
     with clock.phase("pictures"):
-        grids = run.task.images(state, run.show)
+        grids = run.images(state)
         writer.images(step, grids)
         if jax.process_index() == 0:
             for name, imgs in grids.items():
@@ -469,8 +358,8 @@ def _finish(run: Setup, state: TrainState, workdir: str, writer: MetricWriter,
     finally:
         if jax.process_index() == 0:
             plot_curves(writer.jsonl_path, os.path.join(workdir, "curves.png"))
-    if results:
-        info("Final metrics: " + ", ".join(f"{k} {v:.4f}" for k, v in results.items()))
+    if jax.process_index() == 0:
+        run.report(workdir, state, results)
     if bad:
         warn(f"non-finite final metric(s) {', '.join(bad)}: written as null and listed under "
              f"\"nonfinite\" in {writer.jsonl_path}.")

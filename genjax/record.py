@@ -32,6 +32,8 @@ from typing import IO, Any, Callable, Iterator, Mapping
 
 import ml_collections
 
+from genjax.hparams import population_defaults
+
 CONFIG, RESUMES = "config.json", "resumes.jsonl"
 METRICS, SUPERSEDED = "metrics.jsonl", "metrics.superseded.jsonl"
 DATASET = "dataset.json"  # the identity of the data the run started on
@@ -47,7 +49,7 @@ RESUMABLE = frozenset({
     "log_every", "sample_every", "eval_every", "checkpoint_every", "keep_checkpoints",
     "keep_best",
     "eval_samples", "eval_batch_size",
-    "parallel", "steps_per_call", "cpu_dots",
+    "parallel", "steps_per_call", "cpu_dots", "population.strategy",
     "data_source", "data_dir", "download", "bad_images",
     "skip_nonfinite_steps", "max_skipped_fraction", "start_over",
     "wandb_project", "wandb_entity", "wandb_mode",
@@ -59,7 +61,8 @@ RESUMABLE = frozenset({
 # record without it reads as that value, so that a run from before the field still
 # resumes (and is still seen as finished). A field that may change on resume anyway
 # (`RESUMABLE`) needs no entry.
-ADDED_FIELDS: dict[str, Any] = {"image_channels": None, "upscale": False}
+ADDED_FIELDS: dict[str, Any] = {"image_channels": None, "upscale": False,
+                                "population": population_defaults()}
 
 # Fields that replaced older ones: new field -> (the old fields, the new value a record
 # of them reads as). A run recorded with the older fields resumes under the new one.

@@ -42,7 +42,7 @@ import numpy as np
 from absl import logging
 
 from genjax import data as gdata
-from genjax import loop, ranking, record, rng
+from genjax import loop, population, ranking, record, rng
 from genjax.checkpoint import Checkpointer, host_values, leaf_path
 from genjax.metrics.evaluation import Extractor
 from genjax.report import MetricWriter
@@ -138,6 +138,8 @@ class Run:
       config: ``trained`` with the sampler fields given to `load`.
       state: the restored `TrainState` (``state.step`` is the checkpoint's step).
       setup: the task built from ``config`` (`genjax.loop.Setup`).
+      member: the member of a population run this is (None: a run of one model); its
+        config and state are then the member's own, as a run of it alone would hold them.
     """
 
     workdir: str | None
@@ -145,6 +147,7 @@ class Run:
     config: ml_collections.ConfigDict
     state: TrainState
     setup: loop.Setup
+    member: int | None = None
 
     @property
     def step(self) -> int:
@@ -221,7 +224,8 @@ class Run:
         results.update(self._class_accuracy(scored, tag, real_baseline, domain))
         if write and not real_baseline and self.workdir:  # a baseline is no result of the run
             writer = MetricWriter(self.workdir, record.EVALUATIONS)
-            writer.scalars(self.step, results)
+            writer.scalars(self.step, results if self.member is None else {
+                population.member_key(k, self.member): v for k, v in results.items()})
             writer.close()
         return results
 
@@ -306,19 +310,22 @@ class Run:
 
 
 def load(workdir: str, step: int | str | None = None,
-         sampling: Mapping[str, Any] | None = None) -> Run:
+         sampling: Mapping[str, Any] | None = None, member: int | None = None) -> Run:
     """The run in ``workdir`` at checkpoint ``step`` (default: the newest usable one;
     ``"best"``: the one kept by the run's ``config.keep_best``), with the sampler fields
-    ``sampling`` (`SAMPLING`; checked before anything compiles).
+    ``sampling`` (`SAMPLING`; checked before anything compiles); of a population run,
+    ``member`` i (`members` lists them) as a run of it alone.
 
     Raises:
       FileNotFoundError: no ``config.json`` (not a run), no checkpoint, or no evaluated
         one to be best.
       ValueError: a sampler field the family does not take, or out of range; ``"best"``
-        of a run without ``config.keep_best``.
+        of a run without ``config.keep_best``; a population without ``member`` (or a
+        member out of range), or ``member`` of a run that is not a population.
       CheckpointsUnreadableError: checkpoints exist and none is usable.
     """
     trained = record.run_config(workdir)
+    _check_member(workdir, trained, member)
     config = with_sampling(trained, sampling or {})
     setup = loop.setup(config)
     ckpt = Checkpointer(os.path.join(workdir, "checkpoints"), read_only=True)
@@ -333,7 +340,32 @@ def load(workdir: str, step: int | str | None = None,
                                 f"{ckpt.all_steps() or 'none'}.")
     if state is None:
         raise FileNotFoundError(f"No checkpoint in {ckpt.directory}.")
-    return Run(os.path.abspath(workdir), trained, config, state, setup)
+    if member is None:
+        return Run(os.path.abspath(workdir), trained, config, state, setup)
+    return Run(os.path.abspath(workdir), population.member_config(trained, setup.roster[member]),
+               setup.members[member].config, population.member_state(state, member),
+               setup.members[member], member)
+
+
+def members(workdir: str) -> list[population.Member]:
+    """The members of the population run in ``workdir`` ([] for a run of one model)."""
+    trained = record.run_config(workdir)
+    return population.roster(trained) if population.is_population(trained) else []
+
+
+def _check_member(workdir: str, trained: ml_collections.ConfigDict, member: int | None) -> None:
+    """Refuse a population loaded without a member, a member out of range, or a member of
+    a run that is not a population, in one line."""
+    roster = population.roster(trained) if population.is_population(trained) else []
+    if member is None and roster:
+        raise ValueError(f"{workdir} holds a population of {len(roster)} members "
+                         f"({roster[0].label}, ...); load one with member=i, i in "
+                         f"0..{len(roster) - 1} (genjax-evaluate --member=i or all).")
+    if member is not None and not roster:
+        raise ValueError(f"member={member}: the run in {workdir} is not a population.")
+    if member is not None and not 0 <= member < len(roster):
+        raise ValueError(f"member={member}: the population in {workdir} has members "
+                         f"0..{len(roster) - 1}.")
 
 
 def _best_step(ckpt: Checkpointer, trained: ml_collections.ConfigDict) -> int:

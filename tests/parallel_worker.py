@@ -53,6 +53,7 @@ import jax  # noqa: E402
 import numpy as np  # noqa: E402
 
 from genjax import parallel  # noqa: E402
+from tests.equivalence import batches, flat, in_float64, relative_differences  # noqa: E402
 
 STEPS = 3
 
@@ -77,20 +78,6 @@ def config(name: str, driver: str):
     if variant == "minibatch":  # the critic compares each example with the whole batch
         c.minibatch = "discrimination"
     return c
-
-
-def batches(preprocess: str, n_rows: int, n_steps: int) -> list[dict]:
-    """Fixed random image batches in the model's range (the same in every process)."""
-    rng = np.random.default_rng(0)
-    lo = -1.0 if preprocess == "symmetric" else 0.0
-    return [{"image": rng.uniform(lo, 1.0, (n_rows, 28, 28, 1)).astype(np.float32),
-             "label": rng.integers(0, 10, n_rows).astype(np.int32)}
-            for _ in range(n_steps)]
-
-
-def in_float64(tree):
-    """``tree`` with every float32 leaf as float64 (under ``jax.enable_x64``)."""
-    return jax.tree.map(lambda x: x.astype(np.float64) if x.dtype == np.float32 else x, tree)
 
 
 def run(name: str, driver: str, rows: slice | None = None, steps_per_call: int = 1,
@@ -145,34 +132,6 @@ def initial_state(name: str, float64: bool):
 
     c = config(name, "none")
     return jax.jit(TASKS[c.task](c, (28, 28, 1)).init)(jax.random.key(0))
-
-
-def flat(state) -> list[np.ndarray]:
-    """Every leaf as numpy (typed keys as their key data)."""
-    leaves = jax.tree.leaves(state)
-    return [np.asarray(jax.random.key_data(x) if jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key)
-                       else x) for x in leaves]
-
-
-def components(state) -> dict[str, list[np.ndarray]]:
-    """The state's parts as the equivalence test compares them: step, rng, each network's
-    params, opt_state and batch_stats, each ``extra`` entry (spectral norm, EMA)."""
-    parts = {"step": [state.step], "rng": [state.rng]}
-    for name, net in state.nets.items():
-        for field in ("params", "opt_state", "batch_stats"):
-            parts[f"{name}/{field}"] = getattr(net, field)
-    parts.update({f"extra/{k}": v for k, v in state.extra.items()})
-    return {k: flat(v) for k, v in parts.items() if flat(v)}
-
-
-def relative_differences(a, b) -> dict[str, float]:
-    """||a - b|| / ||b|| per component (its leaves concatenated)."""
-    out = {}
-    for (name, xs), ys in zip(components(a).items(), components(b).values(), strict=True):
-        x = np.concatenate([v.astype(np.float64).ravel() for v in xs])
-        y = np.concatenate([v.astype(np.float64).ravel() for v in ys])
-        out[name] = float(np.linalg.norm(x - y) / max(np.linalg.norm(y), 1e-30))
-    return out
 
 
 def drivers(out: str, name: str) -> None:

@@ -20,6 +20,8 @@ from genjax.checkpoint import Checkpointer, CheckpointMismatchError
 from genjax.data import DatasetUnavailableError
 from genjax.data.own import OwnDataError
 from genjax.metrics import domain, inception
+from genjax.population import PopulationError
+from genjax.varied import PopulationFieldError
 
 _COMPILES: list[str] = []
 jax.monitoring.register_event_duration_secs_listener(
@@ -279,6 +281,31 @@ CONFIG_CASES = [
     ("checkpoint of another model", VAE, {}, _foreign_checkpoint, CheckpointMismatchError,
      r"written by a different model or config. In the checkpoint, not in this model: 1 \(params/w\). "
      r"Missing from the checkpoint: \d+ \(nets/model/opt_state"),
+    ("population of no seeds", VAE, {"population": {"seeds": 0}}, None, PopulationError,
+     r"config.population.seeds must be a positive integer, got 0"),
+    ("population of a structural field", VAE, {"population": {"latent_dim": (8, 16)}}, None,
+     PopulationError, r"config.population.latent_dim: latent_dim is structural .*; members may "
+     r"differ in: learning_rate, "),
+    ("population of a field the config lacks", VAE, {"population": {"gp_weight": (1.0, 10.0)}},
+     None, PopulationError, r"config.population.gp_weight: this config \(vae\) has no field "
+     r"gp_weight to vary"),
+    ("population values not numbers", VAE, {"population": {"beta": ("low", "high")}}, None,
+     PopulationError, r"config.population.beta must be a non-empty tuple of numbers, e.g. "
+     r"\(1e-3, 3e-4\), got \('low', 'high'\)"),
+    ("population zip of unequal lengths", VAE, {"population": {
+        "rule": "zip", "learning_rate": (1e-3, 3e-3), "beta": (0.5, 1.0, 2.0)}}, None,
+     PopulationError, r"rule='zip' pairs the i-th values .* learning_rate 2, beta 3"),
+    ("population value out of range", VAE, {"population": {"learning_rate": (1e-3, -1.0)}}, None,
+     ValueError, r"population member m1 \(learning_rate=-1, seed=0\): config.learning_rate "
+     r"must be positive, got -1.0"),
+    ("population members disagree on a term", GAN, {"population": {"gp_weight": (0.0, 10.0)}},
+     None, PopulationFieldError, r"config.gp_weight: the members' values \(0.0, 10.0\) give "
+     r"different answers to `if` \(zero or not\)"),
+    ("population members of different states", GAN, {"population": {"ema_decay": (0.0, 0.999)}},
+     None, PopulationError, r"members m0 \(ema_decay=0, seed=0\) and m1 \(ema_decay=0.999, "
+     r"seed=0\) have states of different structure"),
+    ("population on several devices", VAE, {"population": {"seeds": 2}, "parallel": "pmap"},
+     None, PopulationError, r"config.parallel='pmap': a population trains on one device"),
 ]
 
 
@@ -380,7 +407,11 @@ def _launch(*args, cwd=None):
     (["--config=no/such/config.py"], r"^error: ConfigError: config file not found: no/such/config.py"),
     (["--config={bad}"], r"^error: ConfigError: config file .*bad_config.py does not parse: .*line 1"),
     (["--config.num_steps=many"], r"^error: IllegalFlagValueError: flag --config.num_steps=many"),
-], ids=["misspelt field", "missing config file", "config syntax error", "wrong type"])
+    (["--config.population.latent_dim=8,16"], r"^error: ConfigError: config.population.latent_dim: "
+     r"the members of a population may differ only in learning_rate, .* \(and seeds\); every "
+     r"other field is structural"),
+], ids=["misspelt field", "missing config file", "config syntax error", "wrong type",
+        "population field on the command line"])
 def test_launcher_reports_a_bad_command_in_one_line(args, pattern, tmp_path):
     (tmp_path / "bad_config.py").write_text("def get_config(:\n")
     args = [a.format(bad=tmp_path / "bad_config.py") for a in args]
@@ -479,7 +510,7 @@ def test_launcher_refuses_an_image_size_the_generator_cannot_make_before_writing
 _CONFIG_FILES = sorted(f for f in os.listdir(launch.CONFIG_DIR)
                        if f.endswith(".py") and f not in ("common.py", "__init__.py"))
 # A value of the field's type for a field whose value is None (a typed placeholder).
-_SAMPLE_VALUES = {int: 32, float: 0.5, str: "unit", bool: True}
+_SAMPLE_VALUES = {int: 32, float: 0.5, str: "unit", bool: True, tuple: (0.5, 0.25)}
 
 
 def _leaves(config, prefix=""):

@@ -9,7 +9,7 @@ import pytest
 
 from genjax.cli import evaluate as evaluate_cli
 from genjax.configs import classifier_mnist5k, gan_mlp_mnist
-from genjax import data, loop, metrics
+from genjax import assembly, data, loop, metrics
 from genjax.metrics import domain, evaluation
 
 
@@ -210,12 +210,12 @@ def test_class_accuracy_scores_each_sample_against_the_class_it_was_asked_for():
 
 
 def test_scored_samples_are_exactly_the_ones_that_count():
-    """`loop._first` (what `score_samples` scores, and hands on for a conditional run's
+    """`assembly._first` (what `score_samples` scores, and hands on for a conditional run's
     class check) cuts the stream to n rows and keeps just those, without drawing
     batches it will not use beyond the first one past n."""
     batches = (np.full((4, 1), i) for i in range(5))
     kept = []
-    out = list(loop._first(batches, 6, kept))
+    out = list(assembly._first(batches, 6, kept))
     assert [len(b) for b in out] == [len(b) for b in kept] == [4, 2]
     np.testing.assert_array_equal(np.concatenate(kept)[:, 0], [0, 0, 0, 0, 1, 1])
     assert next(batches)[0, 0] == 3  # batch 2 was drawn to see that n is reached; 3 is left

@@ -62,7 +62,7 @@ def test_compute_modules_do_not_import_tensorflow():
 # never from above. The one place the order is written (docs/architecture.md explains it).
 LAYERS = (
     ("state", "precision", "ranking", "record", "replica", "rng", "report", "runlock",
-     "spectral"),  # foundations
+     "spectral", "hparams", "varied"),  # foundations
     ("data", "losses"),          # tfds pipelines; pure objectives and penalties
     ("nn",),                     # Flax modules
     ("steps",),                  # train-step factories
@@ -70,6 +70,8 @@ LAYERS = (
     ("metrics",),                # FID/IS/KID/PR, domain classifier, InceptionV3
     ("checkpoint",),             # orbax save/restore
     ("tasks",),                  # config -> Task
+    ("assembly",),               # a run's setup from its config, and its evaluation
+    ("population",),             # K members as one run
     ("loop",),                   # train_and_evaluate
     ("runs",),                   # a trained run from Python: load, sample, evaluate
     ("configs",),                # the shipped experiment configs (ml_collections only)

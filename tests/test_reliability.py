@@ -20,7 +20,7 @@ import orbax.checkpoint as ocp
 import pytest
 
 from genjax.cli import evaluate as evaluate_cli
-from genjax import checkpoint, loop, record
+from genjax import assembly, checkpoint, loop, record
 from genjax.checkpoint import Checkpointer, CheckpointMismatchError, CheckpointsUnreadableError
 from conftest import ROOT, run_command, stderr_lines, train_unfinished
 from test_loop import _config, straight  # noqa: F401  (the 20-step run every test copies)
@@ -208,7 +208,7 @@ def test_a_failing_final_evaluation_keeps_the_pictures(run, data_dir, monkeypatc
     def broken(*args, **kwargs):
         raise ValueError("a metric failed")
 
-    monkeypatch.setattr(loop, "evaluate", broken)
+    monkeypatch.setattr(assembly, "evaluate", broken)
     with pytest.raises(ValueError, match="a metric failed"):
         loop.train_and_evaluate(_config(data_dir), run)  # resumes at 20: only the final part
     for name in ("samples.png", "reconstructions.png", "curves.png"):
@@ -217,7 +217,7 @@ def test_a_failing_final_evaluation_keeps_the_pictures(run, data_dir, monkeypatc
 
 def test_a_non_finite_final_metric_is_flagged(run, data_dir, monkeypatch, capsys):
     _drop_final_rows(run)
-    monkeypatch.setattr(loop, "evaluate", lambda *a, **k: {"test/x": float("nan"), "test/y": 1.0})
+    monkeypatch.setattr(assembly, "evaluate", lambda *a, **k: {"test/x": float("nan"), "test/y": 1.0})
     loop.train_and_evaluate(_config(data_dir), run)
     last = _rows(run)[-1]
     assert last == {"step": 20, "test/x": None, "test/y": 1.0, "nonfinite": ["test/x"],
@@ -233,7 +233,7 @@ def test_a_non_finite_optimizer_state_is_never_written(data_dir, tmp_path, monke
     checkpoint is the last finite one."""
     import jax.numpy as jnp
 
-    real = loop.TASKS["vae"]
+    real = assembly.TASKS["vae"]
 
     def poisoned(*args, **kwargs):
         task = real(*args, **kwargs)
@@ -248,7 +248,7 @@ def test_a_non_finite_optimizer_state_is_never_written(data_dir, tmp_path, monke
 
         return task._replace(train_step=step)
 
-    monkeypatch.setitem(loop.TASKS, "vae", poisoned)
+    monkeypatch.setitem(assembly.TASKS, "vae", poisoned)
     with pytest.raises(loop.NonFiniteError, match=r"steps 11-15, seen at step 15: state leaf "
                                                   r"nets/model/opt_state/0/nu/.*the last good "
                                                   r"checkpoint \(step 10\) is kept"):

@@ -27,7 +27,9 @@ autoregressive run trained with label dropout takes ``--guidance`` too, and a fl
 and any run's keys carry ``n<count>_`` when ``--num_samples`` differs from the config's
 ``eval_samples``. ``--save_samples`` writes the samples as float32 NHWC in [0, 1]
 (``.npy``) for any outside tool; ``--real_baseline`` scores real training images instead
-(printed only), the floor these numbers have with this protocol. From Python,
+(printed only), the floor these numbers have with this protocol. A population run
+(docs/usage.md) is evaluated one member at a time, ``--member=i`` or ``--member=all``;
+its rows in ``evaluations.jsonl`` carry the member (``test/domain_fid/m3``). From Python,
 `genjax.runs.load` gives the same run, its samples and these metrics.
 """
 
@@ -65,6 +67,8 @@ _GUIDANCE = flags.DEFINE_float("guidance", None, "Conditional diffusion runs, an
                                "classifier-free guidance scale w.")
 _TEMPERATURE = flags.DEFINE_float("temperature", None, "Flow runs: the latent's scale T "
                                   "(z ~ N(0, T^2 I); default the run's config.temperature).")
+_MEMBER = flags.DEFINE_string("member", None, "A population run's member to evaluate: its "
+                              "index, or 'all' (each in turn, keys ending in /m<i>).")
 _FLOOR = flags.DEFINE_bool("real_baseline", False, "Score real training images instead of "
                            "samples: what a perfect generator would reach with this protocol.")
 
@@ -72,12 +76,12 @@ _FLOOR = flags.DEFINE_bool("real_baseline", False, "Score real training images i
 def evaluate_run(workdir: str, num_samples: int | None = None, save_samples: str | None = None,
                  real_baseline: bool = False, extractor: str = "domain",
                  inception_weights: str | None = None,
-                 sampling: dict | None = None) -> dict[str, float]:
+                 sampling: dict | None = None, member: int | None = None) -> dict[str, float]:
     """Metrics of the newest checkpoint in ``workdir`` (see the module docstring) from
     ``num_samples`` samples (default: the run's ``eval_samples``); ``sampling`` overrides
-    the sampler fields of the run's config (`genjax.runs.SAMPLING`). Every argument is
-    checked before anything is sampled, the flags' before the checkpoint is read;
-    `genjax.runs.Run.evaluate` scores."""
+    the sampler fields of the run's config (`genjax.runs.SAMPLING`); ``member``: of a
+    population run, that member. Every argument is checked before anything is sampled,
+    the flags' before the checkpoint is read; `genjax.runs.Run.evaluate` scores."""
     from genjax import runs
 
     if num_samples is not None and num_samples < 2:
@@ -90,7 +94,7 @@ def evaluate_run(workdir: str, num_samples: int | None = None, save_samples: str
     if extractor == "inception":  # load (or fail clearly) before any sampling
         from genjax.metrics import inception
         scorer = inception.make_extractor(inception_weights)
-    run = runs.load(workdir, sampling=sampling)
+    run = runs.load(workdir, sampling=sampling, member=member)
     if run.setup.task.sample is None:
         raise ValueError(f"Task {run.config.task!r} (deterministic="
                          f"{run.config.get('deterministic')}) does not generate samples; "
@@ -135,11 +139,31 @@ def main(argv: list[str]) -> None:
     sampling = {"sampler": _SAMPLER.value, "sample_steps": _STEPS.value, "eta": _ETA.value,
                 "variance": _VARIANCE.value, "guidance": _GUIDANCE.value,
                 "temperature": _TEMPERATURE.value}
-    results = evaluate_run(_WORKDIR.value, _NUM.value, _SAVE.value, _FLOOR.value,
-                           _EXTRACTOR.value, _WEIGHTS.value, sampling)
+    if _MEMBER.value == "all" and _SAVE.value:
+        raise ValueError("--save_samples with --member=all would write every member's samples "
+                         "to one file; save one member's at a time (--member=i).")
+    results = {}
+    for member in _members(_WORKDIR.value, _MEMBER.value):
+        found = evaluate_run(_WORKDIR.value, _NUM.value, _SAVE.value, _FLOOR.value,
+                             _EXTRACTOR.value, _WEIGHTS.value, sampling, member)
+        results.update(found if member is None or _MEMBER.value != "all" else
+                       {f"{k}/m{member}": v for k, v in found.items()})
     if results:  # {} when the run's data has no domain classifier (said in one line)
         width = max(map(len, results))
         print("\n".join(f"{k:<{width}}  {v:.4f}" for k, v in results.items()))
+
+
+def _members(workdir: str, member: str | None) -> list[int | None]:
+    """The members ``--member`` names: [None] without it, [i], or every member for 'all'."""
+    if member is None:
+        return [None]
+    if member == "all":
+        from genjax import runs
+
+        return [m.index for m in runs.members(workdir)] or [None]
+    if not member.isdigit():
+        raise ValueError(f"--member must be a member's index or 'all', got {member!r}.")
+    return [int(member)]
 
 
 def console() -> None:

@@ -175,13 +175,29 @@ def fail(message: str) -> None:
     sys.exit(1)
 
 
+def population_flag_error(argv: list[str]) -> str | None:
+    """The one line for a ``--config.population.<field>`` that names no population
+    setting and no field a population may vary (a structural field: ml_collections would
+    only say that the config lacks it); None when every such flag is known."""
+    from genjax.hparams import VARIED_FIELDS, population_defaults
+
+    for arg in argv:
+        name = re.match(r"--config\.population\.(\w+)", arg)
+        if name and name.group(1) not in population_defaults():
+            return (f"ConfigError: config.population.{name.group(1)}: the members of a "
+                    f"population may differ only in {', '.join(VARIED_FIELDS)} (and seeds); "
+                    f"every other field is structural and shared by all members.")
+    return None
+
+
 def _parse_flags(argv: list[str]) -> list[str]:
     try:
         return flags.FLAGS(argv)
     except Exception as e:  # config-file and --config.<field> errors surface here
         if os.environ.get(TRACEBACK_ENV):
             raise
-        fail(config_error(e) + " (--helpshort lists the flags)" * isinstance(e, flags.Error))
+        fail(population_flag_error(argv) or config_error(e)
+             + " (--helpshort lists the flags)" * isinstance(e, flags.Error))
 
 
 def load_config(holder: flags.FlagHolder):

@@ -2,6 +2,22 @@
 
 import ml_collections
 
+from genjax.hparams import population_defaults
+
+
+def add_population(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+    """Declare ``c.population`` (ml_collections refuses undeclared fields): ``seeds``
+    (seeds per setting), ``rule``, ``strategy``, ``rank_by`` (the final metric that names
+    the best member; auto: the domain FID, else the first metric with a direction) and a
+    tuple-valued field per varied field,
+    e.g. ``--config.population.learning_rate=1e-3,3e-4 --config.population.seeds=3``."""
+    p = ml_collections.ConfigDict()
+    for field, value in population_defaults().items():
+        p[field] = value if value is not None else ml_collections.FieldReference(
+            None, field_type=tuple)
+    c.population = p
+    return c
+
 
 def add_data_and_loop(c: ml_collections.ConfigDict, *, preprocess: str, batch_size: int,
                       num_steps: int, every: int) -> ml_collections.ConfigDict:
@@ -43,7 +59,7 @@ def add_data_and_loop(c: ml_collections.ConfigDict, *, preprocess: str, batch_si
     c.wandb_project = ml_collections.FieldReference(None, field_type=str)  # also log to W&B
     c.wandb_entity = ml_collections.FieldReference(None, field_type=str)   # W&B team or user
     c.wandb_mode = ml_collections.FieldReference(None, field_type=str)  # online, offline, ...
-    return c
+    return add_population(c)  # K seeds or values in one run (docs/usage.md "Populations")
 
 
 def shrink_for_tests(c: ml_collections.ConfigDict, *, steps: int) -> ml_collections.ConfigDict:
