@@ -1,7 +1,7 @@
 """Kill-and-resume chaos: does a run killed R times end bitwise equal to one never killed?
 
   python -m benchmarks.chaos [--configs=sngan_mnist:test,vae_mnist:test] [--kills=10]
-      [--steps=60] [--scenarios=kills,corrupt,evaluate,lock,diverge]
+      [--steps=60] [--scenarios=kills,corrupt,evaluate,lock,diverge,population]
       [--out=benchmarks/results/chaos.json]
 
 For each config, the experiment command (``python -m experiments.<task>``, checkpoints
@@ -19,7 +19,7 @@ Data order is a pure function of (seed, step) (`genjax.data.train_iterator`), so
 resumed at step s sees the batches an uninterrupted run sees from step s on; an equal
 final state shows that as well.
 
-Four more scenarios, each selected by its name in ``--scenarios``:
+Five more scenarios, each selected by its name in ``--scenarios``:
 
 - **corrupt** (``--damage_config``) flips one bit in every kept checkpoint of a finished
   run and resumes it (it must stop with ``CheckpointsUnreadableError`` twice, history
@@ -37,6 +37,10 @@ Four more scenarios, each selected by its name in ``--scenarios``:
 - **diverge** (``--diverge_config``) trains a GAN at learning rate 1e6, checkpointing
   every step: it must stop with ``NonFiniteError``, and every floating leaf of its newest
   checkpoint must be finite.
+- **population** (``--damage_config``) runs the kills of the first scenario on a
+  population of 2 seeds, under ``vmap`` (one checkpoint of both members) and under
+  ``workers`` (a run per member; each kill hits the launcher, whose workers die with
+  it): every member's final state must be bitwise the uninterrupted population's.
 
 Every wait is bounded, and every process a scenario starts is killed when it ends,
 however it ends. Each scenario's result replaces its own entry in ``--out``; the other
@@ -69,9 +73,10 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def command(config: str, workdir: str, steps: int, every: int, data_dir: str | None, *,
-            keep: int = 2) -> list[str]:
+            keep: int = 2, population: dict | None = None) -> list[str]:
     """The experiment command of ``config`` (``name`` or ``name:variant``), the same every
-    time: ``steps`` steps, a checkpoint (and a log row) every ``every``, ``keep`` kept."""
+    time: ``steps`` steps, a checkpoint (and a log row) every ``every``, ``keep`` kept;
+    ``population``: the ``config.population`` fields of a population run."""
     import importlib
 
     name, _, variant = config.partition(":")
@@ -85,6 +90,7 @@ def command(config: str, workdir: str, steps: int, every: int, data_dir: str | N
         cmd.append("--config.ema_decay=0.99")
     if data_dir:
         cmd.append(f"--config.data_dir={data_dir}")
+    cmd += [f"--config.population.{k}={v}" for k, v in (population or {}).items()]
     return cmd
 
 
@@ -183,31 +189,67 @@ def _kill_one(proc: subprocess.Popen, workdir: str, during_write: bool, rng: ran
             "latest_checkpoint": _latest(workdir)}
 
 
-def newest_state(config: str, workdir: str):
-    """The newest usable checkpoint of ``workdir`` (read-only, as the evaluator reads it),
-    restored into the config's state tree as `command` runs it; None if there is none."""
+def run_config(config: str, population: dict | None = None):
+    """The config `command` runs (``population``: its population's seeds and strategy)."""
     import importlib
-
-    import jax
-
-    from genjax import rng
-    from genjax.checkpoint import Checkpointer
-    from genjax.tasks import TASKS
 
     name, _, variant = config.partition(":")
     c = importlib.import_module(f"genjax.configs.{name}").get_config(variant)
     if c.task == "gan":
         c.ema_decay = 0.99  # as `command` runs it
-    template = jax.eval_shape(TASKS[c.task](c, (28, 28, 1)).init, rng.stream(c.seed, "init"))
-    return Checkpointer(os.path.join(workdir, "checkpoints"), read_only=True).restore(template)
+    c.population.update(population or {})  # seeds and strategy
+    return c
 
 
-def final_state(config: str, workdir: str, steps: int):
+def newest_state(config: str, workdir: str, population: dict | None = None):
+    """The newest usable checkpoint of ``workdir`` (read-only, as the evaluator reads it),
+    restored into the state tree of the config `command` runs; None if there is none."""
+    return newest_state_of(run_config(config, population), workdir)
+
+
+def newest_state_of(c, workdir: str):
+    """`newest_state` of the config object ``c`` (a population's: its stacked state)."""
+    import jax
+
+    from genjax import population, rng
+    from genjax.checkpoint import Checkpointer
+    from genjax.tasks import TASKS
+
+    if population.is_population(c):
+        members = population.roster(c)
+        tasks = [TASKS[c.task](population.member_config(c, m), (28, 28, 1)) for m in members]
+        init = lambda: population.stack(  # noqa: E731
+            [t.init(rng.stream(m.seed, "init")) for t, m in zip(tasks, members)], members)
+    else:
+        init = lambda: TASKS[c.task](c, (28, 28, 1)).init(rng.stream(c.seed, "init"))  # noqa: E731
+    return Checkpointer(os.path.join(workdir, "checkpoints"), read_only=True).restore(
+        jax.eval_shape(init))
+
+
+def final_state(config: str, workdir: str, steps: int, population: dict | None = None):
     """The final checkpoint (step ``steps``) of ``workdir``, in the config's state tree."""
-    state = newest_state(config, workdir)
+    return final_state_of(run_config(config, population), workdir, steps)
+
+
+def final_state_of(c, workdir: str, steps: int):
+    """`final_state` of the config object ``c``."""
+    state = newest_state_of(c, workdir)
     if state is None or int(state.step) != steps:
         raise RuntimeError(f"{workdir} has no checkpoint of step {steps}.")
     return state
+
+
+def final_states(config: str, workdir: str, steps: int, population: dict | None = None) -> list:
+    """The final checkpoints of ``workdir``'s run: one, or under the ``workers`` strategy
+    one per member (each member's run in its own folder, in its own config's tree)."""
+    from genjax import population as members
+    from genjax import workers
+
+    c = run_config(config, population)
+    if not workers.has_members(workdir):
+        return [final_state_of(c, workdir, steps)]
+    return [final_state_of(members.member_config(c, m), workers.member_dir(workdir, m.index),
+                           steps) for m in members.roster(c)]
 
 
 def _host_leaves(tree) -> list[tuple[str, "np.ndarray"]]:
@@ -240,21 +282,27 @@ def floating_leaves(tree) -> dict[str, bool]:
 
 @_reaping()
 def chaos(config: str, *, kills: int, steps: int, every: int, seed: int, root: str,
-          data_dir: str | None = None, timeout: float = 300.0) -> dict:
-    """One config's straight run, its killed-and-restarted run, and their comparison."""
+          data_dir: str | None = None, timeout: float = 300.0,
+          population: dict | None = None) -> dict:
+    """One config's straight run, its killed-and-restarted run, and their comparison;
+    ``population``: of a population (seeds, strategy) of the config. Under ``workers``
+    the kills hit the launcher, whose workers die with it, and are timed by member 0's run."""
     rng = random.Random(seed)
     straight, killed = os.path.join(root, "straight"), os.path.join(root, "killed")
     log, cache = os.path.join(root, "log.txt"), os.path.join(root, "xla_cache")
+    watched = os.path.join(killed, "members", "m0") if (population or {}).get(
+        "strategy") == "workers" else killed
     start = time.time()
     # The uninterrupted run goes alongside the killed one (one core each on a 2-core CPU).
-    reference = _launch(command(config, straight, steps, every, data_dir),
+    reference = _launch(command(config, straight, steps, every, data_dir, population=population),
                         os.path.join(root, "straight_log.txt"), cache)
-    cmd, done, launches = command(config, killed, steps, every, data_dir), [], 0
+    cmd = command(config, killed, steps, every, data_dir, population=population)
+    done, launches = [], 0
     while True:
         proc, launches = _launch(cmd, log, cache), launches + 1
         if len(done) == kills:
             break
-        kill = _kill_one(proc, killed, len(done) % 2 == 1, rng, timeout)
+        kill = _kill_one(proc, watched, len(done) % 2 == 1, rng, timeout)
         if kill is None:  # finished before the moment came: nothing left to interrupt
             break
         done.append(kill)
@@ -262,9 +310,12 @@ def chaos(config: str, *, kills: int, steps: int, every: int, seed: int, root: s
         if p.wait(timeout) != 0:
             raise RuntimeError(f"{name} failed; see the logs in {root}")
     resumed = [int(s) for s in re.findall(r"Resumed from .* at step (\d+)", open(log).read())]
-    diff = differing_leaves(final_state(config, straight, steps),
-                            final_state(config, killed, steps))
-    return {"config": config, "steps": steps, "checkpoint_every": every, "kills": len(done),
+    diff = [f"m{i}{path}" if population else path for i, (a, b) in enumerate(zip(
+        final_states(config, straight, steps, population),
+        final_states(config, killed, steps, population), strict=True))
+        for path in differing_leaves(a, b)]
+    return {"config": config, **({"population": population} if population else {}),
+            "steps": steps, "checkpoint_every": every, "kills": len(done),
             "kills_during_a_write": sum(k["write_in_progress"] for k in done),
             "launches": launches, "resumed_at": resumed, "identical": not diff,
             "differing_leaves": diff, "wall_s": round(time.time() - start, 1), "kill_log": done}
@@ -537,6 +588,10 @@ def scenarios(f) -> dict[str, tuple[str, Callable[[], dict | list]]]:
         "lock": ("two_launchers",
                  fresh(two_launchers, f.damage_config, steps=f.lock_steps, every=f.every)),
         "diverge": ("diverging_gan", fresh(diverging_gan, f.diverge_config, steps=f.steps)),
+        "population": ("populations", lambda: [
+            fresh(chaos, f.damage_config, kills=f.kills, steps=f.steps, every=f.every,
+                  seed=f.seed, population={"seeds": 2, "strategy": strategy})()
+            for strategy in ("vmap", "workers")]),
     }
 
 
@@ -569,10 +624,12 @@ if __name__ == "__main__":  # flags defined here: tests import `chaos` next to o
     flags.DEFINE_integer("every", 4, "Checkpoint (and log) every this many steps.")
     flags.DEFINE_integer("seed", 0, "Seed of the kill schedule.")
     flags.DEFINE_string("data_dir", None, "tfds data_dir (default: tfds's own).")
-    flags.DEFINE_list("scenarios", ["kills", "corrupt", "evaluate", "lock", "diverge"],
+    flags.DEFINE_list("scenarios", ["kills", "corrupt", "evaluate", "lock", "diverge",
+                                    "population"],
                       "kills: SIGKILL and resume; corrupt: a bit flipped in every kept "
                       "checkpoint; evaluate: the evaluator scoring a live run; lock: two "
-                      "launchers on one workdir; diverge: a GAN whose state goes non-finite.")
+                      "launchers on one workdir; diverge: a GAN whose state goes non-finite; "
+                      "population: kills of a 2-seed population (vmap, workers).")
     flags.DEFINE_string("damage_config", "vae_mnist:test", "Config of the corrupt, evaluate "
                         "and lock scenarios.")
     flags.DEFINE_string("diverge_config", "dcgan_mnist:test", "GAN config of the diverge "

@@ -12,7 +12,7 @@ VARIED_FIELDS = ("learning_rate", "g_learning_rate", "d_learning_rate", "b1", "b
                  "gp_weight", "r1_weight", "clip_value", "label_smoothing", "ema_decay",
                  "label_dropout", "guidance", "weight_decay", "clip_norm", "temperature", "eta")
 POPULATION_RULES = ("product", "zip")  # every combination, or the i-th values together
-POPULATION_STRATEGIES = ("auto", "vmap", "map")  # auto: vmap
+POPULATION_STRATEGIES = ("auto", "vmap", "map", "workers")  # auto: workers on CPU, else vmap
 
 
 def population_defaults() -> dict:

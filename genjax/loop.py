@@ -35,6 +35,7 @@ Outputs in ``workdir``: ``config.json``, ``resumes.jsonl``, ``metrics.jsonl``,
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 
@@ -43,7 +44,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from genjax import assembly, parallel, population, ranking, record, runlock, steps
+from genjax import assembly, parallel, population, ranking, record, runlock, steps, workers
 from genjax import data as gdata
 # Re-exported: what a run is made of and how it is scored live in `genjax.assembly`.
 from genjax.assembly import (Setup, data_initialized, data_specs, evaluate,  # noqa: F401
@@ -63,7 +64,12 @@ def setup(config: ml_collections.ConfigDict) -> Setup:
 
 
 class NonFiniteError(FloatingPointError):
-    """Training produced NaN or Inf; the run stops and the last good checkpoint stays."""
+    """Training produced NaN or Inf; the run stops and the last good checkpoint stays.
+    ``step``: the step it was seen at."""
+
+    def __init__(self, message: str, step: int | None = None):
+        super().__init__(message)
+        self.step = step
 
 
 _all_finite = jax.jit(steps.all_finite)
@@ -92,7 +98,7 @@ def _check_finite(steps_seen: tuple[int, int], metrics: dict[str, float], state,
         raise NonFiniteError(
             f"Non-finite values in steps {first}-{last}, seen at step {last}: {', '.join(bad)} "
             f"({', '.join(f'{k}={v}' for k, v in metrics.items())}). Training stopped; "
-            f"{_kept(ckpt)} config.skip_nonfinite_steps=True skips such updates instead.")
+            f"{_kept(ckpt)} config.skip_nonfinite_steps=True skips such updates instead.", last)
 
 
 def _kept(ckpt: Checkpointer) -> str:
@@ -114,7 +120,7 @@ def _check_skipped(steps_seen: tuple[int, int], n_skipped: int, limit: float,
             f"{n_skipped} of {last - first + 1} updates in steps {first}-{last} were "
             f"non-finite and skipped, more than config.max_skipped_fraction={limit}: the run "
             f"is diverging. Training stopped; {_kept(ckpt)} Lower the learning rate, or raise "
-            f"the limit.")
+            f"the limit.", last)
 
 
 def _steps_in_call(step: int, steps_per_call: int, config: ml_collections.ConfigDict) -> int:
@@ -381,14 +387,16 @@ def _finished(run: Setup, probe: Checkpointer, workdir: str) -> TrainState | Non
         return None
 
 
-def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> TrainState:
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> TrainState | None:
     """Train ``config.task`` for ``config.num_steps`` steps in ``workdir`` (or for
     ``config.train_minutes`` of this invocation), resuming if possible; a finished run
     with the same config is returned as it is.
 
     Returns:
       The final train state (one copy, on the first local device); the final evaluation
-      metrics are in ``metrics.jsonl``.
+      metrics are in ``metrics.jsonl``. A population trained by workers
+      (`genjax.workers`): its members' final states stacked, or None when they differ
+      in structure.
 
     Raises:
       NonFiniteError: a loss, metric or state leaf became NaN/Inf (or, skipping such
@@ -399,6 +407,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
       CheckpointsUnreadableError: checkpoints existed and none is usable.
       DatasetUnavailableError: the dataset is missing and cannot be downloaded.
     """
+    if population.is_population(config):
+        config = workers.resolved(config, workdir)  # auto: as the workdir's population ran
+        if config.population.strategy == "workers":
+            return workers.train(config, workdir)
     clock = TrainClock()
     run = setup(config)
     check_writers(config)
@@ -410,6 +422,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
              f"(final metrics in {record.METRICS}); nothing to do. Raise --config.num_steps "
              f"to train on.")
         return finished
+    if population.is_population(config):
+        workers.check_layout(workdir, population.strategy(config))
     probe.check_compatible(jax.eval_shape(run.task.init, run.init_key))
     if probe.latest_step() is not None and not config.get("start_over", False):
         _check_resume(run, workdir)
@@ -422,17 +436,19 @@ def _run(run: Setup, workdir: str, clock: TrainClock) -> TrainState:
     """`train_and_evaluate` once its checks passed and it holds the workdir."""
     config = run.config
     best = config.get("keep_best")
-    ckpt = Checkpointer(os.path.join(workdir, "checkpoints"), every=config.checkpoint_every,
-                        keep=config.keep_checkpoints, best=best and ranking.goodness(best))
-    driver = _compile(run)
-    state, started = _start(run, driver, ckpt, workdir)
-    writer = MetricWriter(workdir, png_dir=os.path.join(workdir, "samples"), config=config)
-    state, final = _train(run, driver, ckpt, state, writer, clock, started)
-    started()  # a run with no steps left: its final evaluation starts now
-    state = driver.local(state)
-    _finish(run, state, workdir, writer, clock, final)
-    writer.close()
-    ckpt.close()
+    with contextlib.ExitStack() as closing:  # closed however the run ends: a process that
+        # goes on (a population worker's next member) keeps no writer or manager open
+        ckpt = Checkpointer(os.path.join(workdir, "checkpoints"), every=config.checkpoint_every,
+                            keep=config.keep_checkpoints, best=best and ranking.goodness(best))
+        closing.callback(ckpt.close)
+        driver = _compile(run)
+        state, started = _start(run, driver, ckpt, workdir)
+        writer = MetricWriter(workdir, png_dir=os.path.join(workdir, "samples"), config=config)
+        closing.callback(writer.close)
+        state, final = _train(run, driver, ckpt, state, writer, clock, started)
+        started()  # a run with no steps left: its final evaluation starts now
+        state = driver.local(state)
+        _finish(run, state, workdir, writer, clock, final)
     info(clock.summary())
     info(f"Outputs in {workdir}")
     return state

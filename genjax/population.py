@@ -415,9 +415,12 @@ class PopulationSetup(assembly.Setup):
 
 
 def strategy(config: ml_collections.ConfigDict) -> str:
-    """The population's strategy, ``auto`` resolved (``vmap``)."""
+    """The population's strategy, ``auto`` resolved: ``workers`` on CPU (one
+    single-threaded process per core), ``vmap`` on an accelerator."""
     chosen = config.population.get("strategy", "auto")
-    return "vmap" if chosen == "auto" else chosen
+    if chosen != "auto":
+        return chosen
+    return "workers" if jax.default_backend() == "cpu" else "vmap"
 
 
 def setup(config: ml_collections.ConfigDict) -> PopulationSetup:
@@ -427,9 +430,12 @@ def setup(config: ml_collections.ConfigDict) -> PopulationSetup:
     states differ in shape, are refused here, before anything is written."""
     check(config)
     members = roster(config)
-    setups = tuple(_member_setup(config, m) for m in members)
-    first = setups[0]
+    first = member_setup(config, members[0])
+    check_memory(first, len(members))
+    setups = (first,) + tuple(member_setup(config, m) for m in members[1:])
     chosen = strategy(config)
+    if chosen == "workers":  # the population as one program (runs.load, a resume's checks)
+        chosen = "map"
     step = make_step(config, members, first.image_shape, chosen)
     task = first.task._replace(
         init=lambda key: stack([m.task.init(m.init_key) for m in setups], members),
@@ -444,7 +450,37 @@ def setup(config: ml_collections.ConfigDict) -> PopulationSetup:
     return run
 
 
-def _member_setup(config: ml_collections.ConfigDict, member: Member) -> assembly.Setup:
+def available_memory() -> int | None:
+    """Bytes free for a new state: the accelerator's limit less what is in use, else the
+    host's available memory (``MemAvailable``); None where neither is known."""
+    stats = jax.devices()[0].memory_stats() or {}
+    if "bytes_limit" in stats:
+        return stats["bytes_limit"] - stats.get("bytes_in_use", 0)
+    try:
+        with open("/proc/meminfo") as f:
+            found = [line.split()[1] for line in f if line.startswith("MemAvailable:")]
+        return int(found[0]) * 1024 if found else None
+    except OSError:
+        return None
+
+
+def check_memory(first: assembly.Setup, k: int) -> None:
+    """Refuse, before anything compiles, a population whose states alone cannot fit: one
+    step holds the K members' states and their new ones, at least 2 K times a member's
+    state (activations come on top)."""
+    shapes = jax.tree.leaves(jax.eval_shape(first.task.init, first.init_key))
+    member = sum(x.size * (8 if jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key)
+                           else np.dtype(x.dtype).itemsize) for x in shapes)
+    need, have = 2 * k * member, available_memory()
+    if have is not None and need > have:
+        raise PopulationError(
+            f"a population of {k} members needs at least {need / 2**30:.1f} GiB (twice "
+            f"{k} x {member / 2**20:.1f} MiB of state during a step), more than the "
+            f"{have / 2**30:.1f} GiB available; train fewer members, or "
+            f"config.population.strategy='workers' (one member per process).")
+
+
+def member_setup(config: ml_collections.ConfigDict, member: Member) -> assembly.Setup:
     """``member``'s own `genjax.assembly.Setup`; a value its family refuses names it."""
     try:
         return assembly.setup(member_config(config, member))

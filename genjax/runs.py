@@ -42,7 +42,7 @@ import numpy as np
 from absl import logging
 
 from genjax import data as gdata
-from genjax import loop, population, ranking, record, rng
+from genjax import loop, population, ranking, record, rng, workers
 from genjax.checkpoint import Checkpointer, host_values, leaf_path
 from genjax.metrics.evaluation import Extractor
 from genjax.report import MetricWriter
@@ -326,6 +326,8 @@ def load(workdir: str, step: int | str | None = None,
     """
     trained = record.run_config(workdir)
     _check_member(workdir, trained, member)
+    if member is not None and workers.has_members(workdir):  # each member a run of its own
+        return load(workers.member_dir(workdir, member), step, sampling)
     config = with_sampling(trained, sampling or {})
     setup = loop.setup(config)
     ckpt = Checkpointer(os.path.join(workdir, "checkpoints"), read_only=True)

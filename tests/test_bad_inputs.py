@@ -72,6 +72,13 @@ PIXELCNN, PIXELCNN_PP = gated_pixelcnn_mnist, pixelcnn_pp_mnist
 FLOW, FLOW2D = realnvp_mnist, flow_ring2d
 RBM = rbm_pcd_mnist
 # (id, config module, overrides, workdir maker or None, exception, message pattern)
+def _population_of_workers(tmp_path) -> str:
+    """A workdir that holds a population trained by workers (a run per member)."""
+    os.makedirs(tmp_path / "run" / "members" / "m0")
+    (tmp_path / "run" / "members" / "m0" / "config.json").write_text("{}")  # m0 started
+    return str(tmp_path / "run")
+
+
 CONFIG_CASES = [
     ("unknown loss", GAN, {"loss": "wasserstein"}, None, ValueError,
      r"Unknown GAN loss 'wasserstein'; valid names: .*hinge"),
@@ -298,14 +305,23 @@ CONFIG_CASES = [
     ("population value out of range", VAE, {"population": {"learning_rate": (1e-3, -1.0)}}, None,
      ValueError, r"population member m1 \(learning_rate=-1, seed=0\): config.learning_rate "
      r"must be positive, got -1.0"),
-    ("population members disagree on a term", GAN, {"population": {"gp_weight": (0.0, 10.0)}},
-     None, PopulationFieldError, r"config.gp_weight: the members' values \(0.0, 10.0\) give "
+    ("population members disagree on a term", GAN, {"population": {
+        "gp_weight": (0.0, 10.0), "strategy": "vmap"}}, None,
+     PopulationFieldError, r"config.gp_weight: the members' values \(0.0, 10.0\) give "
      r"different answers to `if` \(zero or not\)"),
-    ("population members of different states", GAN, {"population": {"ema_decay": (0.0, 0.999)}},
-     None, PopulationError, r"members m0 \(ema_decay=0, seed=0\) and m1 \(ema_decay=0.999, "
+    ("population members of different states", GAN, {"population": {
+        "ema_decay": (0.0, 0.999), "strategy": "vmap"}}, None,
+     PopulationError, r"members m0 \(ema_decay=0, seed=0\) and m1 \(ema_decay=0.999, "
      r"seed=0\) have states of different structure"),
     ("population on several devices", VAE, {"population": {"seeds": 2}, "parallel": "pmap"},
      None, PopulationError, r"config.parallel='pmap': a population trains on one device"),
+    ("population larger than memory", VAE, {"population": {"seeds": 10**6, "strategy": "vmap"}},
+     None, PopulationError, r"a population of 1000000 members needs at least [\d.]+ GiB \(twice "
+     r"1000000 x [\d.]+ MiB of state during a step\), more than the [\d.]+ GiB available"),
+    ("population resumed under another strategy", VAE, {"population": {
+        "seeds": 2, "strategy": "vmap"}}, _population_of_workers,
+     PopulationError, r"holds a population trained by workers \(a run per member in members/\); "
+     r"resume it with config.population.strategy='workers'"),
 ]
 
 

@@ -96,3 +96,27 @@ def test_accelerator_suite_covers_every_family(tmp_path):
 
     defaults = {config for family, (config, _) in FAMILIES.items() if family != "classifier"}
     assert defaults <= set(accelerator.CONFIGS)
+
+
+@pytest.mark.slow(seconds=25)
+def test_population_benchmark_times_every_strategy_and_the_peers(tmp_path):
+    """benchmarks/population.py end to end at a tiny size: every strategy and, where PyTorch
+    is installed, its sequential and per-core rows, one timing process per core."""
+    from genjax import workers
+
+    out = tmp_path / "population.json"
+    proc = subprocess.run([sys.executable, "-m", "benchmarks.population", "--configs=vae_mnist",
+                           "--k=2", "--batch=8", "--seconds=0.2", "--windows=1", f"--out={out}"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=600,
+                          env={**os.environ, "PYTHONPATH": ROOT})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (row,) = json.loads(out.read_text())["results"]
+    assert row["default"] == "workers" and row["k"] == 2
+    for key in ("sequential", "vmap", "map", "workers"):
+        assert row[key]["examples_per_sec"] > 0, key
+    assert row["workers"]["processes"] == min(2, len(workers.cores()))
+    assert row["vmap"]["state_mb_per_member"] > 0
+    if importlib.util.find_spec("torch") is not None:
+        assert row["torch_sequential"]["examples_per_sec"] > 0
+        assert row["torch_per_core"]["processes"] == min(2, len(workers.cores()))
+    assert "| `vae_mnist` |" in proc.stdout

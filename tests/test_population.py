@@ -192,6 +192,7 @@ def test_a_diverging_member_is_frozen_and_the_others_train_on(data_dir, tmp_path
 def test_a_population_resumes_bitwise_and_writes_its_summary(data_dir, tmp_path):
     c = short_run_config("vae_mnist", data_dir)
     c.population.seeds, c.population.beta = 2, (0.5, 1.0)
+    c.population.strategy = "vmap"
     whole = loop.train_and_evaluate(c, str(tmp_path / "whole"))
     half = c.copy_and_resolve_references()
     half.num_steps = 2
@@ -215,3 +216,63 @@ def test_a_population_of_gan_learning_rates_logs_every_member(data_dir):
     assert isinstance(run, population.PopulationSetup) and len(run.members) == 2
     assert run.task.examples_per_step == 2 * run.members[0].task.examples_per_step
     assert gan_mlp_mnist.get_config("test").population.seeds == 1
+
+
+def test_workers_train_each_member_bitwise_as_its_own_run(data_dir, tmp_path, capfd):
+    """``workers``: member 0 is bitwise the run of its config alone (its state and its
+    metrics); member 1 (learning rate 1e4) diverges, is frozen with its last good
+    checkpoint and passed over on a relaunch; population.json, the overview grid and
+    runs.load(member=) see the members' own runs."""
+    c = short_run_config("vae_mnist", data_dir)
+    c.population.learning_rate, c.population.strategy = (1e-3, 1e4), "workers"
+    pop = tmp_path / "pop"
+    state = loop.train_and_evaluate(c, str(pop))
+    out = capfd.readouterr().out
+    assert "[m0] member m0 (learning_rate=0.001, seed=0): training in" in out
+    assert np.asarray(state.extra[population.KEY]["frozen_at"]).tolist()[0] == population.ALIVE
+    assert (pop / "members" / "m1" / "diverged.json").exists()
+    alone = loop.train_and_evaluate(population.member_config(c, population.roster(c)[0]),
+                                    str(tmp_path / "alone"))
+    for a, b in zip(jax.tree.leaves(population.member_state(state, 0).nets),
+                    jax.tree.leaves(alone.nets)):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    timing = ("examples_per_sec", "minutes")
+    rows = lambda d: [{k: v for k, v in json.loads(line).items() if not k.endswith(timing)}  # noqa: E731
+                      for line in open(d / "metrics.jsonl")]
+    assert rows(pop / "members" / "m0") == rows(tmp_path / "alone")
+    summary = json.load(open(pop / population.SUMMARY))
+    assert summary["members"][1]["frozen_at"] is not None and summary["best"]["member"] == 0
+    assert (pop / f"{population.OVERVIEW}.png").exists()
+    member = runs.load(str(pop), member=0)
+    for a, b in zip(jax.tree.leaves(member.state.nets), jax.tree.leaves(alone.nets)):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    loop.train_and_evaluate(c, str(pop))  # a relaunch: m0 finished, m1 frozen, nothing trains
+    out = capfd.readouterr().out
+    assert "[m1] member m1 (learning_rate=10000, seed=0) diverged at step" in out
+    assert "nothing to do" in out
+
+
+@pytest.mark.slow(seconds=120)
+@pytest.mark.parametrize("strategy", ["vmap", "workers"])
+def test_a_population_killed_and_resumed_ends_bitwise_equal(strategy, data_dir, tmp_path):
+    """`benchmarks.chaos` with 2 kills of a 2-seed VAE population: under ``workers`` each
+    kill hits the launcher, whose workers die with it; every member ends bitwise equal to
+    the uninterrupted population's."""
+    from benchmarks import chaos
+
+    r = chaos.chaos("vae_mnist:test", kills=2, steps=16, every=2, seed=0, root=str(tmp_path),
+                    data_dir=data_dir, population={"seeds": 2, "strategy": strategy})
+    assert r["kills"] == 2 and len(r["resumed_at"]) >= 2, r
+    assert r["identical"], r["differing_leaves"]
+
+
+def test_a_population_runs_several_steps_per_call(data_dir, tmp_path):
+    """``steps_per_call=2`` (the steps of a call scanned over stacked [2, K, B] batches)
+    ends bitwise equal to one step per call."""
+    c = short_run_config("vae_mnist", data_dir)
+    c.population.seeds, c.population.strategy = 2, "vmap"
+    one = train_unfinished(c, tmp_path / "one")
+    c.steps_per_call = 2
+    two = train_unfinished(c, tmp_path / "two")
+    for a, b in zip(jax.tree.leaves(one.nets), jax.tree.leaves(two.nets)):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))

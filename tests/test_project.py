@@ -72,6 +72,7 @@ LAYERS = (
     ("tasks",),                  # config -> Task
     ("assembly",),               # a run's setup from its config, and its evaluation
     ("population",),             # K members as one run
+    ("workers",),                # a population as runs of their own, one process per core
     ("loop",),                   # train_and_evaluate
     ("runs",),                   # a trained run from Python: load, sample, evaluate
     ("configs",),                # the shipped experiment configs (ml_collections only)
