@@ -23,6 +23,7 @@ from genjax import parallel, rng
 from genjax.metrics.evaluation import Extractor
 from genjax.report import info
 from genjax.state import TrainState
+from genjax.steps import StepFn
 from genjax.tasks import TASKS, Task
 from genjax.tasks.common import (check_config, collect_images, domain_extractor_for,
                                  sample_metrics)
@@ -111,6 +112,13 @@ class Setup:
     def init_key(self) -> jax.Array:
         """The key every fresh state of this run is made from."""
         return rng.stream(self.config.seed, "init")
+
+    def driver(self, step: StepFn) -> parallel.Driver:
+        """``step`` (the task's, or a wrapping of it) compiled under ``config.parallel``
+        (`genjax.parallel.make_driver`)."""
+        c = self.config
+        return parallel.make_driver(c.parallel, step, steps_per_call=c.get("steps_per_call", 1),
+                                    cpu_dots=c.get("cpu_dots", "auto"))
 
     def init_state(self) -> TrainState:
         """The fresh state of this run (jitted: eager Flax init compiles every initialiser

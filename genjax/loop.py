@@ -148,11 +148,9 @@ def _prepare_workdir(workdir: str) -> str:
 def _compile(run: Setup) -> parallel.Driver:
     """The task's step under the driver ``config.parallel`` (with non-finite updates
     skipped when ``config.skip_nonfinite_steps``)."""
-    c = run.config
-    step = steps.skip_nonfinite(run.task.train_step) if c.get("skip_nonfinite_steps") \
+    step = steps.skip_nonfinite(run.task.train_step) if run.config.get("skip_nonfinite_steps") \
         else run.task.train_step
-    return parallel.make_driver(c.parallel, step, steps_per_call=c.get("steps_per_call", 1),
-                                cpu_dots=c.get("cpu_dots", "auto"))
+    return run.driver(step)
 
 
 class _Record:

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import math
 import os
 from typing import Any, Callable
 
@@ -44,6 +45,7 @@ from genjax.steps.common import multi_step
 from genjax.xla_cpu import CPU_DOTS, jit_on_first_call, pmap_on_first_call
 
 DRIVERS = ("none", "pmap", "mesh")
+MEMBER = "member"  # a population's member axis on its mesh (`member_mesh`)
 
 
 def check_driver(name: str) -> None:
@@ -255,6 +257,60 @@ def _replicate_global(x: jax.Array, replicated: NamedSharding) -> jax.Array:
 def make_mesh() -> Mesh:
     """A 1-D mesh over every device of every host, on the `AXIS` axis."""
     return Mesh(np.array(jax.devices()), (AXIS,))
+
+
+def member_mesh(k: int, batch_size: int) -> Mesh:
+    """The 2-D mesh (`MEMBER`, `AXIS`) of a population of ``k`` members over this host's
+    devices: gcd(k, n) groups of members, each member's batch of ``batch_size`` split over
+    the n / gcd(k, n) devices of its group.
+
+    Raises:
+      ValueError: more than one process (the member mesh is one host's), or a batch that
+        does not split over a group's devices.
+    """
+    if jax.process_count() > 1:
+        raise ValueError("A population's mesh spans one host's devices; across hosts, train "
+                         "one population per host (each its own --workdir).")
+    n = jax.device_count()
+    groups = math.gcd(k, n)
+    if batch_size % (n // groups):
+        raise ValueError(
+            f"A population of {k} members on {n} devices splits each member's batch over "
+            f"{n // groups} devices, but batch_size={batch_size} is not divisible by "
+            f"{n // groups}; choose a multiple of it, or a member count dividing {n}.")
+    return Mesh(np.array(jax.devices()).reshape(groups, n // groups), (MEMBER, AXIS))
+
+
+def make_member_driver(update: Callable, named: Callable, mesh: Mesh, *, donate: bool = False,
+                       steps_per_call: int = 1, cpu_dots: str = "auto") -> Driver:
+    """The ``mesh`` driver of a population: ``update`` (the members' step, each member's
+    built with ``axis_name=AXIS``, returning metrics as ``[k]`` arrays) as one explicit
+    program per device of the `member_mesh` ``mesh``. `jax.shard_map` gives each device
+    its group's members (every leaf with a leading member axis split over `MEMBER`; the
+    shared step count whole) and their rows of the batch (``[K, B, ...]`` over
+    (`MEMBER`, `AXIS`)); the members' own ``pmean``s over `AXIS` are the only
+    communication. ``named`` turns the ``[K]`` metrics into the logged ones."""
+    stacked = steps_per_call > 1
+    spec = lambda x: P() if np.ndim(x) == 0 else P(MEMBER)  # noqa: E731
+    rows = P(None, MEMBER, AXIS) if stacked else P(MEMBER, AXIS)
+
+    def step(state, batch):
+        specs = jax.tree.map(spec, state)
+        state, metrics = jax.shard_map(update, mesh=mesh, in_specs=(specs, P(MEMBER, AXIS)),
+                                       out_specs=(specs, P(MEMBER)), check_vma=False)(state, batch)
+        return state, named(metrics)
+
+    compiled = jit_on_first_call(multi_step(step) if stacked else step, cpu_dots,
+                                 donate_argnums=(0,) if donate else ())
+    first = jax.local_devices()[0]
+    driver = Driver(
+        "mesh", mesh.size, compiled,
+        lambda tree: jax.tree.map(lambda x: jax.device_put(x, NamedSharding(mesh, spec(x))), tree),
+        lambda b: jax.tree.map(lambda x: jax.device_put(x, NamedSharding(mesh, rows)), b),
+        lambda tree: jax.device_put(tree, first), lambda s: s, steps_per_call, compiled.compile)
+    if first.platform == "cpu" and mesh.size > 1:
+        driver = dataclasses.replace(driver, step=_one_at_a_time(driver.step))
+    return driver
 
 
 def initialize(coordinator_address: str | None = None, num_processes: int | None = None,

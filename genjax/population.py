@@ -34,7 +34,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from genjax import assembly, ranking, record
+from genjax import assembly, parallel, ranking, record
 from genjax.hparams import POPULATION_RULES, POPULATION_STRATEGIES, VARIED_FIELDS
 from genjax.report import info, warn
 from genjax.state import TrainState
@@ -113,15 +113,18 @@ def check(config: ml_collections.ConfigDict) -> None:
         raise PopulationError(f"config.population.rule='zip' pairs the i-th values of every "
                               f"field, but the fields have {sorted(lengths)} values: "
                               + ", ".join(f"{k} {len(v)}" for k, v in fields.items()) + ".")
-    for setting, off in (("parallel", "none"), ("skip_nonfinite_steps", False),
-                         ("keep_best", None)):
+    if config.get("parallel", "none") == "pmap" or (
+            config.get("parallel", "none") == "mesh" and p.get("strategy") == "workers"):
+        raise PopulationError(_NOT_WITH["parallel"].format(value=config.parallel))
+    for setting, off in (("skip_nonfinite_steps", False), ("keep_best", None)):
         if config.get(setting, off) != off:
             raise PopulationError(_NOT_WITH[setting].format(value=config.get(setting)))
 
 
 _NOT_WITH = {
-    "parallel": "config.parallel={value!r}: a population trains on one device "
-                "(config.parallel='none'); its members are its parallelism.",
+    "parallel": "config.parallel={value!r}: a population runs on one device, or with "
+                "config.parallel='mesh' (strategy vmap or map) its members spread over "
+                "this host's devices; the workers strategy is one process per CPU core.",
     "skip_nonfinite_steps": "config.skip_nonfinite_steps=True: a population freezes a "
                             "member whose update is not finite instead (the others go on).",
     "keep_best": "config.keep_best={value!r}: a population's checkpoints hold every member, "
@@ -159,10 +162,11 @@ def roster(config: ml_collections.ConfigDict) -> list[Member]:
 
 def member_config(config: ml_collections.ConfigDict, member: Member) -> ml_collections.ConfigDict:
     """The config of ``member`` as a run of its own: ``config`` with its seed and values,
-    and no population."""
+    on one device, and no population."""
     c = config.copy_and_resolve_references()
     with c.unlocked():
         c.seed = member.seed
+        c.parallel = "none"  # a member's batch is split by the population's mesh, if any
         for field, value in member.values:
             c[field] = value
         for field in varied(c):
@@ -211,21 +215,24 @@ def _finite_members(tree: Any, k: int) -> jax.Array:
     return ok
 
 
-def make_step(config: ml_collections.ConfigDict, members: Sequence[Member],
-              image_shape: tuple[int, ...], strategy: str) -> StepFn:
-    """The population's step: the family's step of every member (``strategy`` ``"vmap"``
-    or ``"map"``), then a member whose new state or metrics are not finite keeps its old
-    state and is marked frozen; metrics come back per member (``<name>/m<i>``)."""
-    k = len(members)
+def member_updates(config: ml_collections.ConfigDict, members: Sequence[Member],
+                   image_shape: tuple[int, ...], strategy: str, axis_name: str | None = None
+                   ) -> StepFn:
+    """The members' update: the family's step of every member the state holds (``k``, its
+    leading axis: all K, or a device's group under the mesh driver), by ``strategy``
+    ``"vmap"`` or ``"map"``; then a member whose new state or metrics are not finite keeps
+    its old state and is marked frozen. Metrics come back as ``[k]`` arrays. Each member's
+    step is built with ``axis_name`` (its batch split over that axis)."""
     values = {field: tuple(dict(m.values)[field] for m in members) for field, _ in members[0].values}
 
     def one(step, rng, nets, extra, hp, batch):
-        task = TASKS[config.task](_traced_config(config, hp, values), image_shape)
+        task = TASKS[config.task](_traced_config(config, hp, values), image_shape, axis_name)
         new, metrics = task.train_step(TrainState(step, rng, nets, extra), batch)
         return new.nets, new.extra, metrics
 
-    def step(state: TrainState, batch: dict) -> tuple[TrainState, dict]:
+    def update(state: TrainState, batch: dict) -> tuple[TrainState, dict]:
         pop = state.extra[KEY]
+        k = pop["frozen_at"].shape[0]
         extra = {key: v for key, v in state.extra.items() if key != KEY}
         args = (state.rng, state.nets, extra, pop["hparams"], batch)
         if strategy == "vmap":
@@ -237,9 +244,26 @@ def make_step(config: ml_collections.ConfigDict, members: Sequence[Member],
         keep = lambda new, old: jnp.where(ok.reshape((k,) + (1,) * (new.ndim - 1)), new, old)  # noqa: E731
         nets, new_extra = jax.tree.map(keep, (nets, new_extra), (state.nets, extra))
         frozen_at = jnp.where(alive & ~ok, state.step, pop["frozen_at"])
-        per_member = {f"{name}/m{i}": v[i] for name, v in metrics.items() for i in range(k)}
         return state.replace(step=state.step + 1, nets=nets,
-                             extra={**new_extra, KEY: {**pop, "frozen_at": frozen_at}}), per_member
+                             extra={**new_extra, KEY: {**pop, "frozen_at": frozen_at}}), metrics
+
+    return update
+
+
+def named(metrics: dict[str, jax.Array]) -> dict[str, jax.Array]:
+    """``[K]`` metrics as the population logs them, one per member (``<name>/m<i>``)."""
+    return {member_key(name, i): v[i] for name, v in metrics.items() for i in range(v.shape[0])}
+
+
+def make_step(config: ml_collections.ConfigDict, members: Sequence[Member],
+              image_shape: tuple[int, ...], strategy: str) -> StepFn:
+    """The population's step on one device: `member_updates` of every member, its
+    metrics `named`."""
+    update = member_updates(config, members, image_shape, strategy)
+
+    def step(state: TrainState, batch: dict) -> tuple[TrainState, dict]:
+        state, metrics = update(state, batch)
+        return state, named(metrics)
 
     return step
 
@@ -358,7 +382,20 @@ class PopulationSetup(assembly.Setup):
 
     members: tuple[assembly.Setup, ...] = ()
     roster: tuple[Member, ...] = ()
+    strategy: str = "vmap"  # how the one program runs its members: vmap or map
     reported: list = dataclasses.field(default_factory=list)  # members said to be frozen
+
+    def driver(self, step: StepFn) -> parallel.Driver:
+        """On one device, ``step`` as any run's; with ``config.parallel='mesh'`` the
+        members' update over the `genjax.parallel.member_mesh`, each member's batch split
+        over its group's devices (`genjax.parallel.make_member_driver`)."""
+        c = self.config
+        if c.parallel != "mesh":
+            return super().driver(step)
+        update = member_updates(c, self.roster, self.image_shape, self.strategy, parallel.AXIS)
+        return parallel.make_member_driver(
+            update, named, parallel.member_mesh(len(self.roster), c.batch_size),
+            steps_per_call=c.get("steps_per_call", 1), cpu_dots=c.get("cpu_dots", "auto"))
 
     def init_state(self) -> TrainState:
         """Each member's fresh state, exactly as its own run makes it, stacked."""
@@ -430,6 +467,8 @@ def setup(config: ml_collections.ConfigDict) -> PopulationSetup:
     states differ in shape, are refused here, before anything is written."""
     check(config)
     members = roster(config)
+    if config.parallel == "mesh":  # the batch splits over the member mesh, or a clear error
+        parallel.member_mesh(len(members), config.batch_size)
     first = member_setup(config, members[0])
     check_memory(first, len(members))
     setups = (first,) + tuple(member_setup(config, m) for m in members[1:])
@@ -443,7 +482,7 @@ def setup(config: ml_collections.ConfigDict) -> PopulationSetup:
         data_init=None, final_evaluate=None, log_likelihood=None,
         examples_per_step=len(members) * first.task.examples_per_step)
     run = PopulationSetup(config, task, first.train_spec, first.eval_spec, first.show,
-                          members=setups, roster=tuple(members))
+                          members=setups, roster=tuple(members), strategy=chosen)
     _check_traces(run, first)
     info(f"Population of {len(members)} members ({chosen}): "
          + "; ".join(m.label for m in members[:8]) + ("; ..." if len(members) > 8 else "") + ".")

@@ -12,6 +12,9 @@
   python tests/parallel_worker.py collectives OUT.json CONFIG...
       each CONFIG's step compiled under pmap and mesh on 4 simulated devices: the
       collectives in its HLO text (opcode, elements) and its parameter count.
+  python tests/parallel_worker.py members OUT.json CONFIG K...
+      a population of K seeds of CONFIG on the member mesh of 4 simulated devices against
+      the population on one device, in float64.
   python tests/parallel_worker.py vae OUT.npz DRIVER [PROCESS_ID NUM_PROCESSES PORT]
       3 VAE steps on 2 simulated devices per process (mesh driver across processes, or
       one device), saving this process's copy of the final state.
@@ -192,6 +195,48 @@ def collectives(out: str, *names: str) -> None:
         json.dump(result, f, indent=1)
 
 
+def members(out: str, name: str, *ks: str) -> None:
+    """A population of K seeds of ``name`` (each K of ``ks``) on the member mesh of 4
+    devices (gcd(K, 4) groups, each member's rows over the rest), in float64, against the
+    population on one device: the relative difference of each state component after
+    `STEPS` steps, one step per call and `STEPS` per call."""
+    from genjax import population, rng
+    from genjax.tasks import TASKS
+
+    result = {}
+    for k in map(int, ks):
+        c = config(name, "none")
+        c.population.seeds, c.population.strategy = k, "vmap"
+        roster, shape = population.roster(c), (28, 28, 1)
+        task = TASKS[c.task](population.member_config(c, roster[0]), shape)
+        n = task.examples_per_step
+        host = [{key: v.reshape(k, n, *v.shape[1:]) for key, v in b.items()}
+                for b in batches(c.preprocess, k * n, STEPS)]
+        with jax.enable_x64(True):
+            init = jax.jit(task.init)
+            fresh = in_float64(population.stack([init(rng.stream(m.seed, "init"))
+                                                 for m in roster], roster))
+            reference = fresh
+            one = jax.jit(population.make_step(c, roster, shape, "vmap"))
+            for b in host:
+                reference, _ = one(reference, in_float64(b))
+            update = population.member_updates(c, roster, shape, "vmap", parallel.AXIS)
+            mesh = parallel.member_mesh(k, c.batch_size)
+            for per_call in (1, STEPS):
+                d = parallel.make_member_driver(update, population.named, mesh,
+                                                steps_per_call=per_call)
+                state = d.place(fresh)
+                feed = host if per_call == 1 else [
+                    {key: np.stack([b[key] for b in host]) for key in host[0]}]
+                for b in feed:
+                    state, metrics = d.step(state, d.put_batch(in_float64(b)))
+                result[f"{k} members, {per_call} per call"] = {
+                    "mesh": dict(mesh.shape), "metrics": sorted(d.local(metrics)),
+                    "relative_difference": relative_differences(d.local(state), reference)}
+    with open(out, "w") as f:
+        json.dump(result, f, indent=1)
+
+
 def vae(out: str, driver: str, process_id: int = 0, num_processes: int = 1, port: int = 0) -> None:
     if num_processes > 1:
         parallel.initialize(f"127.0.0.1:{port}", num_processes, process_id)
@@ -208,5 +253,7 @@ if __name__ == "__main__":
         drivers(sys.argv[2], sys.argv[3])
     elif sys.argv[1] == "collectives":
         collectives(sys.argv[2], *sys.argv[3:])
+    elif sys.argv[1] == "members":
+        members(sys.argv[2], *sys.argv[3:])
     else:
         vae(sys.argv[2], sys.argv[3], *map(int, sys.argv[4:]))

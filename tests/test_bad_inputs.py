@@ -314,7 +314,8 @@ CONFIG_CASES = [
      PopulationError, r"members m0 \(ema_decay=0, seed=0\) and m1 \(ema_decay=0.999, "
      r"seed=0\) have states of different structure"),
     ("population on several devices", VAE, {"population": {"seeds": 2}, "parallel": "pmap"},
-     None, PopulationError, r"config.parallel='pmap': a population trains on one device"),
+     None, PopulationError, r"config.parallel='pmap': a population runs on one device, or with "
+     r"config.parallel='mesh'"),
     ("population larger than memory", VAE, {"population": {"seeds": 10**6, "strategy": "vmap"}},
      None, PopulationError, r"a population of 1000000 members needs at least [\d.]+ GiB \(twice "
      r"1000000 x [\d.]+ MiB of state during a step\), more than the [\d.]+ GiB available"),

@@ -85,6 +85,25 @@ def test_drivers_equal_one_device_and_trace_once(name, tmp_path):
             assert r["relative_difference"]["step"] == r["relative_difference"]["rng"] == 0
 
 
+@pytest.mark.parametrize("name", ["vae_mnist", pytest.param(
+    "dcgan_mnist", marks=pytest.mark.slow(seconds=90))])
+def test_a_population_on_the_member_mesh_equals_one_device(name, tmp_path):
+    """A population's mesh driver on 4 devices: 2 members (each member's rows over 2
+    devices, its gradients and BatchNorm statistics all-reduced between them) and 4 members
+    (one per device), one step per call and 3, equal the population on one device in
+    float64, with every member's metrics."""
+    _finish([_worker("members", str(tmp_path / "out.json"), name, "2", "4")], timeout=600)
+    result = json.loads((tmp_path / "out.json").read_text())
+    assert set(result) == {f"{k} members, {c} per call" for k in (2, 4) for c in (1, 3)}
+    for where, r in result.items():
+        k = int(where.split()[0])
+        assert r["mesh"] == {"member": k, "data": 4 // k}, where
+        assert {m.rsplit("/", 1)[1] for m in r["metrics"]} == {f"m{i}" for i in range(k)}
+        worst = max(r["relative_difference"].items(), key=lambda kv: kv[1])
+        assert worst[1] < TOLERANCE["float64"], (name, where, r["relative_difference"])
+        assert r["relative_difference"]["step"] == 0, where
+
+
 # Collectives a model has by design beyond all-reduces: minibatch discrimination gathers
 # every replica's features (and its gradient scatters them back); the RBM's and DBN's
 # persistent chains are one global array that each replica advances a block of.

@@ -276,3 +276,17 @@ def test_a_population_runs_several_steps_per_call(data_dir, tmp_path):
     two = train_unfinished(c, tmp_path / "two")
     for a, b in zip(jax.tree.leaves(one.nets), jax.tree.leaves(two.nets)):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+def test_a_population_trains_through_the_loop_on_the_member_mesh(data_dir, tmp_path):
+    """``config.parallel='mesh'`` through the loop (placement, checkpoints of the sharded
+    state, evaluation of a member): on this process's devices it ends as the population
+    on one device, to float32 roundoff, and resumes from its checkpoint."""
+    c = short_run_config("vae_mnist", data_dir)
+    c.population.seeds, c.population.strategy = 2, "vmap"
+    one = train_unfinished(c, tmp_path / "one")
+    c.parallel = "mesh"
+    mesh = loop.train_and_evaluate(c, str(tmp_path / "mesh"))
+    for a, b in zip(jax.tree.leaves(one.nets), jax.tree.leaves(mesh.nets)):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-6)
+    assert runs.load(str(tmp_path / "mesh"), member=1).sample(4).shape == (4, 28, 28, 1)
