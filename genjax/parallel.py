@@ -300,8 +300,21 @@ def make_member_driver(update: Callable, named: Callable, mesh: Mesh, *, donate:
                                        out_specs=(specs, P(MEMBER)), check_vma=False)(state, batch)
         return state, named(metrics)
 
-    compiled = jit_on_first_call(multi_step(step) if stacked else step, cpu_dots,
-                                 donate_argnums=(0,) if donate else ())
+    fn, built = multi_step(step) if stacked else step, []
+
+    def jitted(state) -> Callable:
+        """The step jitted for ``state``'s tree, its placement pinned in and out (as
+        `place` puts it, metrics replicated), so no call re-places or recompiles."""
+        if not built:
+            placed = jax.tree.map(lambda x: NamedSharding(mesh, spec(x)), state)
+            built.append(jit_on_first_call(
+                fn, cpu_dots, in_shardings=(placed, NamedSharding(mesh, rows)),
+                out_shardings=(placed, NamedSharding(mesh, P())),
+                donate_argnums=(0,) if donate else ()))
+        return built[0]
+
+    compiled = lambda state, batch: jitted(state)(state, batch)  # noqa: E731
+    compiled.compile = lambda state, batch: jitted(state).compile(state, batch)
     first = jax.local_devices()[0]
     driver = Driver(
         "mesh", mesh.size, compiled,

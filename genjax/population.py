@@ -113,6 +113,7 @@ def check(config: ml_collections.ConfigDict) -> None:
         raise PopulationError(f"config.population.rule='zip' pairs the i-th values of every "
                               f"field, but the fields have {sorted(lengths)} values: "
                               + ", ".join(f"{k} {len(v)}" for k, v in fields.items()) + ".")
+    parallel.check_driver(config.get("parallel", "none"))
     if config.get("parallel", "none") == "pmap" or (
             config.get("parallel", "none") == "mesh" and p.get("strategy") == "workers"):
         raise PopulationError(_NOT_WITH["parallel"].format(value=config.parallel))
@@ -453,11 +454,12 @@ class PopulationSetup(assembly.Setup):
 
 def strategy(config: ml_collections.ConfigDict) -> str:
     """The population's strategy, ``auto`` resolved: ``workers`` on CPU (one
-    single-threaded process per core), ``vmap`` on an accelerator."""
+    single-threaded process per core), ``vmap`` on an accelerator or on a mesh."""
     chosen = config.population.get("strategy", "auto")
     if chosen != "auto":
         return chosen
-    return "workers" if jax.default_backend() == "cpu" else "vmap"
+    on_cpu = jax.default_backend() == "cpu" and config.get("parallel", "none") != "mesh"
+    return "workers" if on_cpu else "vmap"
 
 
 def setup(config: ml_collections.ConfigDict) -> PopulationSetup:

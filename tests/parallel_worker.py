@@ -12,7 +12,7 @@
   python tests/parallel_worker.py collectives OUT.json CONFIG...
       each CONFIG's step compiled under pmap and mesh on 4 simulated devices: the
       collectives in its HLO text (opcode, elements) and its parameter count.
-  python tests/parallel_worker.py members OUT.json CONFIG K...
+  python tests/parallel_worker.py members OUT.json CONFIG K[:map]...
       a population of K seeds of CONFIG on the member mesh of 4 simulated devices against
       the population on one device, in float64.
   python tests/parallel_worker.py vae OUT.npz DRIVER [PROCESS_ID NUM_PROCESSES PORT]
@@ -196,17 +196,20 @@ def collectives(out: str, *names: str) -> None:
 
 
 def members(out: str, name: str, *ks: str) -> None:
-    """A population of K seeds of ``name`` (each K of ``ks``) on the member mesh of 4
-    devices (gcd(K, 4) groups, each member's rows over the rest), in float64, against the
-    population on one device: the relative difference of each state component after
-    `STEPS` steps, one step per call and `STEPS` per call."""
+    """A population of K seeds of ``name`` (each K of ``ks``; ``K:map`` for lax.map) on the
+    member mesh of 4 devices (gcd(K, 4) groups, each member's rows over the rest), in
+    float64, against the population on one device: the relative difference of each state
+    component and of the metrics after `STEPS` steps, one step per call and `STEPS` per
+    call, and whether the devices holding a member agree on it bitwise."""
     from genjax import population, rng
     from genjax.tasks import TASKS
 
     result = {}
-    for k in map(int, ks):
+    for spec in ks:
+        k, _, strategy = spec.partition(":")
+        k, strategy = int(k), strategy or "vmap"
         c = config(name, "none")
-        c.population.seeds, c.population.strategy = k, "vmap"
+        c.population.seeds, c.population.strategy = k, strategy
         roster, shape = population.roster(c), (28, 28, 1)
         task = TASKS[c.task](population.member_config(c, roster[0]), shape)
         n = task.examples_per_step
@@ -216,11 +219,12 @@ def members(out: str, name: str, *ks: str) -> None:
             init = jax.jit(task.init)
             fresh = in_float64(population.stack([init(rng.stream(m.seed, "init"))
                                                  for m in roster], roster))
-            reference = fresh
-            one = jax.jit(population.make_step(c, roster, shape, "vmap"))
+            reference, summed = fresh, {}
+            one = jax.jit(population.make_step(c, roster, shape, strategy))
             for b in host:
-                reference, _ = one(reference, in_float64(b))
-            update = population.member_updates(c, roster, shape, "vmap", parallel.AXIS)
+                reference, last = one(reference, in_float64(b))
+                summed = {key: summed.get(key, 0) + v for key, v in last.items()}
+            update = population.member_updates(c, roster, shape, strategy, parallel.AXIS)
             mesh = parallel.member_mesh(k, c.batch_size)
             for per_call in (1, STEPS):
                 d = parallel.make_member_driver(update, population.named, mesh,
@@ -230,11 +234,32 @@ def members(out: str, name: str, *ks: str) -> None:
                     {key: np.stack([b[key] for b in host]) for key in host[0]}]
                 for b in feed:
                     state, metrics = d.step(state, d.put_batch(in_float64(b)))
-                result[f"{k} members, {per_call} per call"] = {
-                    "mesh": dict(mesh.shape), "metrics": sorted(d.local(metrics)),
+                expected = last if per_call == 1 else summed
+                got = d.local(metrics)
+                result[f"{spec}, {per_call} per call"] = {
+                    "mesh": dict(mesh.shape), "metrics": sorted(got),
+                    "metrics_difference": max(
+                        abs(float(got[key]) - float(v)) / max(abs(float(v)), 1.0)
+                        for key, v in expected.items()),
+                    "shards_agree": shards_agree(state),
                     "relative_difference": relative_differences(d.local(state), reference)}
     with open(out, "w") as f:
         json.dump(result, f, indent=1)
+
+
+def shards_agree(state) -> bool:
+    """Whether the devices holding the same part of each leaf hold it bitwise alike (a
+    member's copies on the devices of its group; the step count everywhere)."""
+    for x in jax.tree.leaves(state):
+        copies = {}
+        for shard in x.addressable_shards:
+            data = shard.data
+            if jax.dtypes.issubdtype(data.dtype, jax.dtypes.prng_key):
+                data = jax.random.key_data(data)
+            copies.setdefault(str(shard.index), []).append(np.asarray(data))
+        if any(not np.array_equal(c[0], other) for c in copies.values() for other in c[1:]):
+            return False
+    return True
 
 
 def vae(out: str, driver: str, process_id: int = 0, num_processes: int = 1, port: int = 0) -> None:

@@ -86,19 +86,25 @@ def test_drivers_equal_one_device_and_trace_once(name, tmp_path):
 
 
 @pytest.mark.parametrize("name", ["vae_mnist", pytest.param(
-    "dcgan_mnist", marks=pytest.mark.slow(seconds=90))])
+    "dcgan_mnist", marks=pytest.mark.slow(seconds=120))])
 def test_a_population_on_the_member_mesh_equals_one_device(name, tmp_path):
     """A population's mesh driver on 4 devices: 2 members (each member's rows over 2
-    devices, its gradients and BatchNorm statistics all-reduced between them) and 4 members
-    (one per device), one step per call and 3, equal the population on one device in
-    float64, with every member's metrics."""
-    _finish([_worker("members", str(tmp_path / "out.json"), name, "2", "4")], timeout=600)
+    devices, its gradients and BatchNorm statistics all-reduced between them), 4 members
+    (one per device), 6 members (3 per group of 2 devices) and 4 under ``lax.map``; one
+    step per call and 3: the state and every member's metrics equal the population on one
+    device in float64, and the devices holding a member agree on it bitwise."""
+    _finish([_worker("members", str(tmp_path / "out.json"), name, "2", "4", "6", "4:map")],
+            timeout=600)
     result = json.loads((tmp_path / "out.json").read_text())
-    assert set(result) == {f"{k} members, {c} per call" for k in (2, 4) for c in (1, 3)}
+    assert set(result) == {f"{k}, {c} per call" for k in ("2", "4", "6", "4:map")
+                           for c in (1, 3)}
     for where, r in result.items():
-        k = int(where.split()[0])
-        assert r["mesh"] == {"member": k, "data": 4 // k}, where
+        k = int(where.split(":")[0].split(",")[0])
+        groups = {2: 2, 4: 4, 6: 2}[k]
+        assert r["mesh"] == {"member": groups, "data": 4 // groups}, where
         assert {m.rsplit("/", 1)[1] for m in r["metrics"]} == {f"m{i}" for i in range(k)}
+        assert r["shards_agree"], where
+        assert r["metrics_difference"] < TOLERANCE["float64"], (where, r["metrics_difference"])
         worst = max(r["relative_difference"].items(), key=lambda kv: kv[1])
         assert worst[1] < TOLERANCE["float64"], (name, where, r["relative_difference"])
         assert r["relative_difference"]["step"] == 0, where

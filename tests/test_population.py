@@ -279,9 +279,10 @@ def test_a_population_runs_several_steps_per_call(data_dir, tmp_path):
 
 
 def test_a_population_trains_through_the_loop_on_the_member_mesh(data_dir, tmp_path):
-    """``config.parallel='mesh'`` through the loop (placement, checkpoints of the sharded
-    state, evaluation of a member): on this process's devices it ends as the population
-    on one device, to float32 roundoff, and resumes from its checkpoint."""
+    """``config.parallel='mesh'`` through the loop (its driver, placement, checkpoints,
+    evaluation and loading a member) on this process's device: it ends as the population
+    on one device, to float32 roundoff. (The mesh over several devices:
+    tests/test_parallel.py.)"""
     c = short_run_config("vae_mnist", data_dir)
     c.population.seeds, c.population.strategy = 2, "vmap"
     one = train_unfinished(c, tmp_path / "one")
@@ -290,3 +291,19 @@ def test_a_population_trains_through_the_loop_on_the_member_mesh(data_dir, tmp_p
     for a, b in zip(jax.tree.leaves(one.nets), jax.tree.leaves(mesh.nets)):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-6)
     assert runs.load(str(tmp_path / "mesh"), member=1).sample(4).shape == (4, 28, 28, 1)
+
+
+@pytest.mark.slow(seconds=60)
+@pytest.mark.parametrize("name", ["gan_mlp_mnist", "ddpm_mnist", "gated_pixelcnn_mnist",
+                                  "realnvp_mnist", "rbm_pcd_mnist"])
+def test_workers_train_every_family_bitwise_as_its_own_runs(name, data_dir, tmp_path):
+    """``workers`` for one config of each family beyond the VAE's: 2 seeds, each member's
+    final state bitwise the run of its own config."""
+    c = short_run_config(name, data_dir)
+    c.population.seeds, c.population.strategy = 2, "workers"
+    state = loop.train_and_evaluate(c, str(tmp_path / "pop"))
+    for m in population.roster(c):
+        alone = train_unfinished(population.member_config(c, m), tmp_path / f"alone{m.index}")
+        for a, b in zip(jax.tree.leaves(population.member_state(state, m.index).nets),
+                        jax.tree.leaves(alone.nets)):
+            np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
