@@ -73,10 +73,12 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def command(config: str, workdir: str, steps: int, every: int, data_dir: str | None, *,
-            keep: int = 2, population: dict | None = None) -> list[str]:
+            keep: int = 2, population: dict | None = None,
+            overrides: dict | None = None) -> list[str]:
     """The experiment command of ``config`` (``name`` or ``name:variant``), the same every
     time: ``steps`` steps, a checkpoint (and a log row) every ``every``, ``keep`` kept;
-    ``population``: the ``config.population`` fields of a population run."""
+    ``population``: the ``config.population`` fields of a population run; ``overrides``:
+    more config fields, ones that do not change the state's tree (``parallel``)."""
     import importlib
 
     name, _, variant = config.partition(":")
@@ -91,7 +93,7 @@ def command(config: str, workdir: str, steps: int, every: int, data_dir: str | N
     if data_dir:
         cmd.append(f"--config.data_dir={data_dir}")
     cmd += [f"--config.population.{k}={v}" for k, v in (population or {}).items()]
-    return cmd
+    return cmd + [f"--config.{k}={v}" for k, v in (overrides or {}).items()]
 
 
 _LIVE: list[subprocess.Popen] = []  # every process `_launch` started, for `_reaping`
@@ -283,9 +285,10 @@ def floating_leaves(tree) -> dict[str, bool]:
 @_reaping()
 def chaos(config: str, *, kills: int, steps: int, every: int, seed: int, root: str,
           data_dir: str | None = None, timeout: float = 300.0,
-          population: dict | None = None) -> dict:
+          population: dict | None = None, overrides: dict | None = None) -> dict:
     """One config's straight run, its killed-and-restarted run, and their comparison;
-    ``population``: of a population (seeds, strategy) of the config. Under ``workers``
+    ``population``: of a population (seeds, strategy) of the config; ``overrides``: as
+    `command`'s, for both runs. Under ``workers``
     the kills hit the launcher, whose workers die with it, and are timed by member 0's run."""
     rng = random.Random(seed)
     straight, killed = os.path.join(root, "straight"), os.path.join(root, "killed")
@@ -294,9 +297,10 @@ def chaos(config: str, *, kills: int, steps: int, every: int, seed: int, root: s
         "strategy") == "workers" else killed
     start = time.time()
     # The uninterrupted run goes alongside the killed one (one core each on a 2-core CPU).
-    reference = _launch(command(config, straight, steps, every, data_dir, population=population),
-                        os.path.join(root, "straight_log.txt"), cache)
-    cmd = command(config, killed, steps, every, data_dir, population=population)
+    reference = _launch(command(config, straight, steps, every, data_dir, population=population,
+                                overrides=overrides), os.path.join(root, "straight_log.txt"), cache)
+    cmd = command(config, killed, steps, every, data_dir, population=population,
+                  overrides=overrides)
     done, launches = [], 0
     while True:
         proc, launches = _launch(cmd, log, cache), launches + 1

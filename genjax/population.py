@@ -469,8 +469,10 @@ def setup(config: ml_collections.ConfigDict) -> PopulationSetup:
     states differ in shape, are refused here, before anything is written."""
     check(config)
     members = roster(config)
+    placed = ""
     if config.parallel == "mesh":  # the batch splits over the member mesh, or a clear error
-        parallel.member_mesh(len(members), config.batch_size)
+        groups, per_group = parallel.member_mesh(len(members), config.batch_size).devices.shape
+        placed = f" on a mesh of {groups} member group(s) x {per_group} device(s)"
     first = member_setup(config, members[0])
     check_memory(first, len(members))
     setups = (first,) + tuple(member_setup(config, m) for m in members[1:])
@@ -486,7 +488,7 @@ def setup(config: ml_collections.ConfigDict) -> PopulationSetup:
     run = PopulationSetup(config, task, first.train_spec, first.eval_spec, first.show,
                           members=setups, roster=tuple(members), strategy=chosen)
     _check_traces(run, first)
-    info(f"Population of {len(members)} members ({chosen}): "
+    info(f"Population of {len(members)} members ({chosen}{placed}): "
          + "; ".join(m.label for m in members[:8]) + ("; ..." if len(members) > 8 else "") + ".")
     return run
 

@@ -290,6 +290,25 @@ def test_a_population_killed_and_resumed_ends_bitwise_equal(strategy, data_dir, 
     assert r["identical"], r["differing_leaves"]
 
 
+@pytest.mark.slow(seconds=150)
+def test_a_population_on_a_mesh_of_four_devices_killed_and_resumed_ends_bitwise_equal(
+        data_dir, tmp_path, monkeypatch):
+    """The member mesh through the loop over several devices: a 2-seed VAE population with
+    ``parallel='mesh'`` on 4 simulated devices (2 member groups of 2 devices), killed twice
+    and resumed (its checkpoints written from and restored onto the mesh), ends bitwise
+    equal to the uninterrupted one."""
+    from benchmarks import chaos
+
+    monkeypatch.setenv("XLA_FLAGS", "--xla_force_host_platform_device_count=4")
+    r = chaos.chaos("vae_mnist:test", kills=2, steps=16, every=2, seed=1, root=str(tmp_path),
+                    data_dir=data_dir, population={"seeds": 2, "strategy": "vmap"},
+                    overrides={"parallel": "mesh"})
+    assert r["kills"] == 2 and len(r["resumed_at"]) >= 2, r
+    assert r["identical"], r["differing_leaves"]
+    log = open(tmp_path / "log.txt").read()
+    assert log.count("(vmap on a mesh of 2 member group(s) x 2 device(s))") == r["launches"]
+
+
 def test_a_population_runs_several_steps_per_call(data_dir, tmp_path):
     """``steps_per_call=2`` (the steps of a call scanned over stacked [2, K, B] batches)
     ends bitwise equal to one step per call."""
