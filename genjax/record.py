@@ -340,6 +340,14 @@ def final_row(workdir: str, step: int) -> dict | None:
     return found[-1] if found else None
 
 
+def final_metrics(workdir: str) -> dict[str, float]:
+    """The metrics of the newest final-evaluation row of the run in ``workdir`` ({}
+    without one)."""
+    rows = [r for r in read_rows(os.path.join(workdir, METRICS)) if r.get(FINAL)]
+    return {k: v for k, v in (rows[-1] if rows else {}).items()
+            if k not in ("step", FINAL, "nonfinite")}
+
+
 def _metric_lines(workdir: str) -> list[str]:
     """The non-empty lines of ``metrics.jsonl`` ([] when there is none yet)."""
     return _lines(os.path.join(workdir, METRICS))

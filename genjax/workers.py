@@ -266,7 +266,7 @@ def _conclude(config: ml_collections.ConfigDict, workdir: str,
     finals, frozen_at, states = [], [], []
     for m, s in zip(roster, setups):
         directory = member_dir(workdir, m.index)
-        finals.append(_final_metrics(directory))
+        finals.append(record.final_metrics(directory))
         diverged = divergence(directory)
         frozen_at.append(population.ALIVE if diverged is None else int(diverged["step"] or 0))
         template = jax.eval_shape(s.task.init, s.init_key)
@@ -282,14 +282,6 @@ def _conclude(config: ml_collections.ConfigDict, workdir: str,
          f"member is a run of its own in {os.path.join(workdir, MEMBERS)}/m<i>.")
     return _stacked([st if st is not None else s.init_state() for st, s in zip(states, setups)],
                     roster, frozen_at)
-
-
-def _final_metrics(directory: str) -> dict[str, float]:
-    """The metrics of the final row of the run in ``directory`` ({} without one)."""
-    path = os.path.join(directory, record.METRICS)
-    rows = [r for r in record.read_rows(path) if r.get(record.FINAL)] if os.path.exists(path) else []
-    return {k: v for k, v in (rows[-1] if rows else {}).items()
-            if k not in ("step", record.FINAL, "nonfinite")}
 
 
 def _stacked(states: Sequence[TrainState], roster: Sequence[population.Member],

@@ -1,5 +1,6 @@
-"""The accelerator suite (benchmarks/accelerator.py) runs where a GPU machine would run it:
-without TensorFlow or tfds, ml_collections imported from a wheel file, PyTorch beside it."""
+"""Benchmarks that must not rot: the accelerator suite (benchmarks/accelerator.py) runs
+where a GPU machine would run it (without TensorFlow or tfds, ml_collections imported from
+a wheel file, PyTorch beside it); the population benchmarks at a tiny size."""
 
 import importlib.util
 import json
@@ -9,6 +10,7 @@ import subprocess
 import sys
 import zipfile
 
+import numpy as np
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -120,3 +122,28 @@ def test_population_benchmark_times_every_strategy_and_the_peers(tmp_path):
         assert row["torch_sequential"]["examples_per_sec"] > 0
         assert row["torch_per_core"]["processes"] == min(2, len(workers.cores()))
     assert "| `vae_mnist` |" in proc.stdout
+
+
+@pytest.mark.slow(seconds=90)
+def test_seed_populations_times_a_population_against_its_seeds_run_apart(data_dir, tmp_path):
+    """benchmarks/seed_populations.py end to end on a tiny VAE: a 2-seed population (one
+    worker per core) and the two seeds' own runs, each timed; the population's spread of
+    every final metric is the separate runs' (a worker's member is its run alone, to the
+    float32 roundoff of one thread against several)."""
+    out = tmp_path / "seeds.json"
+    proc = subprocess.run([sys.executable, "-m", "benchmarks.seed_populations",
+                           "--configs=vae_mnist:test", "--seeds=2", f"--set=data_dir={data_dir}",
+                           f"--workdir={tmp_path / 'runs'}", f"--out={out}"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=600,
+                          env={**os.environ, "PYTHONPATH": ROOT})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    row = json.loads(out.read_text())["configs"]["vae_mnist:test"]
+    assert row["population"]["strategy"] == "workers" and row["speedup"] > 0
+    assert len(row["sequential"]["each_wall_s"]) == 2
+    together, apart = row["population"]["metrics"], row["sequential"]["metrics"]
+    assert set(together) == set(apart) and "test/neg_elbo" in together, together
+    for name, spread in together.items():
+        if not name.startswith("time/"):
+            np.testing.assert_allclose([spread["min"], spread["max"]],
+                                       [apart[name]["min"], apart[name]["max"]], rtol=1e-3,
+                                       err_msg=name)
