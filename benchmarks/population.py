@@ -22,7 +22,9 @@ Each on a fixed batch already in memory (the train step, not the input pipeline)
 the median of ``--windows`` windows of ``--seconds``; also one member's state in MB and
 the peak memory of the processes. ``default`` is the strategy ``auto`` picks here;
 ``default / sequential`` is the speed-up a population gives over K separate runs.
-Writes ``--out`` (default ``benchmarks/results/population.json``) and prints the table.
+Writes ``--out`` (default ``benchmarks/results/population.json``) after each config, a row
+per config (one measured again replaces its row; each row names its command), and prints
+the table.
 """
 
 from __future__ import annotations
@@ -225,17 +227,20 @@ def main(_) -> None:
     except ImportError:
         torch_ref = None
     torch_ref = torch_ref if throughput._TORCH.value else None
-    results = []
-    for name in throughput._CONFIGS.value:
-        results.append(measure(name, torch_ref))
-        print(json.dumps(results[-1]), flush=True)
     out = throughput._OUT.value or os.path.join(
         os.path.dirname(os.path.abspath(__file__)), "results", "population.json")
-    with open(out, "w") as f:
-        json.dump({"device": throughput._device_name(), "cpu_count": os.cpu_count(),
-                   "cpu": machine.cpu(), "jax": jax.__version__,
-                   "torch": None if torch_ref is None else torch_ref.version(),
-                   "command": " ".join(sys.argv), "results": results}, f, indent=2)
+    found = json.load(open(out))["results"] if os.path.exists(out) else []
+    results = {r["config"]: r for r in found}  # a config measured again replaces its row
+    for name in throughput._CONFIGS.value:
+        results[name] = {**measure(name, torch_ref),
+                         "command": " ".join(["python -m benchmarks.population", *sys.argv[1:]])}
+        print(json.dumps(results[name]), flush=True)
+        with open(out, "w") as f:  # after each config: an interrupted run keeps its rows
+            json.dump({"device": throughput._device_name(), "cpu_count": os.cpu_count(),
+                       "cpu": machine.cpu(), "jax": jax.__version__,
+                       "torch": None if torch_ref is None else torch_ref.version(),
+                       "results": list(results.values())}, f, indent=2)
+    results = list(results.values())
     print(table(results))
     print("wrote", out)
 
