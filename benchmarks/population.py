@@ -181,10 +181,12 @@ def measure(name: str, torch_ref) -> dict:
     row = {"config": name, "batch": _BATCH.value, "k": _K.value,
            "n_critic": config.get("n_critic", 1),
            "default": population.strategy(config)}
+    throughput.reset_peak_memory()  # each in-process row its own peak
     sequential = throughput.measure(name, _BATCH.value)
     row["sequential"] = {k: sequential[k] for k in ("examples_per_sec", "min", "max",
                                                      "peak_memory_mb")}
     for strategy in _STRATEGIES.value:
+        throughput.reset_peak_memory()
         row[strategy] = per_core_row("genjax", name) if strategy == "workers" else \
             population_row(name, strategy)
     if torch_ref is not None and torch_ref.supports(name):

@@ -104,13 +104,30 @@ def _device_name() -> str:
 
 def _peak_memory_mb() -> float:
     """The device's peak memory where the backend tracks it (GPU), else the process's peak
-    resident memory (XLA:CPU keeps no count); either is the whole process's peak so far."""
+    resident memory (XLA:CPU keeps no count) since it started or since
+    `reset_peak_memory`: Linux's VmHWM, which, unlike getrusage's maximum, a process
+    started by another does not inherit."""
     import jax
 
     stats = jax.devices()[0].memory_stats() or {}
     if "peak_bytes_in_use" in stats:
         return round(stats["peak_bytes_in_use"] / 2**20, 1)
-    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+    try:
+        with open("/proc/self/status") as f:
+            hwm = next(line for line in f if line.startswith("VmHWM:"))
+        return round(int(hwm.split()[1]) / 1024, 1)
+    except (OSError, StopIteration):
+        return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+
+
+def reset_peak_memory() -> None:
+    """Start the host's peak resident memory (VmHWM) afresh where Linux allows it, so that
+    each row of a run reports its own peak (the accelerator's peak cannot be reset)."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+    except OSError:
+        pass
 
 
 _COMPILE_EVENTS = ("/jax/core/compile/jaxpr_trace_duration",
