@@ -9,8 +9,8 @@ run of its own config (`genjax.population.member_config`) trains, through
 `genjax.loop.train_and_evaluate` in a worker process (`genjax.cli.member`): its state,
 metrics and pictures are bitwise that run's made the same way (one process on one core;
 XLA:CPU sizes its thread pools, and splits its sums, by the cores a process may use), and
-it can be loaded, evaluated or resumed as one. A worker trains its members (i, i + W, i + 2W, ... of W workers) one after
-another.
+it can be loaded, evaluated or resumed as one. A worker trains its members (i, i + W,
+i + 2W, ... of W workers) one after another.
 
 The coordinator (`train`, in the launching process) holds the population's lock and
 records its config, which the workers read, starts them, and, once all have ended, writes
