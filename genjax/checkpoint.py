@@ -243,6 +243,22 @@ def _preservation(keep: int, best: Callable[[Mapping], float] | None):
         get_metric_fn=best, n=1, keep_checkpoints_without_metrics=False)])
 
 
+def _abstract(template: T) -> T:
+    """``template`` as Orbax's restore target: shapes, dtypes and placements. A leaf with
+    no placement (a `jax.eval_shape` result) goes on this process's first device, not on
+    the devices it was saved from: a checkpoint written from a mesh of 4 devices then
+    restores in a process that has one."""
+    one = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+
+    def leaf(x):
+        a = ocp.utils.to_shape_dtype_struct(x)
+        if isinstance(a, jax.ShapeDtypeStruct) and a.sharding is None:
+            return jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=one)
+        return a
+
+    return jax.tree.map(leaf, template)
+
+
 class Checkpointer:
     """Save every ``every`` steps, keep the latest ``keep``, restore the newest good one.
 
@@ -328,7 +344,7 @@ class Checkpointer:
           CheckpointsUnreadableError: checkpoints existed (here, or set aside earlier)
             and none is usable, unless ``start_over`` (then None: train from step 0).
         """
-        abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, template)
+        abstract = _abstract(template)
         tried, done, vanished = [], set(), 0
         while todo := [s for s in reversed(self.all_steps()) if s not in done]:
             step = todo[0]
@@ -364,7 +380,7 @@ class Checkpointer:
           Exception: whatever else makes the step unusable (see `restore`).
         """
         self._check_structure(step, template)
-        return self._read(step, jax.tree.map(ocp.utils.to_shape_dtype_struct, template))
+        return self._read(step, _abstract(template))
 
     def _vanished(self, step: int) -> bool:
         """Whether ``step``'s folder is gone or, for a reader beside a live trainer, goes

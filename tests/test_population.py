@@ -296,9 +296,11 @@ def test_a_population_on_a_mesh_of_four_devices_killed_and_resumed_ends_bitwise_
     """The member mesh through the loop over several devices: a 2-seed VAE population with
     ``parallel='mesh'`` on 4 simulated devices (2 member groups of 2 devices), killed twice
     and resumed (its checkpoints written from and restored onto the mesh), ends bitwise
-    equal to the uninterrupted one."""
+    equal to the uninterrupted one; this process, which has one device, reads the
+    checkpoints written from 4."""
     from benchmarks import chaos
 
+    assert len(jax.devices()) == 1  # the backend starts before the flag: one device here
     monkeypatch.setenv("XLA_FLAGS", "--xla_force_host_platform_device_count=4")
     r = chaos.chaos("vae_mnist:test", kills=2, steps=16, every=2, seed=1, root=str(tmp_path),
                     data_dir=data_dir, population={"seeds": 2, "strategy": "vmap"},
