@@ -15,6 +15,17 @@ POPULATION_RULES = ("product", "zip")  # every combination, or the i-th values t
 POPULATION_STRATEGIES = ("auto", "vmap", "map", "workers")  # auto: workers on CPU, else vmap
 
 
+POPULATION_SETTINGS = ("seeds", "rule", "strategy", "rank_by")  # the entries that are no field
+
+
+def is_population(config) -> bool:
+    """Whether ``config`` (an ml_collections.ConfigDict) names a population: more than one
+    seed, or a field given values to vary."""
+    p = config.get("population")
+    return bool(p) and (p.get("seeds", 1) != 1 or any(
+        v is not None for k, v in p.items() if k not in POPULATION_SETTINGS))
+
+
 def population_defaults() -> dict:
     """``config.population`` of a run that is not a population
     (`genjax.configs.common.add_population` declares it so)."""

@@ -35,14 +35,14 @@ import ml_collections
 import numpy as np
 
 from genjax import assembly, parallel, ranking, record
-from genjax.hparams import POPULATION_RULES, POPULATION_STRATEGIES, VARIED_FIELDS
+from genjax.hparams import (POPULATION_RULES, POPULATION_SETTINGS, POPULATION_STRATEGIES,
+                            VARIED_FIELDS, is_population)  # noqa: F401 (population.is_population)
 from genjax.report import info, warn
 from genjax.state import TrainState
 from genjax.steps import StepFn
 from genjax.tasks import TASKS
 from genjax.varied import Varied
 
-_SETTINGS = ("seeds", "rule", "strategy", "rank_by")  # config.population's non-field entries
 SUMMARY = "population.json"  # the members' final metrics, per setting, and the best one
 KEY = "population"  # state.extra entry: {"hparams": {field: [K]}, "frozen_at": int32 [K]}
 ALIVE = -1          # frozen_at of a member still training
@@ -73,14 +73,8 @@ def varied(config: ml_collections.ConfigDict) -> dict[str, tuple]:
     `genjax.hparams.VARIED_FIELDS` (then any others, which `check` refuses)."""
     p = config.get("population") or {}
     names = [k for k in VARIED_FIELDS if k in p] + sorted(
-        k for k in p if k not in VARIED_FIELDS and k not in _SETTINGS)
+        k for k in p if k not in VARIED_FIELDS and k not in POPULATION_SETTINGS)
     return {k: p[k] for k in names if p[k] is not None}
-
-
-def is_population(config: ml_collections.ConfigDict) -> bool:
-    """Whether ``config`` names a population (more than one seed, or a varied field)."""
-    population = config.get("population")
-    return bool(population) and (population.get("seeds", 1) != 1 or bool(varied(config)))
 
 
 def check(config: ml_collections.ConfigDict) -> None:

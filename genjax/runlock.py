@@ -13,18 +13,27 @@ takes it, and worker processes of one run share their coordinator's. Readers (th
 evaluator) take no lock. ``fcntl`` locks are advisory and local-kernel on most
 filesystems; on network filesystems (NFS, Lustre, GCS FUSE) whether they hold across
 machines depends on the mount, and this is untested here.
+
+A run's child processes (a population's workers, a sweep's trials) die with the process
+that started them: it names itself in their environment (`child_env`) and each child's
+first act is `die_with_parent`, so a killed launcher leaves no orphan training that
+would hold a lock or race its retry.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import fcntl
 import os
+import signal
 import socket
 import time
 from typing import Iterator
 
 LOCK = "run.lock"
+PARENT = "GENJAX_PARENT"  # a child's environment: the pid it dies with
+_PR_SET_PDEATHSIG = 1
 
 
 class WorkdirInUseError(OSError):
@@ -82,3 +91,23 @@ def hold(workdir: str, enabled: bool = True) -> Iterator[None]:
     finally:
         if fd is not None:
             release(fd)
+
+
+def child_env(env: dict[str, str] | None = None) -> dict[str, str]:
+    """``env`` (default this process's environment) for a child that dies with this
+    process (`die_with_parent`)."""
+    return {**(os.environ if env is None else env), PARENT: str(os.getpid())}
+
+
+def die_with_parent() -> None:
+    """In a child started with `child_env`: ask the kernel to kill this process when its
+    parent dies, or end at once if the parent is gone already (nothing when not such a
+    child). Done by the child, not between fork and exec: the parent may be
+    multithreaded."""
+    parent = os.environ.get(PARENT)
+    if not parent:
+        return
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != int(parent):  # it died before the request was in place
+        os._exit(1)

@@ -25,12 +25,10 @@ not trained again; its worker goes on to its next member.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import glob
 import io
 import json
 import os
-import signal
 import subprocess
 import sys
 from typing import Iterator, Sequence
@@ -49,7 +47,6 @@ from genjax.tasks import RESUMABLE
 MEMBERS = "members"          # <workdir>/members/m<i>: member i's own run
 DIVERGED = "diverged.json"   # <member dir>/diverged.json: {"step", "kept", "message"}, frozen
 WORKER_XLA_FLAGS = "--xla_cpu_multi_thread_eigen=false"  # one thread per worker: one core each
-_PR_SET_PDEATHSIG = 1
 
 
 class WorkerFailedError(RuntimeError):
@@ -154,29 +151,26 @@ class _Prefixed(io.TextIOBase):
         self.out.flush()
 
 
-_CORE, _PARENT = "GENJAX_WORKER_CORE", "GENJAX_WORKER_PARENT"  # a worker's environment
+_CORE = "GENJAX_WORKER_CORE"  # a worker's environment: the core it is pinned to
 
 
 def worker_env(core: int | None) -> dict[str, str]:
     """This process's environment for a worker on ``core``: XLA and TensorFlow
     single-threaded, and what `settle` reads."""
-    return {**os.environ, "XLA_FLAGS": f"{os.environ.get('XLA_FLAGS', '')} {WORKER_XLA_FLAGS}",
-            "TF_NUM_INTRAOP_THREADS": "1", "TF_NUM_INTEROP_THREADS": "1",
-            _CORE: "" if core is None else str(core), _PARENT: str(os.getpid())}
+    return runlock.child_env({
+        **os.environ, "XLA_FLAGS": f"{os.environ.get('XLA_FLAGS', '')} {WORKER_XLA_FLAGS}",
+        "TF_NUM_INTRAOP_THREADS": "1", "TF_NUM_INTEROP_THREADS": "1",
+        _CORE: "" if core is None else str(core)})
 
 
 def settle() -> None:
     """A worker's first act (`worker_env` gave it its core and parent): pin itself to its
     core and ask to die with its parent, or end at once if the parent is gone already.
     Done here, not between fork and exec: the parent is multithreaded by then."""
-    core, parent = os.environ.get(_CORE), os.environ.get(_PARENT)
+    core = os.environ.get(_CORE)
     if core and hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {int(core)})
-    if parent:
-        with contextlib.suppress(OSError, AttributeError):
-            ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
-        if os.getppid() != int(parent):  # it died before the request was in place
-            os._exit(1)
+    runlock.die_with_parent()
 
 
 def _start(workdir: str, members: Sequence[int], core: int | None) -> subprocess.Popen:

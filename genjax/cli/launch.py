@@ -220,7 +220,11 @@ def load_config(holder: flags.FlagHolder):
 
 def run(main: Callable[[list], None], argv: list[str] | None = None) -> None:
     """``absl.app.run(main)`` on ``argv`` (default ``sys.argv``), a config name resolved
-    (`resolve_config`), with a user's mistake reported in one line (see module doc)."""
+    (`resolve_config`), with a user's mistake reported in one line (see module doc). A
+    child of a sweep or population (`genjax.runlock.child_env`) dies with its parent."""
+    from genjax import runlock
+
+    runlock.die_with_parent()
     try:
         argv = _resolved_argv(sys.argv if argv is None else argv)
     except ConfigError as e:
