@@ -74,9 +74,9 @@ LAYERS = (
     ("population",),             # K members as one run
     ("workers",),                # a population as runs of their own, one process per core
     ("loop",),                   # train_and_evaluate
-    ("runs",),                   # a trained run from Python: load, sample, evaluate
+    ("runs", "sweep"),           # a trained run from Python; a search over runs (Optuna)
     ("configs",),                # the shipped experiment configs (ml_collections only)
-    ("cli",),                    # the command lines: genjax-train, genjax-evaluate
+    ("cli",),                    # the command lines: genjax-train, -evaluate, -sweep
 )
 
 
