@@ -21,7 +21,7 @@ a race between workers is never run (told failed, marked ``surplus``).
 Results, rewritten after every batch (`write_results`): ``trials.csv`` (parameters,
 metric, state, run directory), ``best_config.py`` (the best trial's config, ready to run)
 and ``plots/`` (Optuna's optimisation history, parameter importances, parallel
-coordinates).
+coordinates; for a grid of choices a heatmap of the metric).
 """
 
 from __future__ import annotations
@@ -605,6 +605,9 @@ def write_results(study, sweep: Sweep, config) -> None:
     with record.atomic_file(os.path.join(sweep.workdir, BEST_CONFIG)) as f:
         f.write(best_config_text(sweep, config, study.best_trial, study.study_name))
     plots(study, os.path.join(sweep.workdir, PLOTS))
+    if len(sweep.space) >= 2 and all(p.kind == "choice" for p in sweep.space):
+        heatmap(table(study, sweep.space), sweep.space, sweep.metric,
+                os.path.join(sweep.workdir, PLOTS, "heatmap.png"))
 
 
 def plots(study, folder: str) -> list[str]:
@@ -724,3 +727,66 @@ def search(sweep: Sweep, study, storage, config) -> None:
         conclude(study, sweep, batch, status)
         write_results(study, sweep, config)
     write_results(study, sweep, config)
+
+
+def heatmap(rows: Sequence[Mapping[str, Any]], space: Sequence[Param], metric: str,
+            path: str) -> None:
+    """The metric over a grid of choices: the two fields with the most values as rows
+    and columns, one panel per combination of the others, each cell its trial's value
+    (blank until it finishes; a trial that failed shows ``x``)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import itertools
+
+    import matplotlib.pyplot as plt
+
+    by_size = sorted(space, key=lambda p: -len(p.args))
+    grid_of, facets = by_size[:2], by_size[2:]
+    panels = [dict(zip((p.field for p in facets), values))
+              for values in itertools.product(*(p.args for p in facets))]
+    done = {tuple(r[p.field] for p in space): r["value"] for r in rows
+            if r["state"] in ("complete", "fail")}
+    finite = [v for v in done.values() if v is not None]
+    scale = (min(finite), max(finite)) if finite else (0.0, 1.0)
+    cmap = "viridis_r" if metric_direction(metric) == "minimize" else "viridis"
+    with plt.style.context("default"):  # Optuna's plots switch the global style
+        figure, axes = plt.subplots(
+            1, len(panels), squeeze=False, sharey=True,
+            figsize=(0.9 * len(grid_of[1].args) * len(panels) + 2, 0.7 * len(grid_of[0].args) + 1.6))
+        for ax, fixed in zip(axes[0], panels):
+            image = _panel(ax, done, space, grid_of, fixed, scale, cmap)
+        axes[0][0].set_ylabel(grid_of[0].field)
+        figure.colorbar(image, ax=list(axes[0]), label=metric, shrink=0.8)
+        with record.atomic_file(path, "wb") as f:
+            figure.savefig(f, format="png", dpi=110, bbox_inches="tight")
+        plt.close(figure)
+
+
+def _panel(ax, done: Mapping[tuple, float | None], space: Sequence[Param],
+           grid_of: Sequence[Param], fixed: Mapping[str, float], scale, cmap):
+    """One panel of `heatmap`: the cells of ``grid_of``'s two fields at the ``fixed``
+    values of the others."""
+    import numpy as np
+
+    rows, cols = grid_of
+    grid = np.full((len(rows.args), len(cols.args)), np.nan)
+    labels = {}
+    for i, a in enumerate(rows.args):
+        for j, b in enumerate(cols.args):
+            key = tuple({rows.field: a, cols.field: b, **fixed}[p.field] for p in space)
+            if key in done:
+                value = done[key]
+                grid[i, j] = np.nan if value is None else value
+                labels[i, j] = "x" if value is None else f"{value:.3g}"
+    image = ax.imshow(grid, cmap=cmap, vmin=scale[0], vmax=scale[1])
+    middle = (scale[0] + scale[1]) / 2
+    for (i, j), text in labels.items():
+        dark = np.isfinite(grid[i, j]) and (grid[i, j] > middle) == (cmap == "viridis_r")
+        ax.text(j, i, text, ha="center", va="center", fontsize=8,
+                color="white" if dark else "black")
+    ax.set_xticks(range(len(cols.args)), [f"{v:g}" for v in cols.args])
+    ax.set_yticks(range(len(rows.args)), [f"{v:g}" for v in rows.args])
+    ax.set_xlabel(cols.field)
+    ax.set_title(", ".join(f"{k}={v:g}" for k, v in fixed.items()), fontsize=9)
+    return image

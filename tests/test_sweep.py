@@ -136,6 +136,32 @@ def test_evaluations_reach_the_pruner_from_every_run_layout(tmp_path):
     assert batch.pruned == {1: 2} and study.trials[1].intermediate_values == {2: 50.0}
 
 
+@pytest.mark.slow(seconds=30)
+def test_a_run_whose_trials_are_all_pruned_is_stopped(data_dir, tmp_path):
+    """The pruner's verdict on the first evaluation of a 400-step VAE run (worse than the
+    median of a finished trial) stops the run: the trial is pruned at step 2 and the run
+    never reaches its final evaluation."""
+    space = sweep.parse_space("learning_rate=loguniform(1e-4, 1e-2)")
+    plan = sweep.Sweep(task="vae", spec="vae_mnist:test", overrides=(
+        f"--config.data_dir={data_dir}", "--config.num_steps=400", "--config.eval_every=2",
+        "--config.checkpoint_every=2", "--config.eval_samples=100",
+        "--config.eval_batch_size=100"), space=space, metric="test/domain_fid", seeds=1,
+        trials=2, per_run=1, workdir=str(tmp_path / "w"), poll_s=0.2)
+    storage = sweep.open_storage(f"sqlite:///{tmp_path}/s.db", heartbeat_s=5)
+    study = sweep.open_study(storage, "p", plan.describe(), optuna.samplers.RandomSampler(0),
+                             optuna.pruners.MedianPruner(n_startup_trials=1))
+    first = study.ask()
+    sweep.suggest(first, space)
+    first.report(0.0, 2)
+    study.tell(first, 0.0)
+    batch = sweep.ask(study, plan, 1)
+    assert sweep.train(plan, batch, storage) == 0 and batch.pruned == {1: 2}
+    sweep.conclude(study, plan, batch, 0)
+    assert study.trials[1].state == TrialState.PRUNED
+    rows = record.read_rows(os.path.join(batch.run_dir, record.METRICS))
+    assert not any(r.get("final") for r in rows) and max(r["step"] for r in rows) < 400
+
+
 def _finished_study(storage, space):
     study = optuna.create_study(study_name="s", storage=storage, direction="minimize",
                                 sampler=optuna.samplers.RandomSampler(seed=0))
@@ -171,6 +197,36 @@ def test_results_table_best_config_and_plots(tmp_path):
     pngs = sorted(os.listdir(tmp_path / "sweep" / sweep.PLOTS))
     assert pngs == ["history.png", "importances.png", "parallel_coordinates.png"]
     assert all(open(tmp_path / "sweep" / sweep.PLOTS / p, "rb").read(4) == b"\x89PNG" for p in pngs)
+
+
+def test_a_grid_of_choices_gets_its_heatmap(tmp_path):
+    """A grid sweep (every field a choice) draws the metric per cell, a panel per value of
+    the third field; a failed trial's cell is marked, an unfinished one blank."""
+    space = sweep.parse_space("g_learning_rate=choice(1e-4, 3e-4, 9e-4); "
+                              "d_learning_rate=choice(1e-4, 3e-4); b1=choice(0, 0.5)")
+    plan = sweep.Sweep(task="gan", spec="gan_mlp_mnist:test", overrides=(), space=space,
+                       metric="test/domain_fid", seeds=1, trials=12, per_run=1,
+                       workdir=str(tmp_path / "grid"))
+    study = optuna.create_study(sampler=sweep.sampler("grid", space, 0))
+    for i in range(11):
+        t = study.ask()
+        sweep.suggest(t, space)
+        study.tell(t, 100.0 + i) if i != 3 else study.tell(t, state=TrialState.FAIL)
+    sweep.write_results(study, plan, gan_mlp_mnist.get_config("test"))
+    path = tmp_path / "grid" / sweep.PLOTS / "heatmap.png"
+    assert open(path, "rb").read(4) == b"\x89PNG"
+
+
+def test_a_journal_file_holds_a_study_without_heartbeats(tmp_path):
+    """``journal:PATH``: Optuna's journal file (a shared filesystem), which a second
+    process reads; it has no heartbeats, so nothing is retried there."""
+    storage = sweep.open_storage(f"journal:{tmp_path}/j/study.log")
+    study = optuna.create_study(study_name="j", storage=storage)
+    study.tell(study.ask(), 1.5)
+    assert not getattr(storage, "heartbeat_interval", None)
+    again = optuna.load_study(study_name="j", storage=sweep.open_storage(
+        f"journal:{tmp_path}/j/study.log"))
+    assert [t.value for t in again.trials] == [1.5]
 
 
 def test_a_study_reused_for_another_search_is_refused(tmp_path):
