@@ -415,7 +415,7 @@ def ask(study, sweep: Sweep, k: int) -> Batch | None:
         trial = study.ask()
         if is_surplus(study, trial, sweep.trials):
             trial.set_user_attr(SURPLUS, True)
-            study.tell(trial, state=TrialState.FAIL)
+            tell(study, trial, state=TrialState.FAIL)
             break
         trials.append(trial)
         values.append(suggest(trial, sweep.space))
@@ -485,6 +485,17 @@ def train(sweep: Sweep, batch: Batch, storage) -> int:
     return child.returncode
 
 
+def tell(study, trial, value: float | None = None, state=None) -> None:
+    """``study.tell``, outside ``Study.optimize``: the grid sampler asks the study to stop
+    once its grid is done, which raises there after the trial is stored; the worker's
+    loop stops by the budget instead."""
+    try:
+        study.tell(trial, value, state=state)
+    except RuntimeError as e:
+        if "Study.stop" not in str(e):
+            raise
+
+
 def _error_line(log_path: str) -> str:
     """The run's one-line error (its last ``error:`` line, else its last line)."""
     try:
@@ -510,13 +521,13 @@ def conclude(study, sweep: Sweep, batch: Batch, status: int) -> None:
     for i, t in enumerate(batch.trials):
         label = f"Trial {t.number} ({', '.join(f'{k}={v:.4g}' for k, v in batch.values[i].items())})"
         if t.number in batch.pruned:
-            study.tell(t, state=TrialState.PRUNED)
+            tell(study, t, state=TrialState.PRUNED)
             info(f"{label}: pruned at step {batch.pruned[t.number]}.")
             continue
         finals = trial_values(batch.run_dir, batch.seeds_of(i), sweep.metric, final=True)
         if finals:
             value = finals[max(finals)]
-            study.tell(t, value)
+            tell(study, t, value)
             info(f"{label}: {sweep.metric} {value:.4g}.")
             continue
         seeds = batch.seeds_of(i) or [None]
@@ -526,7 +537,7 @@ def conclude(study, sweep: Sweep, batch: Batch, status: int) -> None:
         if names and sweep.metric not in names:
             missing = names
         t.set_user_attr("error", error)
-        study.tell(t, state=TrialState.FAIL)
+        tell(study, t, state=TrialState.FAIL)
         warn(f"{label}: failed: {error} (run {batch.run_dir})")
     if missing:
         raise SweepError(f"--metric={sweep.metric}: the runs produce no such metric; their "
@@ -778,7 +789,7 @@ def _panel(ax, done: Mapping[tuple, float | None], space: Sequence[Param],
             if key in done:
                 value = done[key]
                 grid[i, j] = np.nan if value is None else value
-                labels[i, j] = "x" if value is None else f"{value:.3g}"
+                labels[i, j] = "x" if value is None else f"{value:.4g}"
     image = ax.imshow(grid, cmap=cmap, vmin=scale[0], vmax=scale[1])
     middle = (scale[0] + scale[1]) / 2
     for (i, j), text in labels.items():

@@ -201,17 +201,19 @@ def test_results_table_best_config_and_plots(tmp_path):
 
 def test_a_grid_of_choices_gets_its_heatmap(tmp_path):
     """A grid sweep (every field a choice) draws the metric per cell, a panel per value of
-    the third field; a failed trial's cell is marked, an unfinished one blank."""
+    the third field, a failed trial's cell marked; telling the grid's last trial outside
+    ``optimize`` (the sampler then asks the study to stop) stores it and goes on."""
     space = sweep.parse_space("g_learning_rate=choice(1e-4, 3e-4, 9e-4); "
                               "d_learning_rate=choice(1e-4, 3e-4); b1=choice(0, 0.5)")
     plan = sweep.Sweep(task="gan", spec="gan_mlp_mnist:test", overrides=(), space=space,
                        metric="test/domain_fid", seeds=1, trials=12, per_run=1,
                        workdir=str(tmp_path / "grid"))
     study = optuna.create_study(sampler=sweep.sampler("grid", space, 0))
-    for i in range(11):
+    for i in range(12):
         t = study.ask()
         sweep.suggest(t, space)
-        study.tell(t, 100.0 + i) if i != 3 else study.tell(t, state=TrialState.FAIL)
+        sweep.tell(study, t, 100.0 + i) if i != 3 else sweep.tell(study, t, state=TrialState.FAIL)
+    assert [t.state for t in study.trials].count(TrialState.COMPLETE) == 11
     sweep.write_results(study, plan, gan_mlp_mnist.get_config("test"))
     path = tmp_path / "grid" / sweep.PLOTS / "heatmap.png"
     assert open(path, "rb").read(4) == b"\x89PNG"

@@ -98,7 +98,8 @@ def build(config, argv: list[str]):
     if trials is None and _SAMPLER.value == "grid":
         trials = sweep.grid_size(space)
     for name, value, low in (("trials", trials, 1), ("seeds", _SEEDS.value, 1),
-                             ("trials_per_run", _PER_RUN.value, 0)):
+                             ("trials_per_run", _PER_RUN.value, 0),
+                             ("heartbeat", _HEARTBEAT.value, 1), ("retries", _RETRIES.value, 0)):
         if value is None or value < low:
             raise sweep.SweepError(f"--{name} must be at least {low}, got {value}.")
     if not _STUDY.value:

@@ -19,6 +19,9 @@ the test digits (4.96). Each GAN update at 15 training minutes, 3 seeds on a 2-c
 EPYC with AVX-512 (median FID 47.4 alternating, 46.7 shared, 43.9 simultaneous: within
 seed noise of one another, so shared stays):
   python -m benchmarks.fast_gan --candidates=mlp_ema_r1_alternating,mlp_ema_r1,mlp_ema_r1_simultaneous --minutes=15 --seeds=0,1,2
+A grid of the two learning rates (1e-4, 3e-4, 9e-4) x b1 (0, 0.5) at 2,000 steps, 2 seeds
+each (16 minutes on 2 cores): the critic's rate matters most, best both at 9e-4 with b1 0
+(median FID 255.9 at that early step); the command and the heatmap are in docs/results.md.
 Details and the samples grid in docs/results.md.
 """
 
