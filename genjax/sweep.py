@@ -399,6 +399,7 @@ class Batch:
     members: list[list[int]] | None
     pruned: dict[int, int] = dataclasses.field(default_factory=dict)  # trial number -> step
     reported: dict[int, set] = dataclasses.field(default_factory=dict)  # number -> steps
+    beaten_at: float = -math.inf  # time.monotonic() of the last heartbeat
 
     def seeds_of(self, i: int) -> list[int] | None:
         return None if self.members is None else self.members[i]
@@ -412,7 +413,9 @@ def ask(study, sweep: Sweep, k: int) -> Batch | None:
 
     trials, values = [], []
     for _ in range(k):
-        trial = study.ask()
+        with warnings.catch_warnings():  # `train` beats for the trial
+            warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed")
+            trial = study.ask()
         if is_surplus(study, trial, sweep.trials):
             trial.set_user_attr(SURPLUS, True)
             tell(study, trial, state=TrialState.FAIL)
@@ -440,12 +443,14 @@ def command(sweep: Sweep, batch: Batch) -> list[str]:
             *run_flags(batch.values, sweep.seeds, sweep.metric)]
 
 
-def _beat(storage, trials) -> None:
-    """A heartbeat for each running trial (RDB storages; Optuna's own heartbeat thread
-    runs only inside ``Study.optimize``)."""
-    if getattr(storage, "heartbeat_interval", None):
-        for t in trials:
+def _beat(storage, batch: Batch) -> None:
+    """A heartbeat for each of the batch's trials, at most twice per heartbeat interval
+    (RDB storages; Optuna's own heartbeat thread runs only inside ``Study.optimize``)."""
+    interval = getattr(storage, "heartbeat_interval", None)
+    if interval and time.monotonic() - batch.beaten_at >= interval / 2:
+        for t in batch.trials:
             storage.record_heartbeat(t._trial_id)
+        batch.beaten_at = time.monotonic()
 
 
 def _report(batch: Batch, metric: str) -> None:
@@ -474,7 +479,7 @@ def train(sweep: Sweep, batch: Batch, storage) -> int:
         child = subprocess.Popen(command(sweep, batch), stdout=log, stderr=subprocess.STDOUT,
                                  env=runlock.child_env())
         while child.poll() is None:
-            _beat(storage, batch.trials)
+            _beat(storage, batch)
             _report(batch, sweep.metric)
             if len(batch.pruned) == len(batch.trials):
                 child.send_signal(signal.SIGTERM)
@@ -727,9 +732,7 @@ def search(sweep: Sweep, study, storage, config) -> None:
                 time.sleep(sweep.poll_s)
                 continue
             break
-        with warnings.catch_warnings():  # this loop beats for its trials (`train`)
-            warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed")
-            batch = ask(study, sweep, k)
+        batch = ask(study, sweep, k)
         if batch is None:
             continue
         info(f"Trial(s) {', '.join(str(t.number) for t in batch.trials)}: one run in "
