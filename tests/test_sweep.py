@@ -80,15 +80,10 @@ def test_a_trial_of_one_seed_sets_its_fields_and_more_make_a_zipped_population()
                      "--config.population.b1=(0.5, 0.25,)"]
 
 
-def _study(budget_storage=None):
-    return optuna.create_study(storage=budget_storage or optuna.storages.InMemoryStorage(),
-                               direction="minimize")
-
-
 def test_the_budget_counts_first_attempts_across_workers_and_retries():
     """Trials asked past the budget (two workers asking at once) are surplus; a retry of a
     trial whose worker died replaces it and is never surplus."""
-    study = _study()
+    study = optuna.create_study(direction="minimize")
     asked = [study.ask() for _ in range(4)]  # two workers raced for the last slots of 3
     assert [sweep.is_surplus(study, t, 3) for t in asked] == [False, False, False, True]
     asked[3].set_user_attr(sweep.SURPLUS, True)  # as `sweep.ask` marks it
@@ -357,9 +352,9 @@ def test_two_workers_on_one_sqlite_study_split_the_trials(data_dir, tmp_path):
 
 
 def _pg_bin() -> str | None:
-    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
-    return os.path.dirname(found[-1]) if found else shutil.which("initdb") and os.path.dirname(
-        shutil.which("initdb"))
+    """The folder of PostgreSQL's server programs (Debian keeps them off PATH), or None."""
+    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb")) or [shutil.which("initdb")]
+    return os.path.dirname(found[-1]) if found[-1] else None
 
 
 @pytest.fixture(scope="module")
