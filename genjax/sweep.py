@@ -405,10 +405,11 @@ class Batch:
         return None if self.members is None else self.members[i]
 
 
-def ask(study, sweep: Sweep, k: int) -> Batch | None:
+def ask(study, sweep: Sweep, k: int, storage=None) -> Batch | None:
     """Up to ``k`` trials (retries first), each one's fields suggested as it is asked (so
-    that the next is sampled knowing them); a surplus one is told failed and left out.
-    None when nothing is left to run."""
+    that the next is sampled knowing them) and, on a ``storage`` with heartbeats, its first
+    heartbeat sent at once (a trial that never beat is never found stale); a surplus one is
+    told failed and left out. None when nothing is left to run."""
     from optuna.trial import TrialState
 
     trials, values = [], []
@@ -416,6 +417,8 @@ def ask(study, sweep: Sweep, k: int) -> Batch | None:
         with warnings.catch_warnings():  # `train` beats for the trial
             warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed")
             trial = study.ask()
+        if getattr(storage, "heartbeat_interval", None):
+            storage.record_heartbeat(trial._trial_id)
         if is_surplus(study, trial, sweep.trials):
             trial.set_user_attr(SURPLUS, True)
             tell(study, trial, state=TrialState.FAIL)
@@ -732,7 +735,7 @@ def search(sweep: Sweep, study, storage, config) -> None:
                 time.sleep(sweep.poll_s)
                 continue
             break
-        batch = ask(study, sweep, k)
+        batch = ask(study, sweep, k, storage)
         if batch is None:
             continue
         info(f"Trial(s) {', '.join(str(t.number) for t in batch.trials)}: one run in "

@@ -132,6 +132,7 @@ def test_evaluations_reach_the_pruner_from_every_run_layout(tmp_path):
 
 
 @pytest.mark.slow(seconds=30)
+@pytest.mark.filterwarnings("ignore:Heartbeat of storage is supposed")  # this test's own ask
 def test_a_run_whose_trials_are_all_pruned_is_stopped(data_dir, tmp_path):
     """The pruner's verdict on the first evaluation of a 400-step VAE run (worse than the
     median of a finished trial) stops the run: the trial is pruned at step 2 and the run
