@@ -103,8 +103,9 @@ def die_with_parent() -> None:
     """In a child started with `child_env`: ask the kernel to kill this process when its
     parent dies, or end at once if the parent is gone already (nothing when not such a
     child). Done by the child, not between fork and exec: the parent may be
-    multithreaded."""
-    parent = os.environ.get(PARENT)
+    multithreaded. The mark is removed, so this process's own children (started
+    otherwise) do not inherit a parent that is not theirs."""
+    parent = os.environ.pop(PARENT, None)
     if not parent:
         return
     with contextlib.suppress(OSError, AttributeError):
