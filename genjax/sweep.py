@@ -346,24 +346,22 @@ def run_flags(values: Sequence[Mapping[str, float]], seeds: int, metric: str) ->
                     for k in values[0]]
 
 
-def _rows(run_dir: str, member: int | None) -> tuple[list[dict], str]:
-    """The metric rows of member ``member`` of the run (None: a run of one) and the suffix
-    its metrics carry there."""
+def _metrics_of(run_dir: str, member: int | None) -> tuple[str, str]:
+    """The folder whose ``metrics.jsonl`` holds member ``member``'s rows (None: a run of
+    one) and the suffix its metrics carry there."""
     if member is None:
-        return record.read_rows(os.path.join(run_dir, record.METRICS)), ""
+        return run_dir, ""
     from genjax.workers import member_dir
 
     own = member_dir(run_dir, member)
-    if os.path.isdir(own):
-        return record.read_rows(os.path.join(own, record.METRICS)), ""
-    return record.read_rows(os.path.join(run_dir, record.METRICS)), f"/m{member}"
+    return (own, "") if os.path.isdir(own) else (run_dir, f"/m{member}")
 
 
 def member_values(run_dir: str, member: int | None, metric: str, final: bool) -> dict[int, float]:
     """Step -> the member's ``metric`` in its evaluations (``final``: the final one only;
     else the ones before it), finite values only."""
-    rows, suffix = _rows(run_dir, member)
-    key = metric + suffix
+    directory, suffix = _metrics_of(run_dir, member)
+    rows, key = record.read_rows(os.path.join(directory, record.METRICS)), metric + suffix
     return {r["step"]: float(r[key]) for r in rows
             if bool(r.get(record.FINAL)) == final and isinstance(r.get(key), (int, float))
             and math.isfinite(r[key])}
@@ -380,11 +378,9 @@ def trial_values(run_dir: str, members: Sequence[int] | None, metric: str, final
 
 def produced(run_dir: str, member: int | None) -> list[str]:
     """The metrics of the member's final evaluation (for the error naming them)."""
-    rows, suffix = _rows(run_dir, member)
-    final = [r for r in rows if r.get(record.FINAL)]
-    keys = final[-1] if final else {}
-    return sorted(k.removesuffix(suffix) for k in keys
-                  if k.endswith(suffix) and k not in ("step", record.FINAL, "nonfinite"))
+    directory, suffix = _metrics_of(run_dir, member)
+    return sorted(k.removesuffix(suffix) for k in record.final_metrics(directory)
+                  if k.endswith(suffix))
 
 
 @dataclasses.dataclass
@@ -417,8 +413,7 @@ def ask(study, sweep: Sweep, k: int, storage=None) -> Batch | None:
         with warnings.catch_warnings():  # `train` beats for the trial
             warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed")
             trial = study.ask()
-        if getattr(storage, "heartbeat_interval", None):
-            storage.record_heartbeat(trial._trial_id)
+        _record_beats(storage, [trial])
         if is_surplus(study, trial, sweep.trials):
             trial.set_user_attr(SURPLUS, True)
             tell(study, trial, state=TrialState.FAIL)
@@ -451,9 +446,15 @@ def _beat(storage, batch: Batch) -> None:
     (RDB storages; Optuna's own heartbeat thread runs only inside ``Study.optimize``)."""
     interval = getattr(storage, "heartbeat_interval", None)
     if interval and time.monotonic() - batch.beaten_at >= interval / 2:
-        for t in batch.trials:
-            storage.record_heartbeat(t._trial_id)
+        _record_beats(storage, batch.trials)
         batch.beaten_at = time.monotonic()
+
+
+def _record_beats(storage, trials) -> None:
+    """A heartbeat for each trial, on a storage that keeps them (else nothing)."""
+    if getattr(storage, "heartbeat_interval", None):
+        for t in trials:
+            storage.record_heartbeat(t._trial_id)
 
 
 def _report(batch: Batch, metric: str) -> None:
