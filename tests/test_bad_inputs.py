@@ -14,7 +14,8 @@ from ml_collections import config_flags
 
 from genjax.cli import launch
 from genjax.configs import (dcgan_mnist, ddpm_mnist, flow_ring2d, gated_pixelcnn_mnist,
-                                 pixelcnn_pp_mnist, rbm_pcd_mnist, realnvp_mnist, vae_mnist)
+                                 pixel_transformer_mnist, pixelcnn_pp_mnist, rbm_pcd_mnist,
+                                 realnvp_mnist, row_lstm_mnist, vae_mnist)
 from genjax import loop, parallel, rng, spectral
 from genjax.checkpoint import Checkpointer, CheckpointMismatchError
 from genjax.data import DatasetUnavailableError
@@ -69,6 +70,7 @@ _GREY, _RGB = np.zeros((28, 28, 1), np.uint8), np.zeros((28, 28, 3), np.uint8)
 _DIGITS = {"images": np.zeros((10, 28, 28), np.uint8)}
 GAN, VAE, DDPM = dcgan_mnist, vae_mnist, ddpm_mnist
 PIXELCNN, PIXELCNN_PP = gated_pixelcnn_mnist, pixelcnn_pp_mnist
+ROW_LSTM, TRANSFORMER = row_lstm_mnist, pixel_transformer_mnist
 FLOW, FLOW2D = realnvp_mnist, flow_ring2d
 RBM = rbm_pcd_mnist
 # (id, config module, overrides, workdir maker or None, exception, message pattern)
@@ -186,7 +188,17 @@ CONFIG_CASES = [
     ("label dropout 1", DDPM, {"label_dropout": 1.0}, None, ValueError,
      r"config.label_dropout must be in \[0, 1\)"),
     ("unknown autoregressive model", PIXELCNN, {"model": "pixelrnn"}, None, ValueError,
-     r"config.model must be one of pixelcnn, gated, pixelcnn\+\+, got 'pixelrnn'"),
+     r"config.model must be one of pixelcnn, gated, pixelcnn\+\+, row_lstm, diagonal_bilstm, "
+     r"transformer, got 'pixelrnn'"),
+    ("Transformer on a config without its fields", PIXELCNN, {"model": "transformer"}, None,
+     ValueError, r"config.model='transformer' needs config.num_heads: start from the "
+     r"pixel_transformer_mnist config"),
+    ("attention heads that do not divide the width", TRANSFORMER, {"num_heads": 3}, None,
+     ValueError, r"config.features \(8\) must divide into config.num_heads \(3\) attention heads"),
+    ("unknown position embedding", TRANSFORMER, {"positional": "sinusoidal"}, None, ValueError,
+     r"config.positional must be one of learned, 2d, got 'sinusoidal'"),
+    ("PixelRNN scan unrolled 0 times", ROW_LSTM, {"unroll": 0}, None, ValueError,
+     r"config.unroll must be at least 1, got 0"),
     ("Bernoulli pixels on 8-bit images", PIXELCNN, {"preprocess": "symmetric"}, None, ValueError,
      r"likelihood='bernoulli' models binary pixels: config.preprocess must be one of "
      r"binarize_static, binarize_dynamic, got 'symmetric'"),

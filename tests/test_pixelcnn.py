@@ -1,19 +1,24 @@
-"""Autoregressive models: receptive fields by differentiation, likelihoods that sum to one
-by enumeration, the logistic mixture against a float64 reference, exact sampling, and the
-family end to end."""
+"""Autoregressive models (the PixelCNNs, the PixelRNNs, the Transformer): receptive fields
+by differentiation, likelihoods that sum to one by enumeration, the logistic mixture
+against a float64 reference, exact sampling (fast samplers against full passes and
+against enumeration), and the family end to end."""
 
 import itertools
 
 import chex
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 import pytest
-from scipy import special
+from scipy import special, stats
 
 from genjax.losses import pixelcnn as L
 from genjax.nn import pixelcnn as P
+from genjax.nn import pixelrnn as R
+from genjax.nn.transformer import PixelTransformer
 from genjax.steps import pixelcnn as psteps
+from genjax.tasks import pixelcnn as tasks
 
 from conftest import (check_loaded_run, check_resumes_exactly, copy_flax_layer, perturbed,
                       short_run_config)
@@ -39,7 +44,11 @@ def _dependence(model, shape, seed=0):
 
 NETS = {"pixelcnn": lambda out: P.PixelCNN(out, features=8, num_layers=3, head=8),
         "gated": lambda out: P.GatedPixelCNN(out, features=8, num_layers=4, head=8),
-        "pixelcnn++": lambda out: P.PixelCNNPP(out, features=8, num_blocks=2)}
+        "pixelcnn++": lambda out: P.PixelCNNPP(out, features=8, num_blocks=2),
+        "row_lstm": lambda out: R.PixelRNN(out, "row_lstm", features=4, num_layers=2, head=8),
+        "diagonal_bilstm": lambda out: R.PixelRNN(out, "diagonal_bilstm", features=4,
+                                                  num_layers=2, head=8),
+        "transformer": lambda out: PixelTransformer(out, features=8, num_layers=2, num_heads=2)}
 
 
 @pytest.mark.parametrize("name", list(NETS))
@@ -50,7 +59,7 @@ def test_no_output_sees_its_own_pixel_or_a_later_one(name):
     assert not np.any(np.triu(dep)), np.argwhere(np.triu(dep))[:5]
 
 
-@pytest.mark.parametrize("name", ["gated", "pixelcnn++"])
+@pytest.mark.parametrize("name", ["gated", "pixelcnn++", "diagonal_bilstm", "transformer"])
 def test_gated_stacks_see_every_earlier_pixel(name):
     """No blind spot: on a 6x6 image every output depends on every earlier pixel."""
     dep = _dependence(NETS[name](1), (6, 6, 1))
@@ -68,6 +77,70 @@ def test_plain_pixelcnn_has_the_blind_spot():
     assert not _dependence(NETS["pixelcnn"](1), shape)[p, q]
     assert _dependence(P.GatedPixelCNN(1, features=8, num_layers=4, head=8), shape)[p, q]
     assert _dependence(NETS["pixelcnn"](1), shape)[p, 3 * 10 + 5]  # the visible part
+
+
+def _row_lstm_reach(h: int, w: int, layers: int) -> np.ndarray:
+    """[HW, HW]: which pixels each output of a Row LSTM can depend on, from the
+    definitions: the 7x7 type-A layer sees 3 rows up (7 columns) and 3 columns left; each
+    layer's state at (i, j) adds the layer's input at (i, j - 1) and (i, j) and the states
+    at (i - 1, j - 1 .. j + 1); the residual stream keeps the input's."""
+    n, at = h * w, lambda i, j: i * w + j
+    reach = np.zeros((n, n), bool)
+    for i, j in itertools.product(range(h), range(w)):
+        for a, b in itertools.product(range(1, 4), range(-3, 4)):
+            if i - a >= 0 and 0 <= j + b < w:
+                reach[at(i, j), at(i - a, j + b)] = True
+        for b in range(1, min(j, 3) + 1):
+            reach[at(i, j), at(i, j - b)] = True
+    for _ in range(layers):
+        state = np.zeros((h, w, n), bool)
+        for i, j in itertools.product(range(h), range(w)):
+            state[i, j] = reach[at(i, j)] | (reach[at(i, j - 1)] if j else False)
+            for b in (-1, 0, 1):
+                if i and 0 <= j + b < w:
+                    state[i, j] |= state[i - 1, j + b]
+        reach = reach | state.reshape(n, n)
+    return reach
+
+
+def test_row_lstm_sees_exactly_its_triangle():
+    """The Row LSTM's outputs depend on exactly the pixels its definition reaches (a
+    triangle above each pixel, widening by a column per row and layer): nothing more (no
+    leak) and nothing less (every path is wired); it misses part of the context the
+    Diagonal BiLSTM sees."""
+    dep = _dependence(NETS["row_lstm"](1), (9, 8, 1))
+    want = _row_lstm_reach(9, 8, 2)
+    np.testing.assert_array_equal(dep, want)
+    assert np.tril(~want, k=-1).sum() > 0
+
+
+def test_skew_and_unskew_are_exact_inverses():
+    """Row i of the skewed map starts i columns right; unskew undoes it bit for bit."""
+    x = jax.random.normal(jax.random.key(0), (2, 5, 7, 3))
+    skewed = R.skew(x)
+    assert skewed.shape == (2, 5, 11, 3)
+    for i in range(5):
+        chex.assert_trees_all_equal(skewed[:, i, i:i + 7], x[:, i])
+        assert not np.any(skewed[:, i, :i]) and not np.any(skewed[:, i, i + 7:])
+    chex.assert_trees_all_equal(R.unskew(skewed, 7), x)
+
+
+@pytest.mark.parametrize("kind", R.KINDS)
+def test_state_to_state_matmul_is_the_convolution(kind):
+    """The recurrence's state-to-state step as one matrix product of shifted states equals
+    the XLA convolution it replaces, and the whole networks agree either way."""
+    h = jax.random.normal(jax.random.key(0), (3, 9, 4))
+    for offsets in ((-1, 0, 1), (-1, 0)):
+        kernel = jax.random.normal(jax.random.key(1), (len(offsets), 4, 16))
+        np.testing.assert_allclose(R.state_to_state(h, kernel, offsets),
+                                   R.state_to_state(h, kernel, offsets, conv=True),
+                                   rtol=1e-5, atol=1e-5)
+    model = NETS[kind](1)
+    x = (jax.random.uniform(jax.random.key(2), (2, 6, 5, 1)) < 0.5).astype(jnp.float32)
+    params = _random_params(model, x)
+    np.testing.assert_allclose(model.apply({"params": params}, x),
+                               model.clone(state_conv=True, unroll=3).apply({"params": params}, x),
+                               rtol=1e-5, atol=1e-5)
 
 
 def test_masked_conv_is_the_full_masked_convolution():
@@ -208,7 +281,8 @@ def test_sampling_a_network_is_deterministic_per_key():
 
 
 @pytest.mark.parametrize("name,likelihood,guidance", [
-    ("gated", "bernoulli", 0.0), ("gated", "bernoulli", 2.0),
+    ("gated", "bernoulli", 0.0), ("gated", "bernoulli", 2.0), ("row_lstm", "bernoulli", 0.0),
+    ("diagonal_bilstm", "bernoulli", 2.0),
     pytest.param("pixelcnn++", "logistic_mixture", 0.0, marks=pytest.mark.slow(seconds=24))])
 def test_rowwise_sampling_equals_full_passes(name, likelihood, guidance):
     """The sampler that computes the context once per row draws the very images of the
@@ -240,6 +314,64 @@ def test_rowwise_sampling_equals_full_passes(name, likelihood, guidance):
     np.testing.assert_allclose(method("rows")(params, a[:, 3:4], row, labels), whole,
                                rtol=1e-5, atol=1e-5 * float(np.abs(whole).max()))
     assert len(np.unique(a)) > 2 if likelihood != "bernoulli" else set(np.unique(a)) <= {0, 1}
+
+
+def _task_sampler(model, shape, guidance=0.0, num_classes=0):
+    """The sampler the task builds for ``model`` (rowwise, cached or full passes)."""
+    config = ml_collections.ConfigDict({"likelihood": "bernoulli", "num_mixtures": 0,
+                                        "compute_dtype": "float32", "guidance": guidance,
+                                        "num_classes": num_classes})
+    return jax.jit(tasks.make_sampler(model, config, shape), static_argnames="first")
+
+
+@pytest.mark.parametrize("guidance", [0.0, 2.0])
+def test_cached_transformer_sampling_equals_full_recomputation(guidance):
+    """The key/value-cached sampler (one position per step) draws the very images of the
+    sampler that recomputes the whole sequence per pixel (same key), for a conditional
+    model (guided too) and a completion; each cached step's logits are within 1e-5 of the
+    full pass's."""
+    model = NETS["transformer"](1).clone(num_classes=4 if guidance else 3, positional="2d")
+    x, labels = jnp.zeros((4, 5, 6, 1)), jnp.array([0, 1, 2, 1])
+    params = _random_params(model, x, labels)
+    cached = _task_sampler(model, (5, 6, 1), guidance, 3)
+    apply = lambda p, x, labels: model.apply({"params": p}, x, labels)
+    if guidance:
+        apply = psteps.guided(apply, None, guidance, 3)[0]
+    full = jax.jit(psteps.make_sampler(apply, "bernoulli", (5, 6, 1)), static_argnames="first")
+    a = full(params, jax.random.key(0), x, labels)
+    chex.assert_trees_all_equal(a, cached(params, jax.random.key(0), x, labels))
+    start = a.at[:, 2:].set(0.0).at[:, 1, 3:].set(0.0)
+    chex.assert_trees_all_equal(full(params, jax.random.key(5), start, labels, first=9),
+                                cached(params, jax.random.key(5), start, labels, first=9))
+    whole = model.apply({"params": params}, a, labels).reshape(4, 30)
+    cache = model.apply({"params": params}, a, labels, method="init_cache")
+    step = jax.jit(lambda c, pos: model.apply({"params": params}, a, c, pos, labels, method="step"))
+    for pos in range(30):
+        out, cache = step(cache, pos)
+        np.testing.assert_allclose(out[:, 0], whole[:, pos], atol=1e-5)
+    assert set(np.unique(a)) <= {0.0, 1.0} and 0 < a.mean() < 1
+
+
+@pytest.mark.parametrize("name", ["row_lstm", "diagonal_bilstm", "transformer"])
+def test_fast_samplers_draw_the_enumerated_distribution(name):
+    """20,000 images of 2x3 binary pixels from the sampler the task builds (rowwise for
+    the PixelRNNs, cached for the Transformer): their frequencies over all 64 images fit
+    the network's exact probabilities (chi-square p > 0.001, rare images pooled), which
+    sum to 1."""
+    model = NETS[name](1)
+    images = np.array(list(itertools.product([0.0, 1.0], repeat=6)), np.float32).reshape(-1, 2, 3, 1)
+    params = _random_params(model, images[:1], scale=0.6, seed=3)
+    probs = np.exp(np.asarray(L.log_likelihood(
+        "bernoulli", model.apply({"params": params}, images), images), np.float64))
+    np.testing.assert_allclose(probs.sum(), 1.0, rtol=1e-5)
+    draws = _task_sampler(model, (2, 3, 1))(params, jax.random.key(0), jnp.zeros((20000, 2, 3, 1)))
+    codes = np.asarray(draws).reshape(-1, 6) @ (2 ** np.arange(5, -1, -1))
+    counts, expected = np.bincount(codes.astype(int), minlength=64), probs / probs.sum() * 20000
+    rare = expected < 5  # pooled: the chi-square approximation needs 5 expected per cell
+    if rare.any():
+        counts = np.append(counts[~rare], counts[rare].sum())
+        expected = np.append(expected[~rare], expected[rare].sum())
+    assert stats.chisquare(counts, expected).pvalue > 1e-3
 
 
 def test_guided_sampling_draws_the_guided_conditionals():
@@ -433,17 +565,19 @@ def test_plain_pixelcnn_config_builds_and_steps():
 
 
 @pytest.mark.slow(seconds=190)  # on 2 cores: pixel-by-pixel sampling in every run
-@pytest.mark.parametrize("name", ["pixelcnn_pp_mnist"])
+@pytest.mark.parametrize("name", ["pixelcnn_pp_mnist", "row_lstm_mnist", "diagonal_bilstm_mnist",
+                                  "pixel_transformer_mnist"])
 def test_each_config_trains_and_resumes_exactly(name, data_dir, tmp_path, capsys):
     """PixelCNN++'s `:test` variant (class-conditional here; `pixelcnn_pp_cifar10:test` is
-    its network) trains 4 steps through the loop; with its step-4 checkpoint removed, the
-    same run resumes from step 2 and ends bitwise equal; the final evaluation reports the
-    exact NLL (bits/dim) and the class accuracy. (The class-conditional Gated PixelCNN's
-    step is checked under every driver in tests/test_parallel.py; its loop path is the
-    Gated PixelCNN's, trained in test_config_trains_and_scores above.)"""
+    its network), the PixelRNNs' and the Transformer's (class-conditional: its class token)
+    train 4 steps through the loop; with the step-4 checkpoint removed, the same run
+    resumes from step 2 and ends bitwise equal; the final evaluation reports the exact NLL
+    (bits/dim) and the class accuracy. (The class-conditional Gated PixelCNN's step is
+    checked under every driver in tests/test_parallel.py; its loop path is the Gated
+    PixelCNN's, trained in test_config_trains_and_scores above.)"""
     c = short_run_config(name, data_dir)
     c.eval_samples = c.eval_batch_size = 50
-    if name == "pixelcnn_pp_mnist":
+    if name in ("pixelcnn_pp_mnist", "pixel_transformer_mnist"):
         c.num_classes = 10
     final = check_resumes_exactly(c, tmp_path, capsys)
     assert 0 < final["test/bits_per_dim"] < 8, final

@@ -70,13 +70,25 @@ class MaskedConv(nn.Module):
     mask_type: str = "B"
 
     @nn.compact
-    def __call__(self, x: jax.Array) -> jax.Array:
+    def __call__(self, x: jax.Array, part: str = "all") -> jax.Array:
+        """The convolution of ``x``; ``part="above"`` keeps only the taps in rows above the
+        centre (row i's output then depends on rows above i alone) and ``part="row"`` only
+        the centre row's and the bias (each row of ``x`` on its own: a sampler's one row),
+        which add up to ``"all"``."""
         kh, kw = self.kernel_size
         kernel = self.param("kernel", nn.initializers.lecun_normal(),
                             (kh, kw, x.shape[-1], self.features))
         bias = self.param("bias", nn.initializers.zeros, (self.features,))
-        mask = causal_mask(kh, kw, self.mask_type)[:kh // 2 + 1, :, None, None]
-        y = _conv(x, kernel[:kh // 2 + 1] * mask, ((kh // 2, 0), (kw // 2, kw // 2)))
+        mask = causal_mask(kh, kw, self.mask_type)[:, :, None, None]
+        c, cols = kh // 2, (kw // 2, kw // 2)
+        if part == "above":  # rows i - c .. i - 1 = rows i - c + 1 .. i of the shifted map
+            return _conv(shift_down(x), kernel[:c] * mask[:c], ((c - 1, 0), cols))
+        if part == "row":
+            y = _conv(x, kernel[c:c + 1] * mask[c:c + 1], ((0, 0), cols))
+        elif part == "all":
+            y = _conv(x, kernel[:c + 1] * mask[:c + 1], ((c, 0), cols))
+        else:
+            raise ValueError(f"part must be 'all', 'above' or 'row', got {part!r}.")
         return y + bias.astype(y.dtype)
 
 

@@ -73,6 +73,8 @@ def make_eval(apply: Apply, likelihood: str, num_mixtures: int = 0, conditional:
 
 
 Rowwise = tuple[Callable, Callable]  # (context(params, x, labels), rows(params, x, ctx, labels))
+# (init_cache(params, x, labels) -> cache, step(params, x, cache, pos, labels) -> (out [B, P], cache))
+Stepwise = tuple[Callable, Callable]
 
 
 def guided(apply: Apply, rowwise: Rowwise | None, guidance: float, num_classes: int
@@ -100,9 +102,25 @@ def guided(apply: Apply, rowwise: Rowwise | None, guidance: float, num_classes: 
     return guided_apply, (guided_context, guided_rows)
 
 
+def guided_stepwise(stepwise: Stepwise, guidance: float, num_classes: int) -> Stepwise:
+    """``stepwise`` (see `make_sampler`) whose outputs are the guided logits of `guided`:
+    the cache holds both halves of the batch, each step runs them together."""
+    init_cache, step = stepwise
+
+    def guided_init(params, x, labels):
+        return init_cache(params, *with_null_labels(x, labels, num_classes))
+
+    def guided_step(params, x, cache, pos, labels):
+        doubled, both_labels = with_null_labels(x, labels, num_classes)
+        out, cache = step(params, doubled, cache, pos, both_labels)
+        return guide(out, guidance), cache
+
+    return guided_init, guided_step
+
+
 def make_sampler(apply: Apply, likelihood: str, image_shape: tuple[int, int, int],
                  num_mixtures: int = 0, rowwise: Rowwise | None = None,
-                 rows_above: int | None = None):
+                 rows_above: int | None = None, stepwise: Stepwise | None = None):
     """``sample(params, key, x, labels, first=0) -> x``: pixels ``first``, ``first + 1``, ...,
     H*W - 1 of ``x`` [B, H, W, C] in raster order, each drawn from the network's output for
     the image so far (position p uses ``fold_in(key, p)``, so a key gives the same images
@@ -118,6 +136,11 @@ def make_sampler(apply: Apply, likelihood: str, image_shape: tuple[int, int, int
     ``rows_above + 1`` rows ending at the pixel's row (the image's first rows for a pixel
     near the top): row i's output is exact, since the error from the window's missing rows
     moves down at most as many rows as the network sees up.
+
+    With ``stepwise`` (a network with a cache, like `genjax.nn.transformer.PixelTransformer`:
+    ``init_cache`` and ``step``, which gives position p's output from the pixels before p
+    and the cache of positions before p), one step per position: H*W steps, the given
+    pixels of a completion stepped through too (they fill the cache).
     """
     h, w, c = image_shape
 
@@ -126,6 +149,8 @@ def make_sampler(apply: Apply, likelihood: str, image_shape: tuple[int, int, int
 
     def sample(params, key: jax.Array, x: jax.Array, labels: jax.Array | None = None,
                first: int = 0) -> jax.Array:
+        if stepwise is not None:
+            return _sample_stepwise(stepwise, draw, params, key, x, labels, first)
         if rowwise is None:
             span = h if rows_above is None else min(h, rows_above + 1)
 
@@ -156,3 +181,21 @@ def make_sampler(apply: Apply, likelihood: str, image_shape: tuple[int, int, int
         return jax.lax.fori_loop(first // w, h, row_body, x)
 
     return sample
+
+
+def _sample_stepwise(stepwise: Stepwise, draw: Callable, params, key: jax.Array, x: jax.Array,
+                     labels: jax.Array | None, first: int) -> jax.Array:
+    """`make_sampler`'s loop for a network with a cache: position p's step, then its pixel
+    drawn (kept as given before ``first``)."""
+    init_cache, step = stepwise
+    w = x.shape[2]
+
+    def body(pos, carry):
+        x, cache = carry
+        out, cache = step(params, x, cache, pos, labels)
+        drawn = draw(key, out, pos).astype(x.dtype)
+        x = jnp.where(pos >= first, x.at[:, pos // w, pos % w].set(drawn), x)
+        return x, cache
+
+    n = x.shape[1] * w
+    return jax.lax.fori_loop(0, n, body, (x, init_cache(params, x, labels)))[0]

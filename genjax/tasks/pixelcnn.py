@@ -1,5 +1,6 @@
-"""Autoregressive models (PixelCNN, Gated PixelCNN, PixelCNN++): config -> network,
-optimizer, step, the exact test NLL, samples and completions."""
+"""Autoregressive models (PixelCNN, Gated PixelCNN, PixelCNN++, the PixelRNNs' Row LSTM
+and Diagonal BiLSTM, a Transformer over pixels): config -> network, optimizer, step, the
+exact test NLL, samples and completions."""
 
 from __future__ import annotations
 
@@ -16,12 +17,14 @@ from genjax import state as gstate
 from genjax.losses import pixelcnn as L
 from genjax.losses.discretized import bits_per_dim
 from genjax.nn import pixelcnn as P
+from genjax.nn import pixelrnn as R
+from genjax.nn.transformer import POSITIONALS, PixelTransformer
 from genjax.steps import make_train_step
 from genjax.steps import pixelcnn as psteps
 from genjax.tasks.common import (Task, class_accuracy, make_optimizer, mean_and_stderr,
                                  per_image, sampler, to_unit_range)
 
-MODELS = ("pixelcnn", "gated", "pixelcnn++")
+MODELS = ("pixelcnn", "gated", "pixelcnn++", *R.KINDS, "transformer")
 COMPLETIONS, COMPLETION_DRAWS = 10, 8  # the completion grid: 10 digits, 8 bottom halves each
 _PREPROCESS = {"bernoulli": ("binarize_static", "binarize_dynamic"),
                "logistic_mixture": ("symmetric",)}
@@ -47,7 +50,32 @@ def check(config: ml_collections.ConfigDict, image_shape: tuple[int, ...]) -> No
                          f"got {config.num_mixtures}.")
     if len(image_shape) != 3:
         raise ValueError(f"Autoregressive models take images [H, W, C], got shape {image_shape}.")
+    _check_model_fields(config)
     _check_guidance(config)
+
+
+# the fields each newer model reads, with the shipped config that declares them
+_MODEL_FIELDS = {"row_lstm": (("unroll",), "row_lstm_mnist"),
+                 "diagonal_bilstm": (("unroll",), "diagonal_bilstm_mnist"),
+                 "transformer": (("num_heads", "mlp_ratio", "positional"), "pixel_transformer_mnist")}
+
+
+def _check_model_fields(config: ml_collections.ConfigDict) -> None:
+    """The fields of the PixelRNNs and the Transformer exist and make a network."""
+    fields, home = _MODEL_FIELDS.get(config.model, ((), ""))
+    for field in fields:
+        if field not in config:
+            raise ValueError(f"config.model={config.model!r} needs config.{field}: start from "
+                             f"the {home} config.")
+    if config.model in R.KINDS and config.unroll < 1:
+        raise ValueError(f"config.unroll must be at least 1, got {config.unroll}.")
+    if config.model == "transformer":
+        if config.positional not in POSITIONALS:
+            raise ValueError(f"config.positional must be one of {', '.join(POSITIONALS)}, "
+                             f"got {config.positional!r}.")
+        if config.num_heads < 1 or config.features % config.num_heads:
+            raise ValueError(f"config.features ({config.features}) must divide into "
+                             f"config.num_heads ({config.num_heads}) attention heads.")
 
 
 def _check_guidance(config: ml_collections.ConfigDict) -> None:
@@ -75,6 +103,12 @@ def build_model(config: ml_collections.ConfigDict, channels: int):
         return P.PixelCNN(outputs, config.features, config.num_layers, config.head, k)
     if config.model == "gated":
         return P.GatedPixelCNN(outputs, config.features, config.num_layers, config.head, k)
+    if config.model in R.KINDS:
+        return R.PixelRNN(outputs, config.model, config.features, config.num_layers, config.head,
+                          k, config.unroll)
+    if config.model == "transformer":
+        return PixelTransformer(outputs, config.features, config.num_layers, config.num_heads,
+                                config.mlp_ratio, config.positional, k)
     return P.PixelCNNPP(outputs, config.features, config.num_layers, k)
 
 
@@ -86,18 +120,23 @@ def _apply(model, config: ml_collections.ConfigDict, method: str = "__call__"):
 
 
 def make_sampler(model, config: ml_collections.ConfigDict, image_shape: tuple[int, ...]):
-    """The pixel-by-pixel sampler of ``model``: row by row with a context computed once per
-    row for the Gated PixelCNN and PixelCNN++ (`genjax.steps.pixelcnn.make_sampler`), a
-    pass per pixel over the rows the plain PixelCNN's output there can see; with
-    ``config.guidance`` w > 0, from the guided logits (`genjax.steps.pixelcnn.guided`)."""
+    """The pixel-by-pixel sampler of ``model`` (`genjax.steps.pixelcnn.make_sampler`): row
+    by row with a context computed once per row for the Gated PixelCNN, PixelCNN++ and
+    the PixelRNNs, one cached step per pixel for the Transformer, a pass per pixel over
+    the rows the plain PixelCNN's output there can see; with ``config.guidance`` w > 0,
+    from the guided logits (`genjax.steps.pixelcnn.guided`)."""
     apply = _apply(model, config)
     rowwise = ((_apply(model, config, "context"), _apply(model, config, "rows"))
-               if isinstance(model, (P.GatedPixelCNN, P.PixelCNNPP)) else None)
+               if isinstance(model, (P.GatedPixelCNN, P.PixelCNNPP, R.PixelRNN)) else None)
+    stepwise = ((_apply(model, config, "init_cache"), _apply(model, config, "step"))
+                if isinstance(model, PixelTransformer) else None)
     if config.get("guidance"):  # twice the batch per network call
         apply, rowwise = psteps.guided(apply, rowwise, config.guidance, config.num_classes)
+        if stepwise:
+            stepwise = psteps.guided_stepwise(stepwise, config.guidance, config.num_classes)
     rows_above = model.rows_above if isinstance(model, P.PixelCNN) else None
     return psteps.make_sampler(apply, config.likelihood, tuple(image_shape),
-                               config.num_mixtures, rowwise, rows_above)
+                               config.num_mixtures, rowwise, rows_above, stepwise)
 
 
 def _make_evaluate(config, apply, image_shape, sample):
