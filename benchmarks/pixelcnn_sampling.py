@@ -57,7 +57,8 @@ def sampling_row(name: str, images: int, task_sampler: bool) -> dict:
     return {"config": name, "images": images,
             "sampler": ("whole network per pixel" if not task_sampler else
                         "window of the rows each pixel sees" if config.model == "pixelcnn"
-                        else "context once per row"),
+                        else "key/value cache, a position per step"
+                        if config.model == "transformer" else "context once per row"),
             "seconds": round(min(times), 2), "compile_seconds": round(compile_s, 1)}
 
 

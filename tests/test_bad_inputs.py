@@ -199,6 +199,8 @@ CONFIG_CASES = [
      r"config.positional must be one of learned, 2d, got 'sinusoidal'"),
     ("PixelRNN scan unrolled 0 times", ROW_LSTM, {"unroll": 0}, None, ValueError,
      r"config.unroll must be at least 1, got 0"),
+    ("unknown PixelRNN state step", ROW_LSTM, {"state_step": "fft"}, None, ValueError,
+     r"config.state_step must be 'matmul' or 'conv', got 'fft'"),
     ("Bernoulli pixels on 8-bit images", PIXELCNN, {"preprocess": "symmetric"}, None, ValueError,
      r"likelihood='bernoulli' models binary pixels: config.preprocess must be one of "
      r"binarize_static, binarize_dynamic, got 'symmetric'"),

@@ -565,16 +565,16 @@ def test_plain_pixelcnn_config_builds_and_steps():
 
 
 @pytest.mark.slow(seconds=190)  # on 2 cores: pixel-by-pixel sampling in every run
-@pytest.mark.parametrize("name", ["pixelcnn_pp_mnist", "row_lstm_mnist", "diagonal_bilstm_mnist",
-                                  "pixel_transformer_mnist"])
+@pytest.mark.parametrize("name", ["pixelcnn_pp_mnist", "pixel_transformer_mnist"])
 def test_each_config_trains_and_resumes_exactly(name, data_dir, tmp_path, capsys):
     """PixelCNN++'s `:test` variant (class-conditional here; `pixelcnn_pp_cifar10:test` is
-    its network), the PixelRNNs' and the Transformer's (class-conditional: its class token)
-    train 4 steps through the loop; with the step-4 checkpoint removed, the same run
-    resumes from step 2 and ends bitwise equal; the final evaluation reports the exact NLL
-    (bits/dim) and the class accuracy. (The class-conditional Gated PixelCNN's step is
-    checked under every driver in tests/test_parallel.py; its loop path is the Gated
-    PixelCNN's, trained in test_config_trains_and_scores above.)"""
+    its network) and the Transformer's (class-conditional: its class token; the cached
+    sampler in every grid) train 4 steps through the loop; with the step-4 checkpoint
+    removed, the same run resumes from step 2 and ends bitwise equal; the final evaluation
+    reports the exact NLL (bits/dim) and the class accuracy. (The class-conditional Gated
+    PixelCNN's step is checked under every driver in tests/test_parallel.py; its loop
+    path, which the PixelRNNs share with their rowwise samplers, is the Gated PixelCNN's,
+    trained in test_config_trains_and_scores above.)"""
     c = short_run_config(name, data_dir)
     c.eval_samples = c.eval_batch_size = 50
     if name in ("pixelcnn_pp_mnist", "pixel_transformer_mnist"):

@@ -27,4 +27,5 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
     c.num_layers = 4 if not variant else 1  # LSTM layers after the 7x7 masked convolution
     c.head = 64 if not variant else 8
     c.unroll = 1                            # scan iterations per loop trip
+    c.state_step = "matmul"                 # the state-to-state step: matmul | conv
     return common.set_budget(c, variant, num_steps=1500, every=500)

@@ -55,8 +55,8 @@ def check(config: ml_collections.ConfigDict, image_shape: tuple[int, ...]) -> No
 
 
 # the fields each newer model reads, with the shipped config that declares them
-_MODEL_FIELDS = {"row_lstm": (("unroll",), "row_lstm_mnist"),
-                 "diagonal_bilstm": (("unroll",), "diagonal_bilstm_mnist"),
+_MODEL_FIELDS = {"row_lstm": (("unroll", "state_step"), "row_lstm_mnist"),
+                 "diagonal_bilstm": (("unroll", "state_step"), "diagonal_bilstm_mnist"),
                  "transformer": (("num_heads", "mlp_ratio", "positional"), "pixel_transformer_mnist")}
 
 
@@ -69,6 +69,8 @@ def _check_model_fields(config: ml_collections.ConfigDict) -> None:
                              f"the {home} config.")
     if config.model in R.KINDS and config.unroll < 1:
         raise ValueError(f"config.unroll must be at least 1, got {config.unroll}.")
+    if config.model in R.KINDS and config.state_step not in ("matmul", "conv"):
+        raise ValueError(f"config.state_step must be 'matmul' or 'conv', got {config.state_step!r}.")
     if config.model == "transformer":
         if config.positional not in POSITIONALS:
             raise ValueError(f"config.positional must be one of {', '.join(POSITIONALS)}, "
@@ -105,7 +107,7 @@ def build_model(config: ml_collections.ConfigDict, channels: int):
         return P.GatedPixelCNN(outputs, config.features, config.num_layers, config.head, k)
     if config.model in R.KINDS:
         return R.PixelRNN(outputs, config.model, config.features, config.num_layers, config.head,
-                          k, config.unroll)
+                          k, config.unroll, config.state_step == "conv")
     if config.model == "transformer":
         return PixelTransformer(outputs, config.features, config.num_layers, config.num_heads,
                                 config.mlp_ratio, config.positional, k)
