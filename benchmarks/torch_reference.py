@@ -37,7 +37,8 @@ torch.set_num_threads(os.cpu_count() or 1)
 
 _SUPPORTED = ("vae_mnist", "gan_mlp_mnist", "dcgan_mnist", "lsgan_mnist", "wgan_gp_mnist",
               "ddpm_mnist", "ddpm_mnist_cond", "gated_pixelcnn_mnist", "gated_pixelcnn_cond_mnist",
-              "pixelcnn_pp_mnist", "realnvp_mnist", "maf_mnist")
+              "pixelcnn_pp_mnist", "realnvp_mnist", "maf_mnist", "row_lstm_mnist",
+              "diagonal_bilstm_mnist", "pixel_transformer_mnist")
 
 
 def version() -> str:
@@ -270,6 +271,128 @@ class _ShiftedConv(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.conv(F.pad(x, self.pad))
+
+
+def _lstm_cell(pre: torch.Tensor, c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """genjax's `pixelrnn.lstm_cell` on channels-first gates [B, 4F, ...]."""
+    o, f, i, g = pre.chunk(4, dim=1)
+    c = torch.sigmoid(f + 1.0) * c + torch.sigmoid(i) * torch.tanh(g)
+    return torch.sigmoid(o) * torch.tanh(c), c
+
+
+def _skew(x: torch.Tensor) -> torch.Tensor:
+    """[B, C, H, W] -> [B, C, H, W + H - 1], row i moved i columns right."""
+    b, c, h, w = x.shape
+    flat = F.pad(x, (0, h)).reshape(b, c, h * (w + h))
+    return flat[:, :, :h * (w + h - 1)].reshape(b, c, h, w + h - 1)
+
+
+def _unskew(x: torch.Tensor, width: int) -> torch.Tensor:
+    b, c, h, _ = x.shape
+    flat = F.pad(x.reshape(b, c, h * (width + h - 1)), (0, h))
+    return flat.reshape(b, c, h, width + h)[:, :, :, :width]
+
+
+class PixelRNN(nn.Module):
+    """genjax's `PixelRNN` in PyTorch, layer for layer, as a PyTorch user writes a
+    convolutional LSTM (``nn.LSTM`` has no convolutional state-to-state step): a Python
+    loop over the rows (Row LSTM: a width-3 ``Conv1d`` of the row above's state) or over
+    the skewed image's diagonals (Diagonal BiLSTM: a 2 x 1 ``Conv1d`` along the diagonal,
+    the right-to-left LSTM on the mirrored image, moved one row down), a 7x7 type-A masked
+    first convolution, residual 1x1 layers and the 1x1 head."""
+
+    def __init__(self, kind: str, outputs: int, features: int, num_layers: int, head: int,
+                 channels: int = 1):
+        super().__init__()
+        f, self.kind, row = features, kind, kind == "row_lstm"
+        self.first = nn.Conv2d(channels, 2 * f, 7, padding=3)
+        mask = torch.zeros(7, 7)
+        mask[:3], mask[3, :3] = 1.0, 1.0
+        self.register_buffer("mask", mask)
+        self.directions = ("fwd",) if row else ("fwd", "bwd")
+        gate = (lambda: nn.Conv2d(2 * f, 4 * f, (1, 2))) if row else (lambda: nn.Conv2d(2 * f, 4 * f, 1))
+        taps = 3 if row else 2
+        self.to_gates = nn.ModuleDict({d: nn.ModuleList(gate() for _ in range(num_layers))
+                                       for d in self.directions})
+        self.states = nn.ModuleDict({d: nn.ModuleList(nn.Conv1d(f, 4 * f, taps, bias=False)
+                                                      for _ in range(num_layers))
+                                     for d in self.directions})
+        self.pixel_gates = None if row else nn.Conv2d(channels, 4 * f, 1)
+        self.residuals = nn.ModuleList(nn.Conv2d(f, 2 * f, 1) for _ in range(num_layers))
+        self.hidden, self.out = nn.Conv2d(2 * f, head, 1), nn.Conv2d(head, outputs, 1)
+        self.features = f
+
+    def _row_lstm(self, layer: int, x: torch.Tensor) -> torch.Tensor:
+        gates = self.to_gates["fwd"][layer](F.pad(x, (1, 0)))
+        state = self.states["fwd"][layer]
+        b, _, h, w = gates.shape
+        hid = c = gates.new_zeros(b, self.features, w)
+        rows = []
+        for i in range(h):
+            hid, c = _lstm_cell(gates[:, :, i] + state(F.pad(hid, (1, 1))), c)
+            rows.append(hid)
+        return torch.stack(rows, dim=2)
+
+    def _diagonal_lstm(self, d: str, layer: int, x: torch.Tensor, pixels) -> torch.Tensor:
+        width = x.shape[3]
+        if d == "bwd":
+            x, pixels = x.flip(3), None if pixels is None else pixels.flip(3)
+        gates = self.to_gates[d][layer](x)
+        if pixels is not None:
+            gates = gates + self.pixel_gates(pixels)
+        gates = _skew(gates)
+        valid = _skew(torch.ones_like(x[:1, :1]))[0, 0]  # [H, H + W - 1]
+        state = self.states[d][layer]
+        b, _, h, cols = gates.shape
+        hid = c = gates.new_zeros(b, self.features, h)
+        out = []
+        for k in range(cols):
+            hid, c = _lstm_cell(gates[:, :, :, k] + state(F.pad(hid, (1, 0))), c)
+            hid, c = hid * valid[:, k], c * valid[:, k]
+            out.append(hid)
+        result = _unskew(torch.stack(out, dim=3), width)
+        return result.flip(3) if d == "bwd" else result
+
+    def forward(self, image: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        x = F.conv2d(image, self.first.weight * self.mask, self.first.bias, padding=3)
+        for i in range(len(self.residuals)):
+            if self.kind == "row_lstm":
+                hid = self._row_lstm(i, x)
+            else:
+                bwd = self._diagonal_lstm("bwd", i, x, image if i == 0 else None)
+                hid = self._diagonal_lstm("fwd", i, x, None) + F.pad(bwd, (0, 0, 1, 0))[:, :, :-1]
+            x = x + self.residuals[i](hid)
+        return self.out(F.relu(self.hidden(F.relu(x))))
+
+
+class PixelTransformer(nn.Module):
+    """genjax's `PixelTransformer` in PyTorch from ``nn.TransformerEncoderLayer`` blocks
+    (pre-norm, GELU with the tanh approximation, no dropout, LayerNorm epsilon 1e-6 as
+    Flax's) under a causal mask: position p fed pixel p - 1 (a learned start vector at
+    p = 0) plus its learned position embedding; a final LayerNorm and a linear head."""
+
+    def __init__(self, outputs: int, features: int, num_layers: int, num_heads: int,
+                 mlp_ratio: int, positions: int, channels: int = 1):
+        super().__init__()
+        self.pixel_embed = nn.Linear(channels, features)
+        self.start = nn.Parameter(torch.randn(features) * 0.02)
+        self.positions = nn.Parameter(torch.randn(positions, features) * 0.02)
+        gelu = lambda t: F.gelu(t, approximate="tanh")
+        self.blocks = nn.ModuleList(nn.TransformerEncoderLayer(
+            features, num_heads, mlp_ratio * features, dropout=0.0, activation=gelu,
+            layer_norm_eps=1e-6, batch_first=True, norm_first=True) for _ in range(num_layers))
+        self.norm, self.out = nn.LayerNorm(features, eps=1e-6), nn.Linear(features, outputs)
+
+    def forward(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        b, c, h, w = x.shape
+        seq = x.permute(0, 2, 3, 1).reshape(b, h * w, c)
+        tokens = torch.cat([self.start.expand(b, 1, -1), self.pixel_embed(seq[:, :-1])], 1)
+        tokens = tokens + self.positions
+        mask = nn.Transformer.generate_square_subsequent_mask(h * w)
+        for block in self.blocks:
+            tokens = block(tokens, src_mask=mask, is_causal=True)
+        out = self.out(self.norm(tokens))
+        return out.reshape(b, h, w, -1).permute(0, 3, 1, 2)
 
 
 def _concat_elu(x: torch.Tensor) -> torch.Tensor:
@@ -663,17 +786,30 @@ def _diffusion_step(config, wrap):
     return step
 
 
-def _pixelcnn_step(config, wrap):
-    """The autoregressive step a PyTorch user writes: the Gated PixelCNN with the summed
-    binary cross-entropy per image, or PixelCNN++ with the negative log-likelihood of the
-    discretised logistic mixture per image, averaged; Adam with the gradient norm clipped."""
-    kind = (config.model, config.likelihood)
-    if kind not in (("gated", "bernoulli"), ("pixelcnn++", "logistic_mixture")):
-        raise ValueError("The PyTorch autoregressive steps are the Gated PixelCNN with "
-                         "Bernoulli pixels and PixelCNN++ with the logistic mixture.")
-    b, k = config.batch_size, config.num_classes
+def _bernoulli_model(config) -> nn.Module:
+    """The PyTorch network of an autoregressive config with Bernoulli pixels (28x28)."""
     if config.model == "gated":
-        model = GatedPixelCNN(1, config.features, config.num_layers, config.head, k)
+        return GatedPixelCNN(1, config.features, config.num_layers, config.head, config.num_classes)
+    if config.model == "transformer":
+        return PixelTransformer(1, config.features, config.num_layers, config.num_heads,
+                                config.mlp_ratio, 28 * 28)
+    return PixelRNN(config.model, 1, config.features, config.num_layers, config.head)
+
+
+def _pixelcnn_step(config, wrap):
+    """The autoregressive step a PyTorch user writes: the Gated PixelCNN, a PixelRNN or the
+    Transformer with the summed binary cross-entropy per image, or PixelCNN++ with the
+    negative log-likelihood of the discretised logistic mixture per image, averaged; Adam
+    with the gradient norm clipped."""
+    kind = (config.model, config.likelihood)
+    bernoulli = ("gated", "row_lstm", "diagonal_bilstm", "transformer")
+    if kind not in [(m, "bernoulli") for m in bernoulli] + [("pixelcnn++", "logistic_mixture")]:
+        raise ValueError("The PyTorch autoregressive steps are the Gated PixelCNN, the "
+                         "PixelRNNs and the Transformer with Bernoulli pixels and PixelCNN++ "
+                         "with the logistic mixture.")
+    b, k = config.batch_size, config.num_classes
+    if config.model in bernoulli:
+        model = _bernoulli_model(config)
         x = (torch.rand(b, 1, 28, 28) < 0.5).float()
         nll = lambda out: F.binary_cross_entropy_with_logits(out, x, reduction="sum").div(b)
     else:

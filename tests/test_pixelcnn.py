@@ -548,6 +548,70 @@ def test_pytorch_reference_pixelcnn_pp_and_its_likelihood_are_the_same_functions
                                atol=1e-4, rtol=1e-4)
 
 
+@pytest.mark.slow(seconds=15)  # each, on 2 cores
+@pytest.mark.parametrize("kind", R.KINDS)
+def test_pytorch_reference_pixelrnn_is_the_same_function(kind):
+    """The benchmark's PyTorch PixelRNN (a Python loop over rows or diagonals with
+    ``Conv1d`` state-to-state steps) is the same network: genjax's parameters loaded into
+    it give the same outputs."""
+    torch = pytest.importorskip("torch")
+    from benchmarks import torch_reference as ref
+
+    model = R.PixelRNN(1, kind, features=4, num_layers=2, head=8)
+    x = (jax.random.uniform(jax.random.key(0), (3, 9, 7, 1)) < 0.5).astype(jnp.float32)
+    params = _random_params(model, x)
+    peer = ref.PixelRNN(kind, 1, 4, 2, 8)
+    with torch.no_grad():
+        for name, p in params.items():
+            group, _, index = name.rpartition("_")
+            if name.startswith("state_"):
+                d, i = name.split("_")[1:]
+                peer.states[d][int(i)].weight.copy_(torch.from_numpy(np.array(p).transpose(2, 1, 0)))
+            elif name.startswith("to_gates_"):
+                d, i = name.split("_")[2:]
+                copy_flax_layer(peer.to_gates[d][int(i)], p)
+            elif group == "residuals":
+                copy_flax_layer(peer.residuals[int(index)], p)
+            else:
+                copy_flax_layer(getattr(peer, name), p)
+        theirs = peer(_nchw(x))
+    np.testing.assert_allclose(theirs.numpy().transpose(0, 2, 3, 1),
+                               model.apply({"params": params}, x), atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.slow(seconds=10)  # on 2 cores
+def test_pytorch_reference_transformer_is_the_same_function():
+    """The benchmark's PyTorch Transformer (``nn.TransformerEncoderLayer`` blocks under a
+    causal mask) is the same network: genjax's parameters loaded into it, block by block,
+    give the same outputs."""
+    torch = pytest.importorskip("torch")
+    from benchmarks import torch_reference as ref
+
+    model = PixelTransformer(1, features=8, num_layers=2, num_heads=2, mlp_ratio=2)
+    x = (jax.random.uniform(jax.random.key(0), (3, 5, 6, 1)) < 0.5).astype(jnp.float32)
+    params = _random_params(model, x)
+    peer = ref.PixelTransformer(1, 8, 2, 2, 2, 30)
+    t = lambda a: torch.from_numpy(np.array(a))
+    with torch.no_grad():
+        copy_flax_layer(peer.pixel_embed, params["pixel_embed"])
+        peer.start.copy_(t(params["start"]))
+        peer.positions.copy_(t(params["positions"]["positions"]))
+        for i, block in enumerate(peer.blocks):
+            p = params[f"blocks_{i}"]
+            block.self_attn.in_proj_weight.copy_(t(p["Dense_0"]["kernel"]).T)
+            block.self_attn.in_proj_bias.copy_(t(p["Dense_0"]["bias"]))
+            for layer, mine in ((block.self_attn.out_proj, "Dense_1"), (block.linear1, "Dense_3"),
+                                (block.linear2, "Dense_2"), (block.norm1, "LayerNorm_0"),
+                                (block.norm2, "LayerNorm_1")):
+                copy_flax_layer(layer, p[mine])
+        copy_flax_layer(peer.norm, params["norm"])
+        copy_flax_layer(peer.out, params["out"])
+        peer.eval()
+        theirs = peer(_nchw(x))
+    np.testing.assert_allclose(theirs.numpy().transpose(0, 2, 3, 1),
+                               model.apply({"params": params}, x), atol=1e-5, rtol=1e-5)
+
+
 def test_plain_pixelcnn_config_builds_and_steps():
     """`pixelcnn_mnist:test` (the masked net with the blind spot) initialises and takes a
     step that lowers nothing to NaN. It shares the task, step and loop path with the Gated

@@ -239,8 +239,9 @@ class PixelRNN(nn.Module):
         x = self.first(line, part="row") + context["first"]
         for i, above in enumerate(context["layers"]):
             if self.kind == "row_lstm":
-                pre = self._gates("fwd", i, x, labels)[:, 0] + self._state_step("fwd", i)(above["h"][:, 0])
-                h = lstm_cell(pre, above["c"][:, 0])[0][:, None]
+                state = self._state_step("fwd", i)(above["h"][:, 0])
+                h = lstm_cell(self._gates("fwd", i, x, labels)[:, 0] + state, above["c"][:, 0])[0]
+                h = h[:, None]
             else:
                 h = self._row_forward(i, x, above["h"], labels) + above["bwd"]
             x = x + self.residuals[i](h)

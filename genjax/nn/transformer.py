@@ -126,7 +126,8 @@ class PixelTransformer(nn.Module):
         b, h, w, c = x.shape
         n = h * w
         previous = self.pixel_embed(x.reshape(b, n, c)[:, :-1])
-        tokens = jnp.concatenate([self._first(b, labels)[:, None].astype(previous.dtype), previous], 1)
+        first = self._first(b, labels)[:, None].astype(previous.dtype)
+        tokens = jnp.concatenate([first, previous], 1)
         tokens = tokens + self.positions(h, w).astype(tokens.dtype)
         causal = jnp.tril(jnp.ones((n, n), bool))
         for block in self.blocks:
@@ -146,16 +147,19 @@ class PixelTransformer(nn.Module):
         values) from image ``x`` [B, H, W, C], whose pixels before ``pos`` are known, and
         the cache of positions before ``pos``."""
         b, h, w, c = x.shape
-        flat = x.reshape(b, h * w, c)
-        previous = self.pixel_embed(jax.lax.dynamic_index_in_dim(flat, jnp.maximum(pos - 1, 0), 1))
-        token = jnp.where(pos == 0, self._first(b, labels)[:, None].astype(previous.dtype), previous)
-        token = token + jax.lax.dynamic_index_in_dim(self.positions(h, w), pos, 0).astype(token.dtype)
+        pixel = jax.lax.dynamic_index_in_dim(x.reshape(b, h * w, c), jnp.maximum(pos - 1, 0), 1)
+        previous = self.pixel_embed(pixel)
+        first = self._first(b, labels)[:, None].astype(previous.dtype)
+        token = jnp.where(pos == 0, first, previous)
+        position = jax.lax.dynamic_index_in_dim(self.positions(h, w), pos, 0)
+        token = token + position.astype(token.dtype)
         visible = (jnp.arange(h * w) <= pos)[None]
         ks, vs = [], []
         for i, block in enumerate(self.blocks):
             def keys(k, v, i=i):
-                k_all = jax.lax.dynamic_update_slice_in_dim(cache["k"][i], k.astype(x.dtype), pos, 1)
-                v_all = jax.lax.dynamic_update_slice_in_dim(cache["v"][i], v.astype(x.dtype), pos, 1)
+                write = lambda old, new: jax.lax.dynamic_update_slice_in_dim(
+                    old, new.astype(x.dtype), pos, 1)
+                k_all, v_all = write(cache["k"][i], k), write(cache["v"][i], v)
                 return k_all, v_all, visible, (k_all, v_all)
 
             token, (k_all, v_all) = block(token, keys)
